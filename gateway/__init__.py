@@ -1,0 +1,3 @@
+"""Liên Thông: interoperability gateway for Vietnamese e-government."""
+
+__version__ = "0.1.0"

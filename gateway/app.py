@@ -1,0 +1,109 @@
+"""The gateway as one ASGI application.
+
+``/r1/…`` goes straight to the REST entry point (the hot path); everything else (OAuth, health,
+OpenAPI docs) is a FastAPI app. The process's ``Runtime`` is built at lifespan start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.errors import GatewayError, InvalidRequest, ServerError
+from gateway.logs import configure_logging
+from gateway.oauth.routes import router as oauth_router
+from gateway.problems import PROBLEM_TYPE, problem
+from gateway.rest import PREFIX, Receive, RestEntry, Scope, Send
+from gateway.runtime import Runtime
+
+
+def _problem_response(err: GatewayError, request: Request) -> Response:
+    return JSONResponse(problem(err, instance=request.url.path), status_code=err.status,
+                        media_type=PROBLEM_TYPE, headers=err.headers)
+
+
+def build_api(config: Config) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(config)
+        runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(title="Liên Thông gateway", version=__version__, lifespan=lifespan,
+                  description="Interoperability gateway: OAuth2-protected exchanges between "
+                              "provincial one-stop systems, the national public-service portal and "
+                              "national databases, each one written to a tamper-evident audit log. "
+                              "Exchanges go to `/r1/{instance}/{class}/{member}/{subsystem}/{service}`"
+                              " (see docs/exchange.md).")
+    api.include_router(oauth_router)
+
+    @api.get("/healthz", tags=["Operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["Operations"], summary="The gateway can serve exchanges")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            size = runtime.audit.size()
+        except Exception:
+            return JSONResponse({"status": "unavailable", "reason": "database unreachable"},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "audit_size": size,
+                             "services": len(runtime.connectors)})
+
+    @api.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        return _problem_response(exc, request)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return _problem_response(InvalidRequest("the request is not valid",
+                                                extra={"errors": exc.errors()}), request)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        err = GatewayError(str(exc.detail))
+        err.status, err.title = exc.status_code, str(exc.detail)
+        err.code = "Client.NotFound" if exc.status_code == 404 else f"HTTP.{exc.status_code}"
+        err.type_slug = "not-found" if exc.status_code == 404 else "http-error"
+        return _problem_response(err, request)
+
+    @api.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        return _problem_response(ServerError("the gateway failed unexpectedly; the error is logged"),
+                                 request)
+
+    return api
+
+
+class GatewayApp:
+    """Routes ``/r1/`` to the REST entry point and everything else to the FastAPI app."""
+
+    def __init__(self, config: Config) -> None:
+        self.api = build_api(config)
+        self.rest = RestEntry(lambda: self.api.state.runtime.pipeline,
+                              lambda: config.limits.max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.rest(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(config: Config) -> Any:
+    configure_logging()
+    return GatewayApp(config)

@@ -1,0 +1,120 @@
+"""The ``lienthong`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gateway import __version__
+from gateway.config import Config, load_config
+from gateway.yamlfile import FileError
+
+CONFIG_HELP = "the gateway's configuration file (written by 'lienthong init')"
+
+
+def _load(config: Path) -> Config:
+    try:
+        return load_config(config)
+    except FileError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lienthong")
+def main() -> None:
+    """Liên Thông: interoperability gateway for Vietnamese e-government.
+
+    Start with 'lienthong demo' to see a whole exchange path run on this machine, or
+    'lienthong init DIR' to write a configuration you can edit and serve.
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", type=int, default=8080, show_default=True, help="the gateway's port")
+@click.option("--database", help="database URL (default: SQLite file lienthong.db in DIRECTORY), e.g. "
+              "postgresql+psycopg://user@host/db")
+@click.option("--force", is_flag=True, help="overwrite an existing configuration and keys")
+def init(directory: Path, port: int, database: str | None, force: bool) -> None:
+    """Write a working configuration, keys, policies and client secrets into DIRECTORY."""
+    from gateway.init import Ports, initialise
+
+    try:
+        done = initialise(directory, ports=Ports(gateway=port), database=database, force=force)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {done.config_path}")
+    click.echo(f"Client secrets (shown once, also in {done.secrets_path}, mode 0600):")
+    for client, secret in done.secrets.items():
+        click.echo(f"  {client}: {secret}")
+    click.echo(f"Next: lienthong simulators --config {done.config_path}   (in one terminal)\n"
+               f"      lienthong serve --config {done.config_path}        (in another)")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help=CONFIG_HELP)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="worker processes")
+@click.option("--host", help="listen address (overrides the configuration)")
+@click.option("--port", type=int, help="listen port (overrides the configuration)")
+def serve(config_path: Path, workers: int, host: str | None, port: int | None) -> None:
+    """Serve the gateway (uvicorn with uvloop and httptools)."""
+    from gateway.runtime import Runtime, StartupError
+    from gateway.serve import serve as run
+
+    config = _load(config_path)
+    try:  # fail here, with a clear message, rather than inside every worker
+        Runtime.build(config).engine.dispose()
+    except (StartupError, FileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    run(config_path, config, workers=workers, host=host, port=port)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help=CONFIG_HELP)
+@click.option("--only", multiple=True, help="run only these simulators (repeatable)")
+def simulators(config_path: Path, only: tuple[str, ...]) -> None:
+    """Run the upstream simulators named in the configuration, on loopback."""
+    from gateway.simulators import run_simulators
+
+    config = _load(config_path)
+    chosen = {k: v for k, v in config.simulators.items() if not only or k in only}
+    if not chosen:
+        raise click.ClickException("the configuration names no simulators (section 'simulators')")
+    for name, sim in chosen.items():
+        click.echo(f"simulator {name}: http://{sim.host}:{sim.port}")
+    run_simulators(chosen)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help=CONFIG_HELP)
+def check(config_path: Path) -> None:
+    """Validate a configuration and its policies without starting anything."""
+    from gateway.policy import Policy
+
+    config = _load(config_path)
+    try:
+        policy = Policy.load(config.path(config.policies_dir))
+    except FileError as exc:
+        raise click.ClickException(f"invalid policy: {exc}") from None
+    click.echo(f"{config_path}: {len(config.services)} services, {len(config.clients)} clients, "
+               f"{len(policy.rules)} policy rules: OK")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write the demo's configuration and database (default: a new "
+                   "temporary folder)")
+@click.option("--keep-running", is_flag=True, help="leave the gateway and simulators serving after "
+              "the scenario, for a person to try (Ctrl+C stops)")
+@click.option("--port", type=int, default=0, help="the gateway's port (default: a free one)")
+def demo(directory: Path | None, keep_running: bool, port: int) -> None:
+    """Run the gateway and simulators on loopback and play a whole scenario through them."""
+    from gateway.demo import run_demo
+
+    sys.exit(run_demo(directory, keep_running=keep_running, port=port))

@@ -1,0 +1,66 @@
+"""What a connector is: one method and a close.
+
+A connector knows one kind of upstream system. The pipeline hands it a ``Call`` (the operation, the
+JSON-shaped payload and what the client sent) and gets back a ``Reply`` (the JSON-shaped answer and
+the exact bytes that went over the wire, which the audit log hashes). Connectors are found by name
+through the entry-point group ``lienthong.connectors``; each entry point is a factory
+``create(service, context) -> Connector``. Nothing in ``gateway/`` names a concrete connector.
+
+Connectors raise only ``gateway.errors`` classes: foreign exceptions (httpx, zeep, lxml) are
+translated at the connector's boundary, chained with ``from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from gateway.config import Service
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request for the upstream, already authenticated, authorised and parsed."""
+
+    exchange_id: str
+    service: Service
+    operation: str
+    method: str = "POST"
+    path: str = ""  # what followed the service id in the URL, with its leading slash
+    query: str = ""
+    payload: Any = None  # parsed JSON body (dict, list, scalar) or None
+    body: bytes = b""  # the raw body the client sent
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)  # X-Road-* headers of the exchange
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The upstream's answer, shaped for the client, with the wire bytes for the audit log."""
+
+    payload: Any
+    status: int = 200
+    wire_request: bytes = b""
+    wire_response: bytes = b""
+    content_type: str = "application/json"
+
+
+class Connector(Protocol):
+    async def call(self, call: Call) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the gateway lends every connector: a pooled HTTP client and where schemas live."""
+
+    http: httpx.AsyncClient
+    schemas_dir: Path
+
+
+ConnectorFactory = Callable[[Service, ConnectorContext], Connector]

@@ -1,0 +1,301 @@
+"""``lienthong demo``: the whole exchange path, on loopback, with a report.
+
+Starts the upstream simulators and the gateway as real processes over a fresh configuration (SQLite
+database, generated keys and secrets), then plays the scenario a newcomer should see:
+
+1. Hà Giang's one-stop system pushes 20 dossiers to the national portal, each followed by a status
+   update (JSON in, the portal's JSON form upstream);
+2. the national portal verifies 20 citizens against the population database (JSON in, SOAP
+   upstream, JSON out);
+3. a call without a token, and a call to a service the client may not use, are refused;
+
+and checks that the upstreams received what was sent and that every exchange, refused ones
+included, has its audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from gateway.init import HA_GIANG, POPULATION, PORTAL, Ports, initialise
+
+VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+console = Console()
+
+PROCEDURES = [
+    ("1.001193.000.00.00.H22", "Đăng ký khai sinh", "G22.HT", "Hộ tịch"),
+    ("1.004222.000.00.00.H22", "Đăng ký thường trú", "G22.CT", "Cư trú"),
+    ("1.009994.000.00.00.H22", "Cấp giấy phép xây dựng nhà ở riêng lẻ", "G22.XD", "Hoạt động xây dựng"),
+    ("2.000908.000.00.00.H22", "Chứng thực bản sao từ bản chính", "G22.CTH", "Chứng thực"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Outcome:
+    label: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Scenario:
+    base: str
+    secrets: dict[str, str]
+    sim_dvcqg: str  # the portal simulator's base URL, to check what arrived upstream
+    sent: dict[str, str] = field(default_factory=dict)  # exchange id -> what it was
+    checks: list[Outcome] = field(default_factory=list)
+    refused: list[tuple[str, int, str]] = field(default_factory=list)
+    verified: Counter[str] = field(default_factory=Counter)
+
+    def check(self, label: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(Outcome(label, ok, detail))
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(VN_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def dossiers(count: int) -> list[dict[str, Any]]:
+    from connectors.synthetic import people
+
+    now = datetime.now(VN_TZ).replace(microsecond=0)
+    out = []
+    for i, person in enumerate(people(count, seed=7)):
+        code, name, field_code, field_name = PROCEDURES[i % len(PROCEDURES)]
+        received = now - timedelta(days=i % 5, hours=i)
+        out.append({
+            "MaHoSo": f"H22.23-{now:%Y%m%d}-{i + 1:07d}",
+            "MaTTHC": code, "TenTTHC": name, "MaLinhVuc": field_code, "TenLinhVuc": field_name,
+            "SoBienNhan": f"{i + 1:06d}/BN", "ChuHoSo": person.ho_va_ten, "LoaiDoiTuong": "1",
+            "MaDoiTuong": person.so_dinh_danh, "Email": person.email,
+            "SoDienThoai": person.so_dien_thoai, "TrichYeuHoSo": f"{name} cho {person.ho_va_ten}",
+            "NgayTiepNhan": _ts(received), "NgayHenTra": _ts(received + timedelta(days=5)),
+            "TrangThaiHoSo": "2", "HinhThuc": "1" if i % 3 else "0",
+            "DonViXuLy": "UBND tỉnh Hà Giang", "GhiChu": "",
+            "TaiLieuNop": [{"TenTepDinhKem": "to-khai.pdf", "DuongDanTaiTep": f"/hoso/{i + 1}/to-khai.pdf"}],
+            "DanhSachLePhi": [], "DanhSachHoSoBoSung": [], "DanhSachGiayToKetQua": [],
+        })
+    return out
+
+
+async def _token(http: httpx.AsyncClient, base: str, client: str, secret: str) -> str:
+    r = await http.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
+                        auth=(client, secret))
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+async def play(sc: Scenario) -> None:
+    motcua, portal = f"{HA_GIANG}/MOTCUA", f"{PORTAL}/DVCQG"
+    async with httpx.AsyncClient(timeout=30) as http:
+        t_motcua = await _token(http, sc.base, motcua, sc.secrets[motcua])
+        t_portal = await _token(http, sc.base, portal, sc.secrets[portal])
+        sc.check("tokens issued (client_credentials, client_secret_basic)", True)
+
+        async def exchange(label: str, token: str | None, client: str, service: str,
+                           body: dict[str, Any], **headers: str) -> httpx.Response:
+            h = {"Content-Type": "application/json", "X-Road-Client": client, **headers}
+            if token:
+                h["Authorization"] = f"Bearer {token}"
+            r = await http.post(f"{sc.base}/r1/{service}", content=orjson.dumps(body), headers=h)
+            sc.sent[r.headers.get("x-road-id", "?")] = label
+            return r
+
+        async def push(dossier: dict[str, Any]) -> bool:
+            r1 = await exchange("DongBoHoSoMC", t_motcua, motcua,
+                                f"{PORTAL}/DVCQG/DongBoHoSoMC", dossier)
+            progress = {"MaHoSo": dossier["MaHoSo"], "NguoiXuLy": "Nguyễn Thị Lan",
+                        "ChucDanh": "Chuyên viên", "ThoiDiemXuLy": _ts(datetime.now(VN_TZ)),
+                        "PhongBanXuLy": "Bộ phận một cửa", "NoiDungXuLy": "Chuyển xử lý",
+                        "TrangThai": "4", "NgayBatDau": dossier["NgayTiepNhan"],
+                        "NgayKetThucTheoQuyDinh": dossier["NgayHenTra"]}
+            r2 = await exchange("CapNhatTienDoHoSoMC", t_motcua, motcua,
+                                f"{PORTAL}/DVCQG/CapNhatTienDoHoSoMC", progress)
+            return r1.status_code == 200 and r2.status_code == 200
+
+        batch = dossiers(20)
+        results = await asyncio.gather(*(push(d) for d in batch))
+        sc.check("20 dossiers and 20 status updates pushed to the portal", all(results),
+                 f"{sum(results)}/20 succeeded")
+
+        from connectors.synthetic import people
+
+        citizens = people(1000, seed=2026)[:20]
+
+        async def verify(i: int) -> bool:
+            p = citizens[i]
+            name = p.ho_va_ten if i % 10 else f"{p.ho} {p.ten}"  # two with a wrong name
+            body = {"MaYeuCau": f"DEMO-{i:04d}", "MaDVC": "1.001193.000.00.00.H22",
+                    "MaCanBo": "canbo.nguyenvanan", "MaDonVi": "000.00.00.G22",
+                    "SoDinhDanh": p.so_dinh_danh, "HoVaTen": name, "NgayThangNamSinh": p.ngay_sinh}
+            r = await exchange("XacThucThongTinCongDan", t_portal, portal,
+                               f"{POPULATION}/CSDLDC/XacThucThongTinCongDan", body,
+                               **{"X-Road-UserId": "VN-canbo.nguyenvanan",
+                                  "X-Road-Issue": batch[i]["MaHoSo"]})
+            if r.status_code == 200:
+                sc.verified[str(r.json().get("TonTai"))] += 1
+            return r.status_code == 200
+
+        answers = await asyncio.gather(*(verify(i) for i in range(20)))
+        sc.check("20 citizens verified against the population database (JSON -> SOAP -> JSON)",
+                 all(answers) and sc.verified["True"] == 18 and sc.verified["False"] == 2,
+                 f"{sum(answers)}/20 answered; TonTai true {sc.verified['True']}, "
+                 f"false {sc.verified['False']}")
+
+        r = await exchange("no token", None, motcua, f"{PORTAL}/DVCQG/DongBoHoSoMC", batch[0])
+        sc.refused.append(("call without a token", r.status_code, r.json().get("detail", "")))
+        sc.check("a call without a token is refused with 401 and WWW-Authenticate",
+                 r.status_code == 401 and "bearer" in r.headers.get("www-authenticate", "").lower())
+        r = await exchange("not allowed", t_motcua, motcua,
+                           f"{POPULATION}/CSDLDC/TraCuuThongTinCongDan",
+                           {"SoDinhDanh": citizens[0].so_dinh_danh},
+                           **{"X-Road-UserId": "VN-canbo.x", "X-Road-Issue": batch[0]["MaHoSo"]})
+        sc.refused.append(("one-stop system looks up a citizen's full record", r.status_code,
+                           r.json().get("detail", "")))
+        sc.check("a call to a service the client may not use is refused with 403",
+                 r.status_code == 403)
+
+        received = (await http.get(f"{sc.sim_dvcqg}/_sim/received")).json()["items"]
+        text = " ".join(item.get("body") or "" for item in received)
+        arrived = sum(1 for d in batch if d["MaHoSo"] in text)
+        sc.check("the portal simulator received all 20 dossiers", arrived == 20, f"{arrived}/20")
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a demo process exited early (code {p.returncode})")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
+
+
+def _report(sc: Scenario, config_path: Path, database: str) -> bool:
+    from gateway.audit.log import AuditLog
+    from gateway.storage.db import create_engine
+
+    engine = create_engine(database)
+    leaves = AuditLog(engine).read(0, 100_000)
+    engine.dispose()
+    by_id = Counter(leaf.exchange_id for leaf in leaves)
+    missing = [xid for xid in sc.sent if by_id[xid] != 1]
+    sc.check("every exchange has exactly one audit record (refused ones too)", not missing,
+             f"{len(sc.sent) - len(missing)}/{len(sc.sent)} exchanges audited")
+
+    table = Table(title="Exchanges by service and outcome (from the audit log)")
+    for col in ("service", "outcome", "status", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    groups = Counter((leaf.service or "-", leaf.outcome, leaf.status) for leaf in leaves)
+    for (service, outcome, status), n in sorted(groups.items()):
+        style = {"ok": "green", "refused": "yellow"}.get(outcome, "red")
+        table.add_row(service, f"[{style}]{outcome}[/{style}]", str(status), str(n))
+    console.print(table)
+
+    refused = Table(title="Refused calls")
+    for col in ("call", "status", "why"):
+        refused.add_column(col)
+    for label, status, why in sc.refused:
+        refused.add_row(label, str(status), why)
+    console.print(refused)
+
+    checks = Table(title="Checks", show_header=False)
+    checks.add_column("")
+    checks.add_column("check")
+    checks.add_column("detail")
+    for c in sc.checks:
+        checks.add_row("[green]✔[/green]" if c.ok else "[red]✘[/red]", c.label, c.detail)
+    console.print(checks)
+    console.print(f"Audit records: {len(leaves)}   Database: {database}\nConfiguration: {config_path}")
+    return all(c.ok for c in sc.checks)
+
+
+def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 0) -> int:
+    workdir = (directory or Path(tempfile.mkdtemp(prefix="lienthong-demo-"))).resolve()
+    ports = Ports(gateway=port or free_port(), population=free_port(), dvcqg=free_port(),
+                  onestop=free_port(), rest=free_port())
+    init = initialise(workdir, ports=ports, force=True)
+    db_file = workdir / "lienthong.db"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{db_file}{suffix}").unlink()
+    console.print(f"[bold]Liên Thông demo[/bold] in {workdir}")
+    logs = (workdir / "gateway.log").open("wb"), (workdir / "simulators.log").open("wb")
+    cmd = [sys.executable, "-m", "gateway"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path)],
+                            stdout=logs[1], stderr=subprocess.STDOUT, env=env)
+    gw = subprocess.Popen([*cmd, "serve", "--config", str(init.config_path)],
+                          stdout=logs[0], stderr=subprocess.STDOUT, env=env)
+    procs = [sims, gw]
+    base = f"http://127.0.0.1:{ports.gateway}"
+    try:
+        with console.status("starting the simulators and the gateway…"):
+            _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
+            _wait_ready(f"{base}/readyz", procs)
+        sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}")
+        with console.status("playing the scenario…"):
+            asyncio.run(play(sc))
+        ok = _report(sc, init.config_path, f"sqlite:///{db_file}")
+        if keep_running:
+            motcua = f"{HA_GIANG}/MOTCUA"
+            console.print(
+                f"\nThe gateway serves at {base} (OpenAPI docs: {base}/docs). Try:\n"
+                f"  TOKEN=$(curl -s -u '{motcua}:{init.secrets[motcua]}' "
+                f"-d grant_type=client_credentials {base}/oauth/token | python3 -c "
+                "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+                f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                f"-d '{{\"hello\": \"world\"}}' {base}/r1/VN/GOV/000.00.00.H41/DANHMUC/echo\n"
+                "Press Ctrl+C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while all(p.poll() is None for p in procs):
+                    time.sleep(0.5)
+        if not ok:
+            console.print("[red]The demo found a problem: see the checks above and "
+                          f"{workdir}/gateway.log.[/red]")
+        return 0 if ok else 1
+    except Exception as exc:
+        console.print(f"[red]demo failed: {exc}[/red]\nLogs: {workdir}/gateway.log, "
+                      f"{workdir}/simulators.log")
+        return 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for fh in logs:
+            fh.close()

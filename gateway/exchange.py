@@ -1,0 +1,272 @@
+"""One exchange, one pass through one pipeline.
+
+Every entry point (REST now; SOAP and async delivery later) builds an ``Exchange`` from what arrived
+and hands it to ``Pipeline.run`` with a ``render`` function that turns the outcome into bytes in the
+entry point's own dialect. The pipeline applies its steps in order to one immutable context::
+
+    authenticate -> resolve service -> authorise (policy) -> parse body -> connector -> render -> audit
+
+A step that refuses raises a ``GatewayError``; the chain stops, the refusal is rendered and, like
+every other outcome, audited. The response leaves the gateway only after its audit leaf is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+import structlog
+
+from gateway.audit.log import AuditLog
+from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
+from gateway.config import Config, Service
+from gateway.connector import Call, Connector, Reply
+from gateway.errors import (
+    AuditUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidBody,
+    ServerError,
+    UnknownService,
+    UpstreamTimeout,
+)
+from gateway.identifiers import IdentifierError, normalise_client
+from gateway.oauth.verifier import TokenVerifier, bearer_token
+from gateway.policy import Policy, Request, subject_ids
+
+log = structlog.get_logger("lienthong.exchange")
+
+JSON_TYPES = ("application/json", "application/problem+json")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What arrived, as the entry point read it."""
+
+    id: str
+    protocol: str
+    received_us: int
+    method: str
+    service_id: str
+    path: str = ""
+    query: str = ""
+    body: bytes = b""
+    content_type: str = ""
+    authorization: str | None = None
+    client_header: str | None = None  # X-Road-Client: must equal the token's client
+    user_id: str | None = None  # X-Road-UserId: the acting official
+    issue: str | None = None  # X-Road-Issue: the purpose (a dossier code, a legal basis)
+    represented_party: str | None = None
+    operation: str | None = None  # when the protocol names it (SOAP); else the service's own
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of an exchange: a reply or an error, and what the steps learnt on the way."""
+
+    exchange: Exchange
+    request_sha256: str
+    client: str | None = None
+    scopes: frozenset[str] = frozenset()
+    service: Service | None = None
+    operation: str | None = None
+    rule: str | None = None
+    subject_paths: tuple[str, ...] = ()  # where the deciding rule says data subjects' ids sit
+    payload: Any = None
+    subjects: tuple[str, ...] = ()
+    reply: Reply | None = None
+    error: GatewayError | None = None
+    upstream_us: int | None = None
+
+    @property
+    def status(self) -> int:
+        if self.error is not None:
+            return self.error.status
+        return self.reply.status if self.reply is not None else 500
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+Render = Callable[[Result], Rendered]
+
+
+class _Stop(Exception):
+    """Ends the chain early, carrying the context as far as it got."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+
+class Pipeline:
+    def __init__(self, *, config: Config, verifier: TokenVerifier, policy: Policy,
+                 connectors: Mapping[str, Connector], audit: AuditLog, subjects: SubjectHasher) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.policy = policy
+        self.connectors = connectors
+        self.audit = audit
+        self.subjects = subjects
+        self._steps: tuple[Callable[[Result], Any], ...] = (
+            self.authenticate, self.resolve, self.authorise, self.parse)
+
+    async def run(self, exchange: Exchange, render: Render) -> Rendered:
+        ctx = Result(exchange=exchange, request_sha256=hashlib.sha256(exchange.body).hexdigest())
+        try:
+            for step in self._steps:
+                ctx = step(ctx)
+            ctx = await self.call(ctx)
+        except _Stop as stop:
+            ctx = stop.result
+        return await self._finish(ctx, render)
+
+    async def refuse(self, exchange: Exchange, error: GatewayError, render: Render) -> Rendered:
+        """An exchange the entry point refused before the steps (a bad path, a body too large):
+        rendered and audited like any other."""
+        ctx = Result(exchange=exchange, request_sha256=hashlib.sha256(exchange.body).hexdigest(),
+                     error=error)
+        return await self._finish(ctx, render)
+
+    async def _finish(self, ctx: Result, render: Render) -> Rendered:
+        rendered = render(ctx)
+        try:
+            await self.audit.append(self.record(ctx, rendered))
+        except AuditUnavailable as exc:
+            ctx = replace(ctx, error=exc, reply=None)
+            rendered = render(ctx)
+        self._log(ctx, rendered)
+        return rendered
+
+    # -- the steps ---------------------------------------------------------------------------------
+
+    def _fail(self, ctx: Result, error: GatewayError) -> _Stop:
+        return _Stop(replace(ctx, error=error))
+
+    def authenticate(self, ctx: Result) -> Result:
+        ex = ctx.exchange
+        try:
+            token = self.verifier.verify(bearer_token(ex.authorization))
+        except GatewayError as err:
+            raise self._fail(ctx, err) from None
+        ctx = replace(ctx, client=token.client_id, scopes=token.scopes)
+        if ex.client_header is not None:
+            try:
+                claimed = normalise_client(ex.client_header)
+            except IdentifierError as err:
+                raise self._fail(ctx, Forbidden(f"X-Road-Client is not a subsystem id: {err}")) from None
+            if claimed != token.client_id:
+                raise self._fail(ctx, Forbidden(
+                    f"X-Road-Client {claimed} is not the client the token was issued to"))
+        return ctx
+
+    def resolve(self, ctx: Result) -> Result:
+        ex = ctx.exchange
+        service = self.config.service(ex.service_id)
+        if service is None:
+            raise self._fail(ctx, UnknownService(f"no service {ex.service_id} is registered here"))
+        return replace(ctx, service=service, operation=ex.operation or service.operation_name)
+
+    def authorise(self, ctx: Result) -> Result:
+        ex = ctx.exchange
+        assert ctx.client is not None and ctx.service is not None and ctx.operation is not None
+        try:
+            decision = self.policy.decide(Request(client=ctx.client, service=ctx.service.id,
+                                                  operation=ctx.operation, scopes=ctx.scopes,
+                                                  user_id=ex.user_id, issue=ex.issue))
+        except Forbidden as err:
+            raise _Stop(replace(ctx, error=err, rule=err.rule)) from None
+        return replace(ctx, rule=decision.rule_name, subject_paths=tuple(decision.rule.subjects))
+
+    def parse(self, ctx: Result) -> Result:
+        ex = ctx.exchange
+        payload: Any = None
+        media = ex.content_type.split(";", 1)[0].strip().lower()
+        if ex.body and (media in JSON_TYPES or media.endswith("+json")):
+            try:
+                payload = orjson.loads(ex.body)
+            except orjson.JSONDecodeError as exc:
+                raise self._fail(ctx, InvalidBody(f"the body is not valid JSON: {exc}")) from None
+        subjects: tuple[str, ...] = ()
+        if ctx.subject_paths and payload is not None:
+            subjects = tuple(self.subjects(s) for s in subject_ids(payload, list(ctx.subject_paths)))
+        return replace(ctx, payload=payload, subjects=subjects)
+
+    async def call(self, ctx: Result) -> Result:
+        ex, service = ctx.exchange, ctx.service
+        assert service is not None and ctx.operation is not None
+        connector = self.connectors[service.id]
+        call = Call(exchange_id=ex.id, service=service, operation=ctx.operation, method=ex.method,
+                    path=ex.path, query=ex.query, payload=ctx.payload, body=ex.body,
+                    content_type=ex.content_type, headers=self._xroad_headers(ctx))
+        started = time.perf_counter()
+        try:
+            # The connector keeps its own timeout; this guard only bounds a connector that hangs.
+            reply = await asyncio.wait_for(connector.call(call), timeout=service.timeout + 5)
+        except GatewayError as err:
+            return replace(ctx, error=err, upstream_us=_us_since(started))
+        except TimeoutError:
+            return replace(ctx, error=UpstreamTimeout(f"{service.id} did not answer in time"),
+                           upstream_us=_us_since(started))
+        except Exception as exc:
+            log.error("connector_crashed", exchange_id=ex.id, service=service.id,
+                      error=type(exc).__name__)
+            return replace(ctx, error=ServerError("the connector failed unexpectedly"),
+                           upstream_us=_us_since(started))
+        return replace(ctx, reply=reply, upstream_us=_us_since(started))
+
+    # -- audit and log ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _xroad_headers(ctx: Result) -> dict[str, str]:
+        ex = ctx.exchange
+        headers = {"X-Road-Id": ex.id, "X-Road-Client": ctx.client or ""}
+        if ex.user_id:
+            headers["X-Road-UserId"] = ex.user_id
+        if ex.issue:
+            headers["X-Road-Issue"] = ex.issue
+        if ex.represented_party:
+            headers["X-Road-Represented-Party"] = ex.represented_party
+        return headers
+
+    def record(self, ctx: Result, rendered: Rendered) -> AuditRecord:
+        ex, err, reply = ctx.exchange, ctx.error, ctx.reply
+        outcome = err.outcome if err is not None else "ok"
+        client = ctx.client
+        if client is None and ex.client_header:
+            client = ex.client_header[:255]  # what an unauthenticated caller claimed to be
+        return AuditRecord(
+            exchange_id=ex.id, ts_us=ex.received_us, protocol=ex.protocol, outcome=outcome,
+            status=rendered.status, client=client, user_id=ex.user_id,
+            represented_party=ex.represented_party, purpose=ex.issue,
+            service=ctx.service.id if ctx.service else ex.service_id[:255],
+            operation=ctx.operation, rule=ctx.rule, error=err.code if err is not None else None,
+            total_us=_us_since(ex.started), upstream_us=ctx.upstream_us,
+            request=BodyDigest(ctx.request_sha256, len(ex.body)),
+            response=BodyDigest.of(rendered.body),
+            upstream_request=BodyDigest.of(reply.wire_request) if reply else None,
+            upstream_response=BodyDigest.of(reply.wire_response) if reply else None,
+            subjects=ctx.subjects,
+        )
+
+    @staticmethod
+    def _log(ctx: Result, rendered: Rendered) -> None:
+        err = ctx.error
+        log.info("exchange", exchange_id=ctx.exchange.id, protocol=ctx.exchange.protocol,
+                 client=ctx.client, service=ctx.service.id if ctx.service else None,
+                 operation=ctx.operation, status=rendered.status,
+                 outcome=err.outcome if err else "ok", error=err.code if err else None,
+                 rule=ctx.rule, ms=round((time.perf_counter() - ctx.exchange.started) * 1000, 2))
+
+
+def _us_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1_000_000)

@@ -1,0 +1,69 @@
+"""The gateway's keys, kept as files in the configured keys folder.
+
+- ``oauth/<kid>.jwk``: token signing keys (private JWK, ES256 or EdDSA); the newest signs, all are
+  published in the JWKS until removed, so tokens signed before a rotation stay verifiable.
+- ``audit-subject.key``: 32 random bytes, the HMAC key that turns personal ids into audit subjects.
+
+Files are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import ECKey, KeySet, OKPKey
+
+SIGNING_DIR = "oauth"
+SUBJECT_KEY = "audit-subject.key"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def new_signing_key(keys_dir: Path, algorithm: str = "ES256") -> str:
+    """Create a signing key; return its kid. Named by creation time so the newest sorts last."""
+    kid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+    params: Any = {"kid": kid, "alg": algorithm, "use": "sig"}
+    key = (OKPKey.generate_key("Ed25519", parameters=params) if algorithm == "EdDSA"
+           else ECKey.generate_key("P-256", parameters=params))
+    _write_private(keys_dir / SIGNING_DIR / f"{kid}.jwk",
+                   json.dumps(key.as_dict(private=True)).encode())
+    return kid
+
+
+def load_signing_keys(keys_dir: Path) -> KeySet:
+    """All signing keys, oldest first. The last one signs new tokens."""
+    files = sorted((keys_dir / SIGNING_DIR).glob("*.jwk"))
+    if not files:
+        raise FileNotFoundError(f"no token signing key in {keys_dir / SIGNING_DIR}; "
+                                "run 'lienthong init' or 'lienthong keys rotate'")
+    return KeySet.import_key_set({"keys": [json.loads(f.read_text()) for f in files]})
+
+
+def new_subject_key(keys_dir: Path) -> None:
+    _write_private(keys_dir / SUBJECT_KEY, secrets.token_bytes(32))
+
+
+def load_subject_key(keys_dir: Path) -> bytes:
+    path = keys_dir / SUBJECT_KEY
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no audit subject key at {path}; run 'lienthong init'") from None
+
+
+def ensure_keys(keys_dir: Path, algorithm: str = "ES256") -> None:
+    """Create whatever key is missing (a fresh deployment or the demo)."""
+    if not list((keys_dir / SIGNING_DIR).glob("*.jwk")):
+        new_signing_key(keys_dir, algorithm)
+    if not (keys_dir / SUBJECT_KEY).exists():
+        new_subject_key(keys_dir)

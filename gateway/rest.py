@@ -1,0 +1,132 @@
+"""The REST entry point, in the X-Road REST protocol's style.
+
+``{METHOD} /r1/{instance}/{class}/{member}/{subsystem}/{service}[/{path}]`` with a bearer token and
+the X-Road headers. A plain ASGI app: this is the hot path, so it reads the request itself and skips
+the web framework's routing and validation (about a third of the cost here); the rest of the
+gateway's endpoints live in the FastAPI app beside it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
+from gateway.exchange import Exchange, Pipeline, Rendered, Result
+from gateway.problems import PROBLEM_TYPE, problem_bytes
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PREFIX = "/r1/"
+_HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
+            b"x-road-client": "client_header", b"x-road-id": "id", b"x-road-userid": "user_id",
+            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party"}
+_MAX_ID = 128
+
+
+def new_exchange_id() -> str:
+    return secrets.token_hex(16)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``/r1/VN/GOV/code/SUB/Service[/v1]/rest`` -> (service id, the rest of the path).
+
+    The service part is five segments, or six when the sixth looks like a version (``v1``)."""
+    parts = path[len(PREFIX):].split("/")
+    if len(parts) < 5 or not all(parts[:5]):
+        raise UnknownService("the path must name a service: /r1/INSTANCE/CLASS/MEMBER/SUBSYSTEM/"
+                             "SERVICE[/PATH]")
+    n = 6 if len(parts) > 5 and _is_version(parts[5]) else 5
+    rest = "/".join(parts[n:])
+    return "/".join(parts[:n]), ("/" + rest) if rest else ""
+
+
+def _is_version(segment: str) -> bool:
+    return len(segment) > 1 and segment[0] == "v" and segment[1:].replace(".", "").isdigit()
+
+
+def render(result: Result) -> Rendered:
+    ex = result.exchange
+    headers = [("x-road-id", ex.id), ("x-road-request-hash", result.request_sha256)]
+    if result.error is not None:
+        err = result.error
+        body = problem_bytes(err, instance=f"{PREFIX}{ex.service_id}{ex.path}", exchange_id=ex.id)
+        headers.append(("content-type", PROBLEM_TYPE))
+        headers.extend((k.lower(), v) for k, v in err.headers.items())
+        return Rendered(err.status, headers, body)
+    reply = result.reply
+    assert reply is not None
+    if isinstance(reply.payload, bytes | bytearray):
+        body = bytes(reply.payload)
+    else:
+        body = orjson.dumps(reply.payload)
+    headers.append(("content-type", reply.content_type))
+    return Rendered(reply.status, headers, body)
+
+
+class RestEntry:
+    def __init__(self, pipeline_of: Callable[[], Pipeline], max_body: Callable[[], int]) -> None:
+        self._pipeline_of = pipeline_of
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            attr = _HEADERS.get(name)
+            if attr is not None:
+                fields[attr] = value.decode("latin-1")
+        xid = fields.pop("id", None)
+        if not xid or len(xid) > _MAX_ID or not xid.isprintable():
+            xid = new_exchange_id()
+        path = unquote(scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]) \
+            if scope.get("raw_path") else scope["path"]
+        ex_fields: dict[str, Any] = dict(
+            id=xid, protocol="rest", received_us=time.time_ns() // 1000, method=scope["method"],
+            service_id="", query=scope.get("query_string", b"").decode("latin-1"), **fields)
+        error: GatewayError | None = None
+        try:
+            service_id, rest = split_path(path)
+            ex_fields.update(service_id=service_id, path=rest)
+            ex_fields["body"] = await read_body(receive, self._max_body())
+        except GatewayError as err:
+            error = err
+            if not ex_fields["service_id"]:
+                ex_fields["service_id"] = path[len(PREFIX):][:255]
+        exchange = Exchange(**ex_fields)
+        pipeline = self._pipeline_of()
+        if error is not None:
+            rendered = await pipeline.refuse(exchange, error, render)
+        else:
+            rendered = await pipeline.run(exchange, render)
+        await send_response(send, rendered)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the {limit} bytes this gateway accepts")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_response(send: Send, rendered: Rendered) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rendered.headers]
+    headers.append((b"content-length", str(len(rendered.body)).encode()))
+    await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
+    await send({"type": "http.response.body", "body": rendered.body})

@@ -1,0 +1,87 @@
+"""What every upstream simulator shares: a record of what it received, and a way to serve them.
+
+A simulator is a small real server (an ASGI app) found through the entry-point group
+``lienthong.simulators`` as a factory ``create_app(seed: int = 2026) -> ASGI app``. Each keeps what it
+received in a bounded ``Recorder`` and exposes it as ``GET /_sim/received`` (JSON list, oldest
+first) and ``POST /_sim/reset``, so that tests and the demo can check what arrived upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+class Recorder:
+    """The requests a simulator received, newest last, at most ``limit`` of them."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._items: deque[dict[str, Any]] = deque(maxlen=limit)
+        self.total = 0
+
+    def add(self, kind: str, body: bytes, **facts: Any) -> None:
+        self.total += 1
+        try:
+            text: str | None = body.decode("utf-8")
+            raw = None
+        except UnicodeDecodeError:
+            text, raw = None, base64.b64encode(body).decode()
+        self._items.append({"kind": kind, "at": time.time(), "body": text, "body_b64": raw, **facts})
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.total = 0
+
+    def routes(self) -> list[Route]:
+        async def received(request: Request) -> Response:
+            return JSONResponse({"total": self.total, "items": self.items()})
+
+        async def reset(request: Request) -> Response:
+            self.clear()
+            return JSONResponse({"ok": True})
+
+        return [Route("/_sim/received", received, methods=["GET"]),
+                Route("/_sim/reset", reset, methods=["POST"])]
+
+
+async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:
+    """Serve several ASGI apps in this event loop, each on its own host and port, until SIGINT or
+    SIGTERM (or cancellation) stops them all."""
+    import signal
+
+    import uvicorn
+
+    servers = []
+    for _name, app, host, port in apps:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                lifespan="off", loop="none", http="httptools")
+        servers.append(uvicorn.Server(config))
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+
+    def stop_all(*_args: Any) -> None:
+        for server in servers:
+            server.should_exit = True
+
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):  # a port was taken: stop the others and report
+            stop_all()
+            break
+        await asyncio.sleep(0.02)
+    # Each uvicorn server captured the signals for itself; one handler must stop them all.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_all)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        stop_all()
