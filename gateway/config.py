@@ -41,6 +41,12 @@ class AuditSettings(_Model):
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
 
 
+class UpstreamSettings(_Model):
+    transport: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp", description="HTTP client transport to upstreams; httpx's own is kept for comparison")
+    max_connections: int = Field(256, ge=1, le=10_000)
+
+
 class Subsystem(_Model):
     code: str
     name: str = ""
@@ -113,6 +119,7 @@ class Config(_Model):
     token: TokenSettings = TokenSettings()
     limits: Limits = Limits()
     audit: AuditSettings = AuditSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
     members: list[Member] = []
     services: list[Service] = []
     clients: list[Client] = []

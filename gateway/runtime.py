@@ -53,7 +53,8 @@ class Runtime:
         engine = create_engine(config.database_url)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
                          batch_wait_ms=config.audit.batch_wait_ms)
-        http = create_client()
+        http = create_client(transport=config.upstream.transport,
+                             max_connections=config.upstream.max_connections)
         context = ConnectorContext(
             http=http,
             schemas_dir=config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())

@@ -11,12 +11,17 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 
-def create_client(*, max_connections: int = 256, timeout: float = 30.0) -> httpx.AsyncClient:
+def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
+                  timeout: float = 30.0) -> httpx.AsyncClient:
+    if transport == "httpx":
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
                                          keepalive_timeout=30, enable_cleanup_closed=True)
         return aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                      timeout=aiohttp.ClientTimeout(total=None))
 
-    transport = AiohttpTransport(client=session)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+    return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=timeout,
+                             follow_redirects=False)
