@@ -1,0 +1,1 @@
+"""The national public-service portal (DVCQG): its connector, date rules and a simulator of it."""

@@ -1,0 +1,105 @@
+"""A provincial one-stop system (Hệ thống một cửa điện tử): receives dossiers filed nationally.
+
+JSON over HTTP; the operation (``service.operation_name``, or the call's operation) picks::
+
+    NhanHoSo    POST {upstream}{path}           the dossier object -> {"error_code": "00", "MaHoSo",
+                                                "SoBienNhan", ...}; a repeated dossier keeps its receipt
+    TraCuuHoSo  GET  {upstream}{path}/{MaHoSo}  {"MaHoSo"}, a path /{MaHoSo} or ?MaHoSo= ->
+                                                {"error_code": "00", "data": {...}}
+
+``path`` is ``service.options["path"]`` (default ``/hoso``). An answer whose ``error_code`` is not
+"00" is an ``UpstreamError`` carrying ``error_code`` and ``message``, except a lookup's 404, which is
+the one-stop system saying "no such dossier" and comes back to the client as a 404 reply. Transport
+failures are mapped as in ``connectors.rest.connector.send``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import httpx
+import orjson
+
+from connectors.dvcqg import codes
+from connectors.rest.connector import decode_json, send
+from gateway.config import Service
+from gateway.connector import Call, ConnectorContext, Reply
+from gateway.errors import InvalidBody, UnknownService, UpstreamError
+
+__all__ = ["OPERATIONS", "OneStopConnector", "create"]
+
+RECEIVE = "NhanHoSo"
+LOOKUP = "TraCuuHoSo"
+OPERATIONS = (RECEIVE, LOOKUP)
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class OneStopConnector:
+    def __init__(self, service: Service, http: httpx.AsyncClient) -> None:
+        self._service = service
+        self._http = http
+        self._timeout = service.timeout
+        self._base = service.upstream.rstrip("/") + service.options.get("path", "/hoso")
+
+    async def call(self, call: Call) -> Reply:
+        operation = call.operation or self._service.operation_name
+        if operation == RECEIVE:
+            wire = orjson.dumps(_dossier(call.payload))
+            response = await send(self._http, "POST", self._base, deadline=self._timeout, content=wire,
+                                  headers=_HEADERS)
+        elif operation == LOOKUP:
+            wire = b""
+            url = f"{self._base}/{quote(_code(call), safe='')}"
+            response = await send(self._http, "GET", url, deadline=self._timeout, headers=_HEADERS)
+        else:
+            raise UnknownService(f"the one-stop system offers {' and '.join(OPERATIONS)}, not {operation!r}")
+        return self._reply(operation, wire, response)
+
+    def _reply(self, operation: str, wire: bytes, response: httpx.Response) -> Reply:
+        status = response.status_code
+        if status >= 500:
+            raise UpstreamError(f"the one-stop system failed {operation} with HTTP {status}",
+                                extra={"status": status, "operation": operation})
+        answer = decode_json(response, self._base)
+        if not isinstance(answer, dict):
+            raise UpstreamError(f"the one-stop system answered {operation} with JSON that is not an object",
+                                extra={"status": status, "operation": operation})
+        if operation == LOOKUP and status == 404:
+            return Reply(payload=answer, status=404, wire_request=wire, wire_response=response.content)
+        code = codes.normalise(answer.get("error_code"))
+        if code != codes.OK or not 200 <= status < 300:
+            message = answer.get("message", "")
+            raise UpstreamError(f"the one-stop system refused {operation}: [{code}] {message}",
+                                extra={"error_code": code, "message": message, "status": status,
+                                       "operation": operation})
+        return Reply(payload=answer, wire_request=wire, wire_response=response.content)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP client is the gateway's."""
+
+
+def _dossier(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidBody("NhanHoSo takes one dossier object", status=422,
+                          errors=[{"path": "$", "message": "expected a dossier object"}])
+    code = payload.get("MaHoSo")
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidBody("NhanHoSo: $.MaHoSo: required", status=422, errors=[
+            {"path": "$.MaHoSo", "message": "required: the dossier code, a non-empty string"}])
+    return payload
+
+
+def _code(call: Call) -> str:
+    payload = call.payload if isinstance(call.payload, dict) else {}
+    asked = parse_qs(call.query)
+    code = (payload.get("MaHoSo") or call.path.strip("/")
+            or next(iter(asked.get("MaHoSo", [])), None))
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidBody("TraCuuHoSo: $.MaHoSo: required", status=422, errors=[
+            {"path": "$.MaHoSo", "message": "required: the code of the dossier to look up"}])
+    return code.strip()
+
+
+def create(service: Service, context: ConnectorContext) -> OneStopConnector:
+    return OneStopConnector(service, context.http)
