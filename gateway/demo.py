@@ -39,7 +39,7 @@ from rich.table import Table
 from gateway.init import HA_GIANG, POPULATION, PORTAL, Ports, initialise
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 PROCEDURES = [
     ("1.001193.000.00.00.H22", "Đăng ký khai sinh", "G22.HT", "Hộ tịch"),

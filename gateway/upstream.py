@@ -1,14 +1,26 @@
-"""The pooled HTTP client every connector shares.
+"""The pooled HTTP client every connector shares, and putting one request on the wire with it.
 
 httpx's API over an aiohttp transport: measured here, httpx's own pool topped out near 640
 requests/s behind a 2-worker proxy while aiohttp's reached about 6,400 (docs/benchmarks.md).
+
+``send`` puts one request on the wire within the service's deadline and turns transport failures
+into the gateway's errors, which takes care: the aiohttp-backed transport reports a refused or a
+dropped connection as ``httpx.ConnectTimeout``, so the failure is classified by the aiohttp (or OS)
+exception underneath, not by the httpx class on top.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 import aiohttp
 import httpx
+import orjson
 from httpx_aiohttp import AiohttpTransport
+
+from gateway.errors import ServerError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 
 def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
@@ -25,3 +37,48 @@ def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
 
     return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=timeout,
                              follow_redirects=False)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def transport_failure(exc: Exception, target: str) -> ServerError:
+    """The gateway error for a request that got no HTTP answer: timeout, or upstream unreachable."""
+    links = list(_chain(exc))
+    if any(isinstance(link, aiohttp.ClientError) for link in links):
+        timed_out = any(isinstance(link, TimeoutError) for link in links)
+    else:
+        timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
+    if timed_out:
+        return UpstreamTimeout(f"{target} did not answer in time", extra={"upstream": target})
+    reason = str(links[-1]) or type(links[-1]).__name__
+    return UpstreamUnavailable(f"{target} is unreachable: {reason}", extra={"upstream": target})
+
+
+async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: float,
+               content: bytes | None = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    """One request, answered in full within ``deadline`` seconds, or a gateway error."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await http.request(method, url, content=content or None, headers=headers,
+                                      timeout=deadline)
+    except (httpx.TransportError, TimeoutError) as exc:
+        raise transport_failure(exc, url.split("?", 1)[0]) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{url.split('?', 1)[0]}: {exc}") from exc
+
+
+def decode_json(response: httpx.Response, target: str) -> Any:
+    """The answer's JSON, or UpstreamError quoting the start of what came instead."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"{target} answered {response.status_code} with a body that is not JSON",
+                            extra={"status": response.status_code,
+                                   "body": response.content[:200].decode("utf-8", "replace")}) from exc

@@ -153,7 +153,7 @@ def test_client_header_must_match_token(app: tuple[TestClient, Config, str]) -> 
 
 def test_exchanges_get_one_leaf_each_in_order(app: tuple[TestClient, Config, str]) -> None:
     """Successive exchanges each get exactly one leaf, in the order they were answered."""
-    client, config, token = app
+    client, _, token = app
 
     async def ok(call: Call) -> Reply:
         await asyncio.sleep(0.001)

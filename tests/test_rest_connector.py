@@ -15,12 +15,12 @@ import pytest
 import uvicorn
 
 from connectors.rest import simulator
-from connectors.rest.connector import RestConnector, create, transport_failure
+from connectors.rest.connector import RestConnector, create
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.resources import schemas_dir
-from gateway.upstream import create_client
+from gateway.upstream import create_client, transport_failure
 
 SERVICE_ID = "VN/GOV/000.00.00.H22/MOTCUA/items"
 

@@ -45,10 +45,10 @@ import orjson
 from connectors.dvcqg import codes
 from connectors.dvcqg.messages import portal_body
 from connectors.dvcqg.session import PortalSession
-from connectors.rest.connector import decode_json, send
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.upstream import decode_json, send
 
 __all__ = ["PortalConnector", "create"]
 

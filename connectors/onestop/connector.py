@@ -22,10 +22,10 @@ import httpx
 import orjson
 
 from connectors.dvcqg import codes
-from connectors.rest.connector import decode_json, send
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError
+from gateway.upstream import decode_json, send
 
 __all__ = ["OPERATIONS", "OneStopConnector", "create"]
 

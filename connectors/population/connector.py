@@ -17,7 +17,6 @@ and an absent optional element is left out.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import functools
@@ -49,12 +48,10 @@ from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import (
     InvalidBody,
-    ServerError,
     UpstreamError,
     UpstreamFault,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
+from gateway.upstream import send
 
 __all__ = ["DEFAULT_SCHEMA", "Operation", "PopulationConnector", "create", "load_operation"]
 
@@ -90,15 +87,8 @@ class PopulationConnector:
 
     async def call(self, call: Call) -> Reply:
         envelope = self._operation.request(self._fill(call))
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.post(self._url, content=envelope, headers=self._headers,
-                                                 timeout=self._timeout)
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"the population database did not answer within {self._timeout} s"
-                                  ) from exc
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self._timeout) from exc
+        response = await send(self._http, "POST", self._url, deadline=self._timeout, content=envelope,
+                              headers=self._headers)
         answer = self._operation.reply(response.status_code, response.content)
         return Reply(payload=answer, wire_request=envelope, wire_response=response.content)
 
@@ -124,17 +114,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
-
-
-def _transport_error(exc: httpx.HTTPError, timeout: float) -> ServerError:
-    # httpx-aiohttp labels any aiohttp connection error (refused, reset) a ConnectTimeout, so what
-    # decides is whether a timeout really caused it.
-    cause = exc.__cause__
-    if isinstance(exc, httpx.TimeoutException) and (cause is None or isinstance(cause, TimeoutError)):
-        return UpstreamTimeout(f"the population database did not answer within {timeout} s")
-    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError):
-        return UpstreamUnavailable(f"cannot reach the population database: {exc or type(exc).__name__}")
-    return UpstreamError(f"HTTP exchange with the population database failed: {exc}")
 
 
 @functools.lru_cache(maxsize=64)
