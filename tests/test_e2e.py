@@ -1,0 +1,144 @@
+"""End to end through real sockets: the gateway and the upstream simulators as processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from connectors.synthetic import people
+from gateway.audit.log import AuditLog
+from gateway.storage.db import create_engine
+from tests.conftest import ROOT, Stack
+
+MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
+PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
+PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
+LOOKUP_DOSSIER = "VN/GOV/000.00.00.G22/DVCQG/TraCuuHoSo"
+VERIFY = "VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan"
+LOOKUP_CITIZEN = "VN/GOV/000.00.00.G01/CSDLDC/TraCuuThongTinCongDan"
+OFFICIAL = {"X-Road-UserId": "VN-canbo.tranthimai", "X-Road-Issue": "H22.23-20261121-0000001"}
+
+
+def call(stack: Stack, service: str, body: object, token: str | None, **headers: str) -> httpx.Response:
+    h = {"Content-Type": "application/json", **headers}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    return httpx.post(f"{stack.base}/r1/{service}", content=json.dumps(body), headers=h, timeout=30)
+
+
+def leaves_of(stack: Stack, exchange_id: str) -> list[dict[str, object]]:
+    engine = create_engine(stack.database)
+    try:
+        return [json.loads(leaf.leaf) for leaf in AuditLog(engine).by_exchange(exchange_id)]
+    finally:
+        engine.dispose()
+
+
+def dossier(code: str) -> dict[str, object]:
+    return {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
+            "MaLinhVuc": "G22.HT", "TenLinhVuc": "Hộ tịch", "SoBienNhan": "000001/BN",
+            "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": "001060301193",
+            "Email": "an.nguyen@example.vn", "SoDienThoai": "0912345678",
+            "TrichYeuHoSo": "Đăng ký khai sinh", "NgayTiepNhan": "20261121090000",
+            "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2", "HinhThuc": "1",
+            "DonViXuLy": "UBND tỉnh Hà Giang", "TaiLieuNop": [], "DanhSachLePhi": [],
+            "DanhSachHoSoBoSung": [], "DanhSachGiayToKetQua": []}
+
+
+def test_dossier_push_reaches_the_portal(stack: Stack) -> None:
+    """A one-stop system's dossier and its progress reach the portal in its JSON form, audited."""
+    token = stack.token(MOTCUA)
+    code = "H22.23-20261121-0090001"
+    r = call(stack, PUSH, dossier(code), token, **{"X-Road-Client": MOTCUA})
+    assert r.status_code == 200, r.text
+    assert r.json()["error_code"] == "00"
+    progress = {"MaHoSo": code, "NguoiXuLy": "Lê Thị Hoa", "ChucDanh": "Chuyên viên",
+                "ThoiDiemXuLy": "20261121100000", "PhongBanXuLy": "Một cửa", "NoiDungXuLy": "Thụ lý",
+                "TrangThai": "4", "NgayBatDau": "20261121090000",
+                "NgayKetThucTheoQuyDinh": "20261126170000"}
+    assert call(stack, PROGRESS, progress, token).status_code == 200
+    found = call(stack, LOOKUP_DOSSIER, {"MaHoSo": code}, token)
+    assert found.status_code == 200 and code in found.text
+    received = httpx.get(f"{stack.sims['dvcqg']}/_sim/received").json()["items"]
+    sent = [json.loads(i["body"]) for i in received if i.get("body") and code in i["body"]]
+    assert any(s.get("service") == "DongBoHoSoMC" and s.get("madonvi") for s in sent)
+    (leaf,) = leaves_of(stack, r.headers["x-road-id"])
+    assert leaf["outcome"] == "ok" and leaf["rule"] == "motcua-day-ho-so-len-cong"
+
+
+def test_citizen_verification_json_to_soap_and_back(stack: Stack) -> None:
+    """The verify call goes out as a SOAP envelope and comes back as JSON; the citizen is a hash."""
+    person = people(1000, seed=2026)[3]
+    token = stack.token(PORTAL)
+    body = {"MaYeuCau": "E2E-1", "MaDVC": "1.001193.000.00.00.H22", "MaCanBo": "canbo.mai",
+            "MaDonVi": "000.00.00.G22", "SoDinhDanh": person.so_dinh_danh,
+            "HoVaTen": person.ho_va_ten, "NgayThangNamSinh": person.ngay_sinh}
+    r = call(stack, VERIFY, body, token, **OFFICIAL)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"TonTai": True}
+    wrong = call(stack, VERIFY, {**body, "HoVaTen": "Không Có Ai"}, token, **OFFICIAL)
+    assert wrong.json() == {"TonTai": False}
+    received = httpx.get(f"{stack.sims['population']}/_sim/received").json()["items"]
+    envelope = next(i["body"] for i in received if "E2E-1" in (i["body"] or ""))
+    assert "http://dancuquocgia.bca" in envelope and "Envelope" in envelope
+    (leaf,) = leaves_of(stack, r.headers["x-road-id"])
+    assert person.so_dinh_danh not in json.dumps(leaf)
+    assert len(leaf["subjects"]) == 1  # type: ignore[arg-type]
+    assert leaf["purpose"] == OFFICIAL["X-Road-Issue"] and leaf["userId"] == OFFICIAL["X-Road-UserId"]
+
+
+@pytest.mark.parametrize(("case", "status", "code"), [
+    ("no-token", 401, "Client.Unauthorized"),
+    ("unknown-service", 404, "Client.UnknownService"),
+    ("client-mismatch", 403, "Client.AccessDenied"),
+    ("not-allowed", 403, "Client.AccessDenied"),
+    ("no-purpose", 403, "Client.AccessDenied"),
+])
+def test_refusals_are_answered_and_audited(stack: Stack, case: str, status: int, code: str) -> None:
+    """Refused calls get the right status as problem+json, and each has its audit leaf."""
+    motcua = stack.token(MOTCUA)
+    portal = stack.token(PORTAL)
+    person = people(1000, seed=2026)[0]
+    r = {
+        "no-token": lambda: call(stack, PUSH, dossier("X"), None),
+        "unknown-service": lambda: call(stack, "VN/GOV/000.00.00.G22/DVCQG/KhongCo", {}, motcua),
+        "client-mismatch": lambda: call(stack, PUSH, dossier("X"), motcua, **{"X-Road-Client": PORTAL}),
+        "not-allowed": lambda: call(stack, LOOKUP_CITIZEN, {"SoDinhDanh": person.so_dinh_danh}, motcua,
+                                    **OFFICIAL),
+        "no-purpose": lambda: call(stack, VERIFY, {"SoDinhDanh": person.so_dinh_danh}, portal,
+                                   **{"X-Road-UserId": "VN-canbo.x"}),
+    }[case]()
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == code
+    if status == 401:
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    (leaf,) = leaves_of(stack, r.headers["x-road-id"])
+    assert leaf["outcome"] == "refused" and leaf["status"] == status
+    if case == "not-allowed":
+        assert leaf["rule"] == "default-deny"
+
+
+def test_logs_hold_no_tokens_secrets_or_personal_ids(stack: Stack) -> None:
+    """The gateway's log lines carry ids and outcomes, never tokens, secrets or personal ids."""
+    token = stack.token(PORTAL)
+    person = people(1000, seed=2026)[5]
+    call(stack, VERIFY, {"SoDinhDanh": person.so_dinh_danh, "HoVaTen": person.ho_va_ten}, token, **OFFICIAL)
+    log = (stack.config_path.parent / "gateway.log").read_text()
+    assert '"event":"exchange"' in log
+    assert token not in log and person.so_dinh_danh not in log
+    assert not any(secret in log for secret in stack.secrets.values())
+
+
+def test_demo_runs_and_reports(tmp_path: object) -> None:
+    """`lienthong demo` plays its scenario, checks everything and exits 0."""
+    out = subprocess.run([sys.executable, "-m", "gateway", "demo", "--dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "every exchange has exactly one audit record" in out.stdout
+    assert "✘" not in out.stdout
