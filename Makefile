@@ -29,9 +29,12 @@ test:
 	@bash scripts/venv.sh test
 	@pg_url=$$(bash scripts/postgres.sh start); \
 	redis_url=$$(bash scripts/redis.sh start); \
-	export LIENTHONG_TEST_PG_URL="$$pg_url" LIENTHONG_TEST_REDIS_URL="$$redis_url"; \
+	chromium=$$(bash scripts/chromium.sh); \
+	export LIENTHONG_TEST_PG_URL="$$pg_url" LIENTHONG_TEST_REDIS_URL="$$redis_url" \
+		LIENTHONG_TEST_CHROMIUM="$$chromium"; \
 	echo "==> PostgreSQL: $${pg_url:-none, its tests will be skipped}"; \
 	echo "==> Redis: $${redis_url:-none, its tests will be skipped}"; \
+	echo "==> Chromium: $${chromium:-none, the browser tests will be skipped}"; \
 	echo "==> ruff check ."; \
 	.venv/bin/ruff check .; \
 	echo "==> mypy"; \

@@ -1,7 +1,8 @@
 """The gateway as one ASGI application.
 
-``/r1/…`` goes straight to the REST entry point (the hot path); everything else (OAuth, health,
-OpenAPI docs) is a FastAPI app. The process's ``Runtime`` is built at lifespan start-up.
+``/r1/…`` goes straight to the REST entry point (the hot path), ``/soap…`` to the SOAP entry point;
+everything else (OAuth, health, OpenAPI docs) is a FastAPI app. The process's ``Runtime`` is built
+at lifespan start-up.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
+from gateway.audit.routes import router as audit_router
+from gateway.audit.service import AuditService
 from gateway.config import Config
+from gateway.delivery.routes import router as delivery_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.logs import configure_logging
 from gateway.oauth.routes import router as oauth_router
 from gateway.problems import PROBLEM_TYPE, problem
+from gateway.resources import schemas_dir
 from gateway.rest import PREFIX, Receive, RestEntry, Scope, Send
 from gateway.runtime import Runtime
+from gateway.soap.entry import SoapEntry, is_soap_path
 
 
 def _problem_response(err: GatewayError, request: Request) -> Response:
@@ -34,11 +40,16 @@ def build_api(config: Config) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(config)
+        audit = AuditService.open(config, runtime.audit)
         runtime.start()
+        audit.start()
         app.state.runtime = runtime
+        app.state.audit = audit
         try:
             yield
         finally:
+            runtime.audit.close()  # store what is pending, so that the last checkpoint covers it
+            audit.stop()
             await runtime.stop()
 
     api = FastAPI(title="Liên Thông gateway", version=__version__, lifespan=lifespan,
@@ -48,6 +59,13 @@ def build_api(config: Config) -> FastAPI:
                               "Exchanges go to `/r1/{instance}/{class}/{member}/{subsystem}/{service}`"
                               " (see docs/exchange.md).")
     api.include_router(oauth_router)
+    api.include_router(audit_router)
+    api.include_router(delivery_router)
+    if config.console.enabled:  # the web console (docs/console.md), a mounted app of its own
+        from gateway.console import build_console
+
+        api.mount("/console", build_console(lambda: api.state.runtime,
+                                                 lambda: getattr(api.state, "audit", None)))
 
     @api.get("/healthz", tags=["Operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -96,10 +114,15 @@ class GatewayApp:
         self.api = build_api(config)
         self.rest = RestEntry(lambda: self.api.state.runtime.pipeline,
                               lambda: config.limits.max_body_bytes)
+        self.soap = SoapEntry(config, lambda: self.api.state.runtime.pipeline,
+                              lambda: config.limits.max_body_bytes,
+                              config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.rest(scope, receive, send)
+        elif scope["type"] == "http" and is_soap_path(scope["path"]):
+            await self.soap(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

@@ -118,3 +118,42 @@ def demo(directory: Path | None, keep_running: bool, port: int) -> None:
     from gateway.demo import run_demo
 
     sys.exit(run_demo(directory, keep_running=keep_running, port=port))
+
+
+def _add_security_commands() -> None:
+    from gateway.oauth.cli import clients_group, keys_group, token
+    from gateway.policy.cli import policy_group
+
+    for command in (policy_group, clients_group, token, keys_group):
+        main.add_command(command)
+
+
+_add_security_commands()
+
+
+def _add_delivery_commands() -> None:
+    from gateway.delivery.cli import deliveries, stats
+
+    main.add_command(deliveries)
+    main.add_command(stats)
+
+
+_add_delivery_commands()
+
+
+def _add_audit_commands() -> None:
+    from gateway.audit.cli import audit
+
+    main.add_command(audit)
+
+
+_add_audit_commands()
+
+
+def _add_console_commands() -> None:
+    from gateway.console.cli import users
+
+    main.add_command(users)
+
+
+_add_console_commands()

@@ -25,11 +25,30 @@ class Listen(_Model):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class TrustedIssuer(_Model):
+    """An outside authorization server whose access tokens the gateway accepts too (e.g. a
+    national identity platform). Its keys come from its JWKS URL, fetched at start and refreshed."""
+
+    issuer: str
+    jwks_url: str
+    audience: str | None = Field(None, description="the 'aud' its tokens must carry; token.audience "
+                                 "by default")
+    algorithms: list[Literal["EdDSA", "ES256", "ES384", "RS256", "PS256"]] = ["ES256", "RS256"]
+    client_claim: str = Field("client_id", description="the claim naming the client subsystem")
+    refresh: float = Field(300.0, ge=5, le=86400, description="seconds between JWKS refreshes")
+
+
 class TokenSettings(_Model):
     issuer: str = "http://127.0.0.1:8080"
     audience: str = "lienthong"
     lifetime: int = Field(300, ge=30, le=86400, description="access token lifetime, seconds")
-    algorithm: Literal["EdDSA", "ES256"] = "EdDSA"
+    algorithm: Literal["EdDSA", "ES256"] = Field(
+        "EdDSA", description="algorithm of new signing keys; each key signs with its own")
+    leeway: int = Field(30, ge=0, le=300, description="clock skew tolerated on exp/nbf, seconds")
+    refresh: float = Field(1.0, gt=0, le=60, description=(
+        "seconds between each worker's reloads of revoked tokens, disabled clients, signing keys "
+        "and policies: how long a revocation may take to reach every worker"))
+    trusted_issuers: list[TrustedIssuer] = []
 
 
 class Limits(_Model):
@@ -39,12 +58,79 @@ class Limits(_Model):
 class AuditSettings(_Model):
     batch_max: int = Field(512, ge=1, le=10_000)
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    origin: str | None = Field(None, description="the checkpoints' origin line (names this log); "
+                               "lienthong.gov.vn/<instance>/audit by default")
+    checkpoint_interval: float = Field(10.0, ge=0, le=86_400, description=(
+        "seconds between signed checkpoints, made only when the log grew; 0: only on demand"))
+    witness_file: str | None = Field("audit-witness.txt", description=(
+        "every checkpoint is also appended here: put it where the database's operators cannot "
+        "write (another host's mount, say); empty: no witness file"))
 
 
 class UpstreamSettings(_Model):
     transport: Literal["aiohttp", "httpx"] = Field(
         "aiohttp", description="HTTP client transport to upstreams; httpx's own is kept for comparison")
     max_connections: int = Field(256, ge=1, le=10_000)
+
+
+class DeliverySettings(_Model):
+    """Store-and-forward delivery of async services (see docs/delivery.md)."""
+
+    workers: bool = Field(True, description="run delivery workers in every gateway process")
+    concurrency: int = Field(32, ge=1, le=1000, description="deliveries in flight per upstream and "
+                             "process")
+    max_attempts: int = Field(10, ge=1, le=1000, description="then the delivery is a dead letter")
+    backoff_base: float = Field(1.0, gt=0, le=3600, description="seconds before the first retry")
+    backoff_max: float = Field(300.0, gt=0, le=86_400, description="longest wait between attempts")
+    lease_margin: float = Field(15.0, gt=0, le=3600, description="seconds beyond the service's "
+                                "timeout before a claimed delivery counts as abandoned (its worker "
+                                "died) and is tried again")
+    poll_interval: float = Field(0.5, gt=0, le=60, description="seconds between looks for due "
+                                 "deliveries when idle")
+    batch_max: int = Field(512, ge=1, le=10_000)
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    breaker_failures: int = Field(5, ge=1, le=10_000, description="consecutive retryable failures "
+                                  "that open an upstream's circuit")
+    breaker_cooldown: float = Field(10.0, gt=0, le=3600, description="seconds the circuit stays "
+                                    "open before one probe; doubles while probes fail")
+    breaker_cooldown_max: float = Field(120.0, gt=0, le=86_400)
+    transitions: Literal["refuse", "flag", "off"] = Field(
+        "refuse", description="impossible dossier status changes (10 back to 4, say): refused with "
+        "422, accepted and flagged, or not checked")
+
+
+class DossierTracking(_Model):
+    """What an async service's requests carry, for ordering, idempotency and the KPIs."""
+
+    message: Literal["dossier", "progress"]
+    agency: Literal["client", "provider"] = Field(
+        "client", description="whose KPIs the dossier counts for: the calling system's agency "
+        "(a province pushing up) or the service's (the portal routing a dossier down)")
+
+
+class ConsoleOidc(_Model):
+    """An outside OpenID Connect provider for signing in to the console (docs/console.md)."""
+
+    name: str = Field("OpenID Connect", description="what the sign-in button says")
+    metadata_url: str = Field(description="the provider's .well-known/openid-configuration URL")
+    client_id: str
+    client_secret: str | None = None
+    scope: str = "openid profile email"
+    username_claim: str = Field("preferred_username", description="the claim naming the person")
+    role_claim: str | None = Field("roles", description="the claim holding the person's roles")
+    roles: dict[str, Literal["auditor", "operator", "admin"]] = Field(
+        {}, description="claim value -> console role; a person with none of these (and no local "
+        "account of the same name) is refused")
+
+
+class ConsoleSettings(_Model):
+    """The web console for auditors and operators (docs/console.md)."""
+
+    enabled: bool = True
+    session_hours: float = Field(8.0, gt=0, le=168, description="how long a sign-in lasts")
+    secure_cookies: bool | None = Field(None, description="mark cookies Secure; by default when the "
+                                        "request came over HTTPS")
+    oidc: ConsoleOidc | None = None
 
 
 class Subsystem(_Model):
@@ -74,6 +160,8 @@ class Service(_Model):
     schema_: str | None = Field(None, alias="schema", description="path under schemas/")
     operation: str | None = Field(None, description="upstream operation; the service code by default")
     delivery: Literal["sync", "async"] = "sync"
+    dossier: DossierTracking | None = Field(None, description="the requests carry dossier messages: "
+                                            "ordered and deduplicated per MaHoSo, tracked for KPIs")
     options: dict[str, Any] = {}
     description: str = ""
 
@@ -94,7 +182,9 @@ class Service(_Model):
 class Client(_Model):
     id: str
     name: str = ""
-    secret_hash: str = Field(description="argon2 hash of the client secret")
+    secret_hash: str | None = Field(None, description="argon2 hash of the client secret "
+                                    "(client_secret_basic)")
+    jwks: dict[str, Any] | None = Field(None, description="the client's public keys (private_key_jwt)")
     scopes: list[str] = ["exchange"]
     enabled: bool = True
 
@@ -102,6 +192,21 @@ class Client(_Model):
     @classmethod
     def _client_id(cls, value: str) -> str:
         return str(SubsystemId.parse(value))
+
+    @field_validator("jwks")
+    @classmethod
+    def _public_jwks(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from gateway.oauth.jwks import public_jwks
+
+            public_jwks(value)  # raises ValueError naming the problem
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_credential(self) -> Client:
+        if not self.secret_hash and not self.jwks:
+            raise ValueError(f"client {self.id} needs secret_hash or jwks (or both)")
+        return self
 
 
 class Simulator(_Model):
@@ -120,6 +225,10 @@ class Config(_Model):
     limits: Limits = Limits()
     audit: AuditSettings = AuditSettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    console: ConsoleSettings = ConsoleSettings()
+    redis: str | None = Field(None, description="redis://host:port/db: rate-limit counters and the "
+                              "client-assertion replay cache, shared by every worker and node")
     members: list[Member] = []
     services: list[Service] = []
     clients: list[Client] = []

@@ -47,6 +47,7 @@ class Reply:
     wire_request: bytes = b""
     wire_response: bytes = b""
     content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)  # for the client (e.g. a 202's Location)
 
 
 class Connector(Protocol):

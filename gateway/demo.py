@@ -4,7 +4,9 @@ Starts the upstream simulators and the gateway as real processes over a fresh co
 database, generated keys and secrets), then plays the scenario a newcomer should see:
 
 1. Hà Giang's one-stop system pushes 20 dossiers to the national portal, each followed by a status
-   update (JSON in, the portal's JSON form upstream);
+   update (JSON in, the portal's JSON form upstream), while the portal is down: the gateway accepts
+   them (202, store-and-forward), rides out the outage and, once the portal is back, delivers each
+   dossier once with its update after it (gateway/delivery/demo.py);
 2. the national portal verifies 20 citizens against the population database (JSON in, SOAP
    upstream, JSON out);
 3. a call without a token, and a call to a service the client may not use, are refused;
@@ -71,6 +73,7 @@ class Scenario:
     checks: list[Outcome] = field(default_factory=list)
     refused: list[tuple[str, int, str]] = field(default_factory=list)
     verified: Counter[str] = field(default_factory=Counter)
+    client_keys: dict[str, Any] = field(default_factory=dict)  # client -> private JWK (private_key_jwt)
 
     def check(self, label: str, ok: bool, detail: str = "") -> None:
         self.checks.append(Outcome(label, ok, detail))
@@ -103,9 +106,17 @@ def dossiers(count: int) -> list[dict[str, Any]]:
     return out
 
 
-async def _token(http: httpx.AsyncClient, base: str, client: str, secret: str) -> str:
-    r = await http.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                        auth=(client, secret))
+async def _token(http: httpx.AsyncClient, base: str, client: str, secret: str,
+                 key: dict[str, Any] | None = None) -> str:
+    """A token by client_secret_basic, or by private_key_jwt when the client's key is given."""
+    form = {"grant_type": "client_credentials"}
+    if key is not None:
+        from gateway.oauth.assertion import client_assertion
+
+        form |= client_assertion(key, client, f"{base}/oauth/token")
+        r = await http.post(f"{base}/oauth/token", data=form)
+    else:
+        r = await http.post(f"{base}/oauth/token", data=form, auth=(client, secret))
     r.raise_for_status()
     return str(r.json()["access_token"])
 
@@ -114,8 +125,9 @@ async def play(sc: Scenario) -> None:
     motcua, portal = f"{HA_GIANG}/MOTCUA", f"{PORTAL}/DVCQG"
     async with httpx.AsyncClient(timeout=30) as http:
         t_motcua = await _token(http, sc.base, motcua, sc.secrets[motcua])
-        t_portal = await _token(http, sc.base, portal, sc.secrets[portal])
-        sc.check("tokens issued (client_credentials, client_secret_basic)", True)
+        t_portal = await _token(http, sc.base, portal, sc.secrets[portal], sc.client_keys.get(portal))
+        sc.check("tokens issued (client_credentials: client_secret_basic"
+                 + (", private_key_jwt)" if portal in sc.client_keys else ")"), True)
 
         async def exchange(label: str, token: str | None, client: str, service: str,
                            body: dict[str, Any], **headers: str) -> httpx.Response:
@@ -126,22 +138,11 @@ async def play(sc: Scenario) -> None:
             sc.sent[r.headers.get("x-road-id", "?")] = label
             return r
 
-        async def push(dossier: dict[str, Any]) -> bool:
-            r1 = await exchange("DongBoHoSoMC", t_motcua, motcua,
-                                f"{PORTAL}/DVCQG/DongBoHoSoMC", dossier)
-            progress = {"MaHoSo": dossier["MaHoSo"], "NguoiXuLy": "Nguyễn Thị Lan",
-                        "ChucDanh": "Chuyên viên", "ThoiDiemXuLy": _ts(datetime.now(VN_TZ)),
-                        "PhongBanXuLy": "Bộ phận một cửa", "NoiDungXuLy": "Chuyển xử lý",
-                        "TrangThai": "4", "NgayBatDau": dossier["NgayTiepNhan"],
-                        "NgayKetThucTheoQuyDinh": dossier["NgayHenTra"]}
-            r2 = await exchange("CapNhatTienDoHoSoMC", t_motcua, motcua,
-                                f"{PORTAL}/DVCQG/CapNhatTienDoHoSoMC", progress)
-            return r1.status_code == 200 and r2.status_code == 200
+        from gateway.delivery.demo import ride_out_portal_outage
 
         batch = dossiers(20)
-        results = await asyncio.gather(*(push(d) for d in batch))
-        sc.check("20 dossiers and 20 status updates pushed to the portal", all(results),
-                 f"{sum(results)}/20 succeeded")
+        await ride_out_portal_outage(http, sc.base, t_motcua, motcua, sc.sim_dvcqg, batch, exchange,
+                                     sc.check)
 
         from connectors.synthetic import people
 
@@ -213,6 +214,18 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
     sc.check("every exchange has exactly one audit record (refused ones too)", not missing,
              f"{len(sc.sent) - len(missing)}/{len(sc.sent)} exchanges audited")
 
+    from gateway.audit.service import AuditService
+    from gateway.config import load_config
+
+    audit = AuditService.open(load_config(config_path))
+    checkpoint = audit.checkpointer.make()  # on demand, of every exchange above
+    verdict = audit.verify(audit.witness_notes())
+    audit.log.engine.dispose()
+    sc.check("the audit log verifies: every leaf, the Merkle tree and each signed checkpoint",
+             verdict.ok and checkpoint.size >= len(leaves),
+             f"{verdict.leaves} leaves, {verdict.checkpoints} checkpoints hold" if verdict.ok
+             else f"{len(verdict.problems)} problem(s), first: {verdict.problems[0]}")
+
     table = Table(title="Exchanges by service and outcome (from the audit log)")
     for col in ("service", "outcome", "status", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
@@ -236,7 +249,14 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
     for c in sc.checks:
         checks.add_row("[green]✔[/green]" if c.ok else "[red]✘[/red]", c.label, c.detail)
     console.print(checks)
+    from gateway.delivery.demo import kpi_table
+
+    console.print(kpi_table(database))
     console.print(f"Audit records: {len(leaves)}   Database: {database}\nConfiguration: {config_path}")
+    state = "[green]verified[/green]" if verdict.ok else "[red]NOT verified[/red]"
+    console.print(f"\nSigned checkpoint of the audit log ({state}; verifier key "
+                  f"{audit.checkpointer.vkey}):")
+    console.print(checkpoint.note.decode(), markup=False, highlight=False, end="")
     return all(c.ok for c in sc.checks)
 
 
@@ -263,11 +283,17 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
         with console.status("starting the simulators and the gateway…"):
             _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
             _wait_ready(f"{base}/readyz", procs)
-        sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}")
+        sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}",
+                      client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()})
         with console.status("playing the scenario…"):
             asyncio.run(play(sc))
         ok = _report(sc, init.config_path, f"sqlite:///{db_file}")
         if keep_running:
+            from connectors.synthetic import people
+            from gateway.console.demo import console_hint
+
+            console.print(console_hint(base, f"sqlite:///{db_file}",
+                                       people(1000, seed=2026)[1].so_dinh_danh), highlight=False)
             motcua = f"{HA_GIANG}/MOTCUA"
             console.print(
                 f"\nThe gateway serves at {base} (OpenAPI docs: {base}/docs). Try:\n"

@@ -23,6 +23,11 @@ own dialect (problem+json for REST, a SOAP Fault for SOAP) without knowing where
 
 Connectors translate foreign exceptions (httpx, zeep, lxml) into the most specific class here,
 chained with ``from exc``.
+
+``retryable`` says whether the same request may succeed later (the delivery queue retries those and
+dead-letters the others): by default a server-side failure is, a client error is not, and a
+connector that knows better (the portal's "invalid data" comes back as an ``UpstreamError``) says
+so with ``retryable=False``.
 """
 
 from __future__ import annotations
@@ -35,13 +40,16 @@ class GatewayError(Exception):
     title: str = "Internal error"
     code: str = "Server.InternalError"
     type_slug: str = "internal-error"
+    retryable: bool = False
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, retryable: bool | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra: dict[str, Any] = extra or {}
         self.headers: dict[str, str] = headers or {}
+        if retryable is not None:
+            self.retryable = retryable
 
     @property
     def outcome(self) -> str:
@@ -137,6 +145,7 @@ class RateLimited(ClientError):
     title = "Too many requests"
     code = "Client.RateLimited"
     type_slug = "rate-limited"
+    retryable = True
 
     def __init__(self, detail: str, *, retry_after: float, rule: str | None = None) -> None:
         super().__init__(detail, extra={"rule": rule} if rule else None,
@@ -145,7 +154,7 @@ class RateLimited(ClientError):
 
 
 class ServerError(GatewayError):
-    pass
+    retryable = True
 
 
 class UpstreamError(ServerError):

@@ -4,7 +4,8 @@ Every entry point (REST now; SOAP and async delivery later) builds an ``Exchange
 and hands it to ``Pipeline.run`` with a ``render`` function that turns the outcome into bytes in the
 entry point's own dialect. The pipeline applies its steps in order to one immutable context::
 
-    authenticate -> resolve service -> authorise (policy) -> parse body -> connector -> render -> audit
+    authenticate -> resolve service -> authorise (policy) -> admit (rate limit, quota) -> parse body
+        -> connector -> minimise the reply (policy) -> render -> audit
 
 A step that refuses raises a ``GatewayError``; the chain stops, the refusal is rendered and, like
 every other outcome, audited. The response leaves the gateway only after its audit leaf is durable.
@@ -15,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 import structlog
 
+from gateway.audit.bodies import Bodies
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
 from gateway.config import Config, Service
@@ -31,13 +33,16 @@ from gateway.errors import (
     Forbidden,
     GatewayError,
     InvalidBody,
+    RateLimited,
     ServerError,
     UnknownService,
+    UpstreamError,
     UpstreamTimeout,
 )
 from gateway.identifiers import IdentifierError, normalise_client
 from gateway.oauth.verifier import TokenVerifier, bearer_token
-from gateway.policy import Policy, Request, subject_ids
+from gateway.policy import Decision, Policy, Request, minimise, subject_ids
+from gateway.ratelimit import Limiter, LocalLimiter
 
 log = structlog.get_logger("lienthong.exchange")
 
@@ -63,7 +68,23 @@ class Exchange:
     issue: str | None = None  # X-Road-Issue: the purpose (a dossier code, a legal basis)
     represented_party: str | None = None
     operation: str | None = None  # when the protocol names it (SOAP); else the service's own
+    idempotency_key: str | None = None  # Idempotency-Key: a repeated async push finds the first
+    decode: Decode | None = None  # the entry point's reading of a body that is not JSON (SOAP)
     started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What an entry point's ``decode`` makes of the body: the JSON-shaped payload (for policy
+    subjects, validation and JSON connectors), and the body and type the connector is handed."""
+
+    payload: Any
+    body: bytes
+    content_type: str
+
+
+# (service, operation) -> Decoded, or a GatewayError; runs as the parse step, after authorisation
+Decode = Callable[[Service, str], Decoded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +99,9 @@ class Result:
     operation: str | None = None
     rule: str | None = None
     subject_paths: tuple[str, ...] = ()  # where the deciding rule says data subjects' ids sit
+    decision: Decision | None = None  # the allowing rule: limits and the reply fields that may leave
     payload: Any = None
+    decoded: Decoded | None = None  # set when the entry point decoded the body itself
     subjects: tuple[str, ...] = ()
     reply: Reply | None = None
     error: GatewayError | None = None
@@ -99,6 +122,8 @@ class Rendered:
 
 
 Render = Callable[[Result], Rendered]
+Intake = Callable[[Result], Awaitable[Reply]]
+Validator = Callable[[Any], None]  # raises a GatewayError (InvalidBody, 422) for an invalid payload
 
 
 class _Stop(Exception):
@@ -110,21 +135,28 @@ class _Stop(Exception):
 
 class Pipeline:
     def __init__(self, *, config: Config, verifier: TokenVerifier, policy: Policy,
-                 connectors: Mapping[str, Connector], audit: AuditLog, subjects: SubjectHasher) -> None:
+                 connectors: Mapping[str, Connector], audit: AuditLog, subjects: SubjectHasher,
+                 limiter: Limiter | None = None, intake: Intake | None = None,
+                 validators: Mapping[str, Validator] | None = None) -> None:
         self.config = config
         self.verifier = verifier
         self.policy = policy
+        self.limiter: Limiter = limiter if limiter is not None else LocalLimiter()
         self.connectors = connectors
         self.audit = audit
         self.subjects = subjects
+        self.intake = intake  # stores an async service's request and answers 202 (gateway/delivery)
+        self.validators = validators or {}  # JSON Schema checks by service id
+        # A step returns the new context, or an awaitable of it (a step that does I/O).
         self._steps: tuple[Callable[[Result], Any], ...] = (
-            self.authenticate, self.resolve, self.authorise, self.parse)
+            self.authenticate, self.resolve, self.authorise, self.admit, self.parse, self.validate)
 
     async def run(self, exchange: Exchange, render: Render) -> Rendered:
         ctx = Result(exchange=exchange, request_sha256=hashlib.sha256(exchange.body).hexdigest())
         try:
             for step in self._steps:
-                ctx = step(ctx)
+                out = step(ctx)
+                ctx = out if isinstance(out, Result) else await out
             ctx = await self.call(ctx)
         except _Stop as stop:
             ctx = stop.result
@@ -137,15 +169,32 @@ class Pipeline:
                      error=error)
         return await self._finish(ctx, render)
 
+    async def deliver(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
+        """A stored async exchange, handed over by a delivery worker: authenticated, authorised,
+        parsed and validated when it was accepted, so only the connector step runs now; rendered
+        and audited (protocol "delivery") like every exchange. The rule that allowed it at intake
+        still decides which fields of the answer are kept."""
+        rule = next((r for r in self.policy.rules if r.name == ctx.rule), None)
+        ctx = replace(ctx, decision=Decision.of(rule) if rule is not None else None)
+        ctx = await self.invoke(ctx)
+        return await self._complete(ctx, render)
+
     async def _finish(self, ctx: Result, render: Render) -> Rendered:
-        rendered = render(ctx)
+        return (await self._complete(ctx, render))[1]
+
+    async def _complete(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
         try:
-            await self.audit.append(self.record(ctx, rendered))
+            rendered = render(ctx)
+        except GatewayError as err:  # the reply cannot be said in the entry point's dialect
+            ctx = replace(ctx, error=err)
+            rendered = render(ctx)
+        try:
+            await self.audit.append(self.record(ctx, rendered), bodies=self.kept_bodies(ctx, rendered))
         except AuditUnavailable as exc:
             ctx = replace(ctx, error=exc, reply=None)
             rendered = render(ctx)
         self._log(ctx, rendered)
-        return rendered
+        return ctx, rendered
 
     # -- the steps ---------------------------------------------------------------------------------
 
@@ -185,13 +234,41 @@ class Pipeline:
                                                   user_id=ex.user_id, issue=ex.issue))
         except Forbidden as err:
             raise _Stop(replace(ctx, error=err, rule=err.rule)) from None
-        return replace(ctx, rule=decision.rule_name, subject_paths=tuple(decision.rule.subjects))
+        return replace(ctx, rule=decision.rule_name, subject_paths=tuple(decision.rule.subjects),
+                       decision=decision)
+
+    async def admit(self, ctx: Result) -> Result:
+        """The deciding rule's rate limit and quota, per client and service; a refusal names the
+        rule."""
+        decision = ctx.decision
+        if decision is None or not decision.limited:
+            return ctx
+        assert ctx.client is not None and ctx.service is not None
+        try:
+            verdict = await self.limiter.admit(decision.limit_key(ctx.client, ctx.service.id),
+                                               decision.rate, decision.quota)
+        except GatewayError as err:  # the shared counters cannot be reached: refuse, never let through
+            raise self._fail(ctx, err) from None
+        if verdict.allowed:
+            return ctx
+        what = "rate limit" if verdict.exceeded == "rate" else "quota"
+        raise self._fail(ctx, RateLimited(
+            f"rule {decision.rule_name!r}: the {what} of client {ctx.client} for {ctx.service.id} is "
+            "spent; retry later", retry_after=verdict.retry_after, rule=decision.rule_name))
 
     def parse(self, ctx: Result) -> Result:
         ex = ctx.exchange
         payload: Any = None
+        decoded: Decoded | None = None
         media = ex.content_type.split(";", 1)[0].strip().lower()
-        if ex.body and (media in JSON_TYPES or media.endswith("+json")):
+        if ex.decode is not None:
+            assert ctx.service is not None and ctx.operation is not None
+            try:
+                decoded = ex.decode(ctx.service, ctx.operation)
+            except GatewayError as err:
+                raise self._fail(ctx, err) from None
+            payload = decoded.payload
+        elif ex.body and (media in JSON_TYPES or media.endswith("+json")):
             try:
                 payload = orjson.loads(ex.body)
             except orjson.JSONDecodeError as exc:
@@ -199,15 +276,42 @@ class Pipeline:
         subjects: tuple[str, ...] = ()
         if ctx.subject_paths and payload is not None:
             subjects = tuple(self.subjects(s) for s in subject_ids(payload, list(ctx.subject_paths)))
-        return replace(ctx, payload=payload, subjects=subjects)
+        return replace(ctx, payload=payload, decoded=decoded, subjects=subjects)
+
+    def validate(self, ctx: Result) -> Result:
+        """The service's JSON Schema, when it has one: 422 listing every error's path."""
+        assert ctx.service is not None
+        check = self.validators.get(ctx.service.id)
+        if check is not None:
+            try:
+                check(ctx.payload)
+            except GatewayError as err:
+                raise self._fail(ctx, err) from None
+        return ctx
 
     async def call(self, ctx: Result) -> Result:
+        """An async service's request is stored for the delivery workers and answered 202; any
+        other goes to the connector now."""
+        assert ctx.service is not None
+        if ctx.service.delivery != "async":
+            return await self.invoke(ctx)
+        if self.intake is None:
+            return replace(ctx, error=ServerError(f"{ctx.service.id} is delivered asynchronously and "
+                                                  "this gateway runs no delivery queue"))
+        try:
+            return replace(ctx, reply=await self.intake(ctx))
+        except GatewayError as err:
+            return replace(ctx, error=err)
+
+    async def invoke(self, ctx: Result) -> Result:
         ex, service = ctx.exchange, ctx.service
         assert service is not None and ctx.operation is not None
         connector = self.connectors[service.id]
+        body, content_type = ((ctx.decoded.body, ctx.decoded.content_type) if ctx.decoded is not None
+                              else (ex.body, ex.content_type))
         call = Call(exchange_id=ex.id, service=service, operation=ctx.operation, method=ex.method,
-                    path=ex.path, query=ex.query, payload=ctx.payload, body=ex.body,
-                    content_type=ex.content_type, headers=self._xroad_headers(ctx))
+                    path=ex.path, query=ex.query, payload=ctx.payload, body=body,
+                    content_type=content_type, headers=self._xroad_headers(ctx))
         started = time.perf_counter()
         try:
             # The connector keeps its own timeout; this guard only bounds a connector that hangs.
@@ -222,6 +326,11 @@ class Pipeline:
                       error=type(exc).__name__)
             return replace(ctx, error=ServerError("the connector failed unexpectedly"),
                            upstream_us=_us_since(started))
+        if ctx.decision is not None and ctx.decision.fields is not None:
+            try:
+                reply = _minimised(reply, ctx.decision.fields)
+            except UpstreamError as err:
+                return replace(ctx, error=err, upstream_us=_us_since(started))
         return replace(ctx, reply=reply, upstream_us=_us_since(started))
 
     # -- audit and log ----------------------------------------------------------------------------
@@ -258,6 +367,18 @@ class Pipeline:
             subjects=ctx.subjects,
         )
 
+    def kept_bodies(self, ctx: Result, rendered: Rendered) -> Bodies | None:
+        """The bodies to keep, encrypted, beside the leaf: only where the deciding rule says so."""
+        rule = ctx.decision.rule if ctx.decision is not None else \
+            next((r for r in self.policy.rules if r.name == ctx.rule), None) if ctx.rule else None
+        if rule is None or not rule.keep_bodies:
+            return None
+        reply = ctx.reply
+        return Bodies(request=ctx.exchange.body, response=rendered.body,
+                      upstream_request=reply.wire_request if reply else None,
+                      upstream_response=reply.wire_response if reply else None,
+                      retention_days=rule.retention_days)
+
     @staticmethod
     def _log(ctx: Result, rendered: Rendered) -> None:
         err = ctx.error
@@ -266,6 +387,19 @@ class Pipeline:
                  operation=ctx.operation, status=rendered.status,
                  outcome=err.outcome if err else "ok", error=err.code if err else None,
                  rule=ctx.rule, ms=round((time.perf_counter() - ctx.exchange.started) * 1000, 2))
+
+
+def _minimised(reply: Reply, fields: Any) -> Reply:
+    """The reply with only the fields the policy lets leave: the one place where this happens, on
+    the JSON-shaped payload before any entry point renders it (REST and SOAP alike)."""
+    payload = reply.payload
+    if isinstance(payload, bytes | bytearray):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("the upstream's reply is not JSON-shaped, so it cannot be reduced to "
+                                "the fields the policy lets leave; it is withheld") from None
+    return replace(reply, payload=minimise(payload, fields))
 
 
 def _us_since(started: float) -> int:

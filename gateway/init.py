@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -28,7 +28,13 @@ CLIENTS = {
     f"{HA_GIANG}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Hà Giang",
     f"{NGHE_AN}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Nghệ An",
     f"{PORTAL}/DVCQG": "Cổng Dịch vụ công quốc gia",
+    f"{PORTAL}/KIEMTOAN": "Kiểm toán nhật ký liên thông",
 }
+# Scopes other than "exchange": the auditor reads the audit log and answers citizens' access reports.
+CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"]}
+# Clients that also get a key pair for private_key_jwt: the private key is written for the client
+# (client-keys/, mode 0600), the public key registered in the configuration.
+KEY_CLIENTS = (f"{PORTAL}/DVCQG",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,18 @@ class Initialised:
     config_path: Path
     secrets_path: Path
     secrets: dict[str, str]
+    client_keys: dict[str, Path] = field(default_factory=dict)  # client -> its private JWK file
+
+
+# Dossier pushes, up to the portal and down to the province, are store-and-forward (docs/delivery.md):
+# checked against their JSON Schema, answered 202 once stored, delivered by workers in order.
+STORE_AND_FORWARD: dict[str, dict[str, object]] = {
+    "DongBoHoSoMC": {"delivery": "async", "schema": "dvcqg/dossier.json", "dossier": {"message": "dossier"}},
+    "CapNhatTienDoHoSoMC": {"delivery": "async", "schema": "dvcqg/progress.json",
+                            "dossier": {"message": "progress"}},
+    "NhanHoSo": {"delivery": "async", "schema": "dvcqg/dossier.json",
+                 "dossier": {"message": "dossier", "agency": "provider"}},
+}
 
 
 def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
@@ -54,7 +72,7 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     portal_opts = {"madonvi": "000.00.00.G22", "username": "lienthong", "password": "demo-portal"}
     services: list[dict[str, object]] = [
         *({"id": f"{PORTAL}/DVCQG/{name}", "connector": "dvcqg", "upstream": up(ports.dvcqg),
-           "timeout": 10, "options": portal_opts, "description": text}
+           "timeout": 10, "options": portal_opts, "description": text, **STORE_AND_FORWARD.get(name, {})}
           for name, text in [("DongBoHoSoMC", "Đồng bộ hồ sơ một cửa lên Cổng DVCQG"),
                              ("CapNhatTienDoHoSoMC", "Cập nhật tiến độ xử lý hồ sơ"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ trên Cổng DVCQG")]),
@@ -64,7 +82,7 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
           for name, text in [("XacThucThongTinCongDan", "Xác thực thông tin công dân"),
                              ("TraCuuThongTinCongDan", "Tra cứu thông tin công dân")]),
         *({"id": f"{member}/MOTCUA/{name}", "connector": "onestop", "upstream": up(ports.onestop),
-           "timeout": 10, "description": text}
+           "timeout": 10, "description": text, **STORE_AND_FORWARD.get(name, {})}
           for member in (HA_GIANG,)
           for name, text in [("NhanHoSo", "Nhận hồ sơ từ Cổng DVCQG"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
@@ -76,7 +94,8 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     return {
         "members": [
             {"id": PORTAL, "name": "Văn phòng Chính phủ", "subsystems": [
-                {"code": "DVCQG", "name": "Cổng Dịch vụ công quốc gia"}]},
+                {"code": "DVCQG", "name": "Cổng Dịch vụ công quốc gia"},
+                {"code": "KIEMTOAN", "name": "Kiểm toán nhật ký liên thông"}]},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
                 {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"}]},
             {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "subsystems": [
@@ -109,6 +128,7 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
         shutil.copyfile(source, policy_target / source.name)
 
     secrets = {client: new_secret() for client in CLIENTS}
+    client_keys = {client: keys.new_client_key(target / "client-keys", client) for client in KEY_CLIENTS}
     config = {
         "instance": "VN",
         "listen": {"host": "127.0.0.1", "port": ports.gateway},
@@ -117,9 +137,13 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
         "policies_dir": "policies",
         "token": {"issuer": f"http://127.0.0.1:{ports.gateway}", "audience": "lienthong",
                   "lifetime": 300, "algorithm": "ES256"},
+        # Store-and-forward (docs/delivery.md): retry soon, probe a failed upstream every few seconds.
+        "delivery": {"max_attempts": 12, "backoff_base": 0.5, "backoff_max": 60, "breaker_failures": 5,
+                     "breaker_cooldown": 2, "breaker_cooldown_max": 30, "transitions": "refuse"},
         **catalog(ports),
         "clients": [{"id": cid, "name": name, "secret_hash": hash_secret(secrets[cid]),
-                     "scopes": ["exchange"]} for cid, name in CLIENTS.items()],
+                     **({"jwks": keys.public_jwks_of(client_keys[cid])} if cid in client_keys else {}),
+                     "scopes": CLIENT_SCOPES.get(cid, ["exchange"])} for cid, name in CLIENTS.items()],
     }
     header = ("# Liên Thông gateway configuration, written by `lienthong init`.\n"
               "# Relative paths are relative to this file's folder. See docs/configuration.md.\n")
@@ -130,4 +154,4 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("# Client secrets, shown once: the configuration keeps only their argon2 hashes.\n")
         yaml.safe_dump(secrets, fh, allow_unicode=True)
-    return Initialised(config_path, secrets_path, secrets)
+    return Initialised(config_path, secrets_path, secrets, client_keys)

@@ -3,6 +3,8 @@
 - ``oauth/<kid>.jwk``: token signing keys (private JWK, ES256 or EdDSA); the newest signs, all are
   published in the JWKS until removed, so tokens signed before a rotation stay verifiable.
 - ``audit-subject.key``: 32 random bytes, the HMAC key that turns personal ids into audit subjects.
+- ``audit-checkpoint.key``: 32 random bytes, the Ed25519 seed that signs audit checkpoints.
+- ``audit-body.key``: 32 random bytes, the AES-256-GCM key of the exchange bodies policies keep.
 
 Files are written with mode 0600.
 """
@@ -20,6 +22,8 @@ from joserfc.jwk import ECKey, KeySet, OKPKey
 
 SIGNING_DIR = "oauth"
 SUBJECT_KEY = "audit-subject.key"
+CHECKPOINT_KEY = "audit-checkpoint.key"
+BODY_KEY = "audit-body.key"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -31,7 +35,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def new_signing_key(keys_dir: Path, algorithm: str = "ES256") -> str:
     """Create a signing key; return its kid. Named by creation time so the newest sorts last."""
-    kid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+    now = time.time()
+    micro = int(now * 1_000_000) % 1_000_000  # two keys made in one second still sort in order
+    kid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{micro:06d}-{secrets.token_hex(4)}"
     params: Any = {"kid": kid, "alg": algorithm, "use": "sig"}
     key = (OKPKey.generate_key("Ed25519", parameters=params) if algorithm == "EdDSA"
            else ECKey.generate_key("P-256", parameters=params))
@@ -61,9 +67,44 @@ def load_subject_key(keys_dir: Path) -> bytes:
         raise FileNotFoundError(f"no audit subject key at {path}; run 'lienthong init'") from None
 
 
+def load_audit_key(keys_dir: Path, name: str) -> bytes:
+    """The 32 bytes of CHECKPOINT_KEY or BODY_KEY."""
+    path = keys_dir / name
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no audit key at {path}; run 'lienthong init'") from None
+    if len(key) != 32:
+        raise ValueError(f"{path} must hold 32 bytes, it holds {len(key)}")
+    return key
+
+
 def ensure_keys(keys_dir: Path, algorithm: str = "ES256") -> None:
     """Create whatever key is missing (a fresh deployment or the demo)."""
     if not list((keys_dir / SIGNING_DIR).glob("*.jwk")):
         new_signing_key(keys_dir, algorithm)
     if not (keys_dir / SUBJECT_KEY).exists():
         new_subject_key(keys_dir)
+    for name in (CHECKPOINT_KEY, BODY_KEY):
+        if not (keys_dir / name).exists():
+            _write_private(keys_dir / name, secrets.token_bytes(32))
+
+
+def new_client_key(folder: Path, client_id: str, algorithm: str = "EdDSA") -> Path:
+    """A key pair for a client's private_key_jwt authentication: the private JWK, written for the
+    client (mode 0600); register its public part (``public_jwks_of``) with the gateway."""
+    path = folder / (client_id.replace("/", "_").replace(":", "_") + ".jwk")
+    if path.exists():
+        path.unlink()
+    params: Any = {"kid": f"{client_id.rsplit('/', 1)[-1].lower()}-{secrets.token_hex(4)}",
+                   "alg": algorithm, "use": "sig"}
+    key = (OKPKey.generate_key("Ed25519", parameters=params) if algorithm == "EdDSA"
+           else ECKey.generate_key("P-256", parameters=params))
+    _write_private(path, json.dumps(key.as_dict(private=True)).encode())
+    return path
+
+
+def public_jwks_of(private_jwk_file: Path) -> dict[str, Any]:
+    """The public JWKS of a private JWK file."""
+    key_set = KeySet.import_key_set({"keys": [json.loads(private_jwk_file.read_text())]})
+    return dict(key_set.as_dict(private=False))

@@ -27,7 +27,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PREFIX = "/r1/"
 _HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
             b"x-road-client": "client_header", b"x-road-id": "id", b"x-road-userid": "user_id",
-            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party"}
+            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
+            b"idempotency-key": "idempotency_key"}
 _MAX_ID = 128
 
 
@@ -68,6 +69,7 @@ def render(result: Result) -> Rendered:
     else:
         body = orjson.dumps(reply.payload)
     headers.append(("content-type", reply.content_type))
+    headers.extend((k.lower(), v) for k, v in reply.headers.items())
     return Rendered(reply.status, headers, body)
 
 

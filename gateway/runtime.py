@@ -14,7 +14,10 @@ from gateway.audit.log import AuditLog
 from gateway.audit.record import SubjectHasher
 from gateway.config import Config
 from gateway.connector import Connector, ConnectorContext
+from gateway.delivery import Deliveries
 from gateway.exchange import Pipeline
+from gateway.oauth.clients import ClientStore
+from gateway.oauth.security import Security
 from gateway.oauth.server import TokenServer
 from gateway.oauth.verifier import TokenVerifier
 from gateway.policy import Policy
@@ -39,18 +42,29 @@ class Runtime:
     pipeline: Pipeline
     token_server: TokenServer
     verifier: TokenVerifier
-    jwks: list[dict[str, Any]]
+    security: Security
+    deliveries: Deliveries
+
+    @property
+    def jwks(self) -> list[dict[str, Any]]:
+        return self.security.jwks()
+
+    @property
+    def clients(self) -> ClientStore:
+        return self.security.clients
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
         keys_dir = config.path(config.keys_dir)
         try:
-            key_set = keys.load_signing_keys(keys_dir)
+            keys.load_signing_keys(keys_dir)
             subject_key = keys.load_subject_key(keys_dir)
         except FileNotFoundError as exc:
             raise StartupError(str(exc)) from None
-        policy = Policy.load(config.path(config.policies_dir))
+        policies_dir = config.path(config.policies_dir)
+        policy = Policy.load(policies_dir)
         engine = create_engine(config.database_url)
+        security = Security.build(config, engine, keys_dir, policies_dir)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
                          batch_wait_ms=config.audit.batch_wait_ms)
         http = create_client(transport=config.upstream.transport,
@@ -68,18 +82,30 @@ class Runtime:
             except Exception as exc:
                 raise StartupError(f"service {service.id}: connector {service.connector!r} could not "
                                    f"start: {exc}") from exc
-        verifier = TokenVerifier(key_set, config.token)
-        pipeline = Pipeline(config=config, verifier=verifier, policy=policy, connectors=connectors,
-                            audit=audit, subjects=SubjectHasher(subject_key))
-        token_server = TokenServer({c.id: c for c in config.clients}, key_set, config.token)
+        try:
+            deliveries = Deliveries.build(config, engine, context.schemas_dir)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        pipeline = Pipeline(config=config, verifier=security.verifier, policy=policy,
+                            connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
+                            limiter=security.limiter, intake=deliveries.intake,
+                            validators=deliveries.validators)
+        deliveries.attach(pipeline)
         return cls(config=config, engine=engine, audit=audit, http=http, connectors=connectors,
-                   pipeline=pipeline, token_server=token_server, verifier=verifier,
-                   jwks=[k.as_dict(private=False) for k in key_set.keys])
+                   pipeline=pipeline, token_server=security.token_server, verifier=security.verifier,
+                   security=security, deliveries=deliveries)
 
     def start(self) -> None:
         self.audit.start()
+        self.security.start(http=self.http, on_policy=self._use_policy)
+        self.deliveries.start()
+
+    def _use_policy(self, policy: Policy) -> None:
+        self.pipeline.policy = policy
 
     async def stop(self) -> None:
+        await self.deliveries.stop()  # first: deliveries in flight still need connectors and audit
+        await self.security.stop()
         for connector in self.connectors.values():
             await connector.aclose()
         await self.http.aclose()

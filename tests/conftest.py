@@ -98,14 +98,19 @@ def _wait(url: str, procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> N
     raise RuntimeError(f"{url} not ready")
 
 
-def start_stack(workdir: Path, database: str | None = None, workers: int = 1) -> tuple[Stack, list[
-        subprocess.Popen[bytes]]]:
+def start_stack(workdir: Path, database: str | None = None, workers: int = 1,
+                overrides: dict[str, object] | None = None) -> tuple[Stack, list[subprocess.Popen[bytes]]]:
+    """Start the demo catalog's simulators and gateway; ``overrides`` replace top-level settings of
+    the written configuration (e.g. ``{"redis": url}``)."""
     from gateway.init import Ports, initialise
 
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
                   onestop=free_port(), rest=free_port())
     init = initialise(workdir, ports=ports, database=database, force=True)
     cfg = yaml.safe_load(init.config_path.read_text())
+    if overrides:
+        cfg.update(overrides)
+        init.config_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     logs = [workdir / "simulators.log", workdir / "gateway.log"]
     cmd = [sys.executable, "-m", "gateway"]
     sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path)],
@@ -157,3 +162,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def random_id() -> str:
     return secrets.token_hex(8)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    until the session ends, and the asyncio tests cannot run beside it."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/browser/"))

@@ -8,7 +8,7 @@ from everything else (an ``UpstreamError`` carrying the code and the portal's me
 from __future__ import annotations
 
 __all__ = ["ALREADY_EXISTS", "INVALID_DATA", "INVALID_REQUEST", "LOGIN_FAILED", "MESSAGES", "NOT_FOUND", "OK",
-           "SESSION_EXPIRED", "SYSTEM_ERROR", "UNKNOWN_SERVICE", "normalise"]
+           "RETRYABLE", "SESSION_EXPIRED", "SYSTEM_ERROR", "UNKNOWN_SERVICE", "normalise"]
 
 OK = "00"
 INVALID_REQUEST = "01"   # not JSON, or no madonvi / service
@@ -19,6 +19,11 @@ ALREADY_EXISTS = "05"    # a new dossier (isUpdating false) whose code is taken 
 SESSION_EXPIRED = "10"   # session missing, unknown or expired: log in again
 LOGIN_FAILED = "11"      # wrong user name or password
 SYSTEM_ERROR = "99"      # the portal's own failure; worth retrying later
+
+# Worth sending again later: the portal's own trouble, or a session it keeps refusing (a login
+# that fails may be the portal's identity service being down). Every other code is permanent: the
+# same request will be refused the same way.
+RETRYABLE = frozenset({SESSION_EXPIRED, LOGIN_FAILED, SYSTEM_ERROR})
 
 MESSAGES = {
     OK: "Thành công",

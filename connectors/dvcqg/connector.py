@@ -26,7 +26,10 @@ Portal error codes (``codes.py``; the guides fix only "00", the rest are this pr
     11  login refused (wrong user name or password)  -> UpstreamError
     99  the portal's own failure                     -> UpstreamError
 
-Every ``UpstreamError`` from an answer carries ``extra = {"error_code", "message", "operation"}``.
+Every ``UpstreamError`` from an answer carries ``extra = {"error_code", "message", "operation"}``,
+and is ``retryable`` for "10", "11" and "99" only (``codes.RETRYABLE``): the others are permanent.
+An HTTP status other than 200 is retryable when it is 5xx, 408 or 429; an answer that is not the
+portal's JSON (a proxy's error page, say) is retryable.
 Transport failures are those of ``connectors.rest.connector.send``: refused or dropped connection
 ``UpstreamUnavailable``; no answer within ``service.timeout`` (for the whole call, logins and the
 retry included) ``UpstreamTimeout``; an HTTP status other than 200, or a body that is not a JSON
@@ -87,7 +90,8 @@ class PortalConnector:
         if code != codes.OK:
             message = answer.get("message") or codes.MESSAGES.get(code or "", "")
             raise UpstreamError(f"the portal refused {operation}: [{code}] {message}",
-                                extra={"error_code": code, "message": message, "operation": operation})
+                                extra={"error_code": code, "message": message, "operation": operation},
+                                retryable=code in codes.RETRYABLE)
         return Reply(payload=answer, wire_request=wire, wire_response=raw)
 
     async def _exchange(self, body: dict[str, Any]) -> tuple[bytes, bytes, dict[str, Any]]:
@@ -114,15 +118,18 @@ class PortalConnector:
         if code != codes.OK or not isinstance(session, str) or not session:
             message = answer.get("message") or codes.MESSAGES.get(code or "", "no session in the answer")
             raise UpstreamError(f"the portal refused the gateway's login: [{code}] {message}",
-                                extra={"error_code": code, "message": message, "operation": "login"})
+                                extra={"error_code": code, "message": message, "operation": "login"},
+                                retryable=code in codes.RETRYABLE or code == codes.OK)
         return session
 
     @staticmethod
     def _answer(response: httpx.Response, target: str) -> dict[str, Any]:
         if response.status_code != 200:
-            raise UpstreamError(f"{target} answered HTTP {response.status_code}",
-                                extra={"status": response.status_code,
-                                       "body": response.content[:200].decode("utf-8", "replace")})
+            status = response.status_code
+            raise UpstreamError(f"{target} answered HTTP {status}",
+                                extra={"status": status,
+                                       "body": response.content[:200].decode("utf-8", "replace")},
+                                retryable=status >= 500 or status in (408, 429))
         answer = decode_json(response, target)
         if not isinstance(answer, dict) or "error_code" not in answer:
             raise UpstreamError(f"{target} answered JSON without an error_code",

@@ -18,7 +18,9 @@ Error codes and messages are those of ``codes.py``. Any non-empty user name and 
 (unless ``refuse_login``). Dossiers are checked all-or-nothing per request: one bad record and
 none is stored. A new dossier (``isUpdating`` false) whose code is already held is accepted again
 if identical (a repeated delivery), refused with "05" if different; an update of an unknown dossier
-gets "04".
+gets "04". A progress record identical to one the dossier already has is accepted and not added
+again (a repeated delivery too). ``/_sim/dossiers`` counts such repeats per dossier in ``SoLanLap``,
+so that a test can tell the distinct messages applied from the copies that arrived.
 """
 
 from __future__ import annotations
@@ -120,9 +122,12 @@ class Portal:
             if held is None:
                 self.dossiers[record["MaHoSo"]] = {"MaHoSo": record["MaHoSo"], "madonvi": madonvi,
                                                    "HoSo": record, "QuaTrinhXuLy": [],
-                                                   "NgayDongBo": now, "NgayCapNhat": now, "SoLanCapNhat": 0}
+                                                   "NgayDongBo": now, "NgayCapNhat": now, "SoLanCapNhat": 0,
+                                                   "SoLanLap": 0}
             elif held["HoSo"] != record:
                 held.update(HoSo=record, NgayCapNhat=now, SoLanCapNhat=held["SoLanCapNhat"] + 1)
+            else:
+                held["SoLanLap"] += 1
         return _answer(codes.OK, f"Đồng bộ thành công {len(records)} hồ sơ", result=[
             {"MaHoSo": r["MaHoSo"], "TrangThaiHoSo": r.get("TrangThaiHoSo", "")} for r in records])
 
@@ -135,6 +140,9 @@ class Portal:
                                                 "DVCQG; cần đồng bộ hồ sơ (DongBoHoSoMC) trước")
         for record in records:
             held = self.dossiers[record["MaHoSo"]]
+            if record in held["QuaTrinhXuLy"]:
+                held["SoLanLap"] += 1
+                continue
             held["QuaTrinhXuLy"].append(record)
             if record.get("TrangThai"):
                 held["HoSo"] = {**held["HoSo"], "TrangThaiHoSo": str(record["TrangThai"])}

@@ -10,7 +10,8 @@ JSON over HTTP; the operation (``service.operation_name``, or the call's operati
 ``path`` is ``service.options["path"]`` (default ``/hoso``). An answer whose ``error_code`` is not
 "00" is an ``UpstreamError`` carrying ``error_code`` and ``message``, except a lookup's 404, which is
 the one-stop system saying "no such dossier" and comes back to the client as a 404 reply. Transport
-failures are mapped as in ``connectors.rest.connector.send``.
+failures are mapped as in ``connectors.rest.connector.send``. Refusals are ``retryable`` for "99" (the
+system's own failure) and a 5xx, 408 or 429 status; any other refusal is permanent.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class OneStopConnector:
             message = answer.get("message", "")
             raise UpstreamError(f"the one-stop system refused {operation}: [{code}] {message}",
                                 extra={"error_code": code, "message": message, "status": status,
-                                       "operation": operation})
+                                       "operation": operation},
+                                retryable=code == codes.SYSTEM_ERROR or status in (408, 429))
         return Reply(payload=answer, wire_request=wire, wire_response=response.content)
 
     async def aclose(self) -> None:

@@ -5,7 +5,13 @@ queue of pending records and stores each batch in one transaction (group commit)
 is being committed the next one gathers, so many exchanges share one fsync. Inside that
 transaction the sequencer reads the log's size under the write lock (``BEGIN IMMEDIATE`` on SQLite,
 ``SELECT … FOR UPDATE`` on PostgreSQL), so that leaves get contiguous indices with no gap and no
-duplicate even when several processes or nodes append at once.
+duplicate even when several processes or nodes append at once, and integrates them into the Merkle
+tree in the same transaction: it loads the tree's right edge (O(log n) stored nodes), checks it
+against the head's root, appends the batch's leaf hashes, stores the perfect nodes they complete
+and moves the head (size and root). A leaf is acknowledged only once it is in the tree.
+
+Bodies that a policy rule keeps arrive sealed (see ``gateway.audit.bodies``) and are stored in the
+same transaction, apart from the leaves.
 
 A record that cannot be stored fails its exchange (``AuditUnavailable``): the gateway never answers
 an exchange it could not audit.
@@ -14,7 +20,8 @@ an exchange it could not audit.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Sequence
@@ -25,9 +32,13 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.audit import tree
+from gateway.audit.bodies import Bodies, BodyVault
+from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from gateway.audit.record import AuditRecord
+from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
-from gateway.storage.tables import audit_head, audit_leaves, audit_subjects
+from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit_subjects
 
 log = structlog.get_logger("lienthong.audit")
 
@@ -46,22 +57,130 @@ class StoredLeaf:
     status: int
     rule: str | None
     leaf: bytes
+    user_id: str | None = None
+    purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """The log's size and the RFC 9162 root of its first ``size`` leaves."""
+
+    size: int
+    root: bytes
+
+
+class TreeCorruptedError(RuntimeError):
+    """The stored tree does not lead to the head's root: appending would extend a broken tree."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A record made ready outside the write lock: its row but the index, its leaf hash, its data
+    subjects and its sealed bodies."""
+
+    row: tuple[Any, ...]  # LEAF_COLUMNS after idx
+    leaf_hash: bytes
+    subjects: frozenset[str]
+    bodies: dict[str, Any] | None
 
 
 @dataclass(slots=True)
 class _Pending:
-    record: AuditRecord
-    future: concurrent.futures.Future[int]
+    entry: _Entry
+    future: asyncio.Future[int]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(batch: Sequence[_Pending], outcomes: Sequence[int | BaseException]) -> None:
+    """Hand each waiting append its index or failure: one wake-up per event loop, not per append."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]] = {}
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    for future, outcome in items:
+        if future.done():  # the waiting exchange was cancelled
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+# The leaf holds every value whole; the index columns beside it hold them cut to the column's width,
+# so that one over-long header can never fail the commit that a whole batch of exchanges shares.
+COLUMN_WIDTHS = {c.name: c.type.length for c in audit_leaves.c
+                 if isinstance(c.type, sa.String) and c.type.length}
+
+
+LEAF_COLUMNS = ("idx", "exchange_id", "ts_us", "client", "service", "operation", "outcome", "status",
+                "user_id", "purpose", "rule", "leaf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The sequencer's statements as plain driver SQL: the hot path skips SQLAlchemy's per-row work
+    and statement building. Table and column names are constants here, never input."""
+
+    head: str
+    leaves: str
+    nodes: str
+    subjects: str
+    move_head: str
+
+    @classmethod
+    def for_dialect(cls, paramstyle: str, name: str) -> _Statements:
+        mark = "?" if paramstyle == "qmark" else "%s"
+        lock = "" if name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE took the lock
+
+        def insert(table: str, columns: Sequence[str]) -> str:
+            values = ", ".join([mark] * len(columns))
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"  # noqa: S608
+
+        return cls(head=f"SELECT size, root FROM audit_head WHERE id = 1{lock}",  # noqa: S608
+                   leaves=insert("audit_leaves", LEAF_COLUMNS),
+                   nodes=insert("audit_nodes", ("level", "idx", "hash")),
+                   subjects=insert("audit_subjects", ("subject", "idx")),
+                   move_head=f"UPDATE audit_head SET size = {mark}, root = {mark} WHERE id = 1")  # noqa: S608
+
+
+@functools.cache
+def _statements(paramstyle: str, name: str) -> _Statements:
+    return _Statements.for_dialect(paramstyle, name)
+
+
+def _sql(conn: Connection) -> _Statements:
+    return _statements(conn.dialect.paramstyle, conn.dialect.name)
+
+
+def _cut(value: str | None, column: str) -> str | None:
+    return value[:COLUMN_WIDTHS[column]] if value is not None else None
+
+
+def index_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    """The index columns a leaf (parsed) must have beside it, except the time (see record.leaf_time)."""
+    return {"exchange_id": _cut(doc["id"], "exchange_id"), "client": _cut(doc["client"], "client"),
+            "service": _cut(doc["service"], "service"), "operation": _cut(doc["operation"], "operation"),
+            "outcome": doc["outcome"], "status": doc["status"],
+            "user_id": _cut(doc["userId"], "user_id"), "purpose": _cut(doc["purpose"], "purpose"),
+            "rule": _cut(doc["rule"], "rule")}
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 0.0) -> None:
+    def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 0.0,
+                 vault: BodyVault | None = None) -> None:
         self._engine = engine
+        self._vault = vault
         self._batch_max = batch_max
         self._batch_wait = batch_wait_ms / 1000
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0  # for metrics and tests: how many commits the appends took
+        self._edge: tuple[int, bytes, Frontier] | None = None  # the tree's right edge after our last batch
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -77,18 +196,52 @@ class AuditLog:
             self._thread.join()
             self._thread = None
 
-    async def append(self, record: AuditRecord) -> int:
-        """Store one record; return its leaf index once it is durable."""
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def attach_vault(self, vault: BodyVault) -> None:
+        """Seal the bodies that policy rules keep with this vault's key."""
+        self._vault = vault
+
+    async def append(self, record: AuditRecord, *, bodies: Bodies | None = None) -> int:
+        """Store one record (and the bodies a rule keeps); return its leaf index once it is durable
+        and in the tree."""
         if self._thread is None:
             raise AuditUnavailable("the audit log is not running")
-        future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._queue.put(_Pending(record, future))
-        return await asyncio.wrap_future(future)
+        try:
+            entry = self._prepare(record, bodies)
+        except AuditUnavailable:
+            raise
+        except Exception as exc:  # a record that cannot become a leaf fails its exchange
+            log.error("audit_record_refused", error=f"{type(exc).__name__}: {exc}")
+            raise AuditUnavailable("the audit record of this exchange could not be made; it was not "
+                                   "completed") from exc
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._queue.put(_Pending(entry, future, loop))
+        return await future
 
-    def append_many(self, records: Sequence[AuditRecord]) -> list[int]:
+    def append_many(self, records: Sequence[AuditRecord],
+                    bodies: Sequence[Bodies | None] | None = None) -> list[int]:
         """Store records synchronously in one transaction (tools and benchmarks)."""
+        entries = [self._prepare(rec, bodies[i] if bodies else None) for i, rec in enumerate(records)]
         with self._engine.begin() as conn:
-            return self._store(conn, records)
+            return self._store(conn, entries)
+
+    def _prepare(self, record: AuditRecord, bodies: Bodies | None) -> _Entry:
+        sealed = None
+        if bodies is not None:
+            if self._vault is None:
+                raise AuditUnavailable("a policy rule keeps this exchange's bodies, but no body key "
+                                       "is loaded; the exchange was not completed")
+            sealed = self._vault.seal(record.exchange_id, bodies, record.ts_us)
+        leaf = record.leaf()
+        row = (_cut(record.exchange_id, "exchange_id"), record.ts_us, _cut(record.client, "client"),
+               _cut(record.service, "service"), _cut(record.operation, "operation"), record.outcome,
+               record.status, _cut(record.user_id, "user_id"), _cut(record.purpose, "purpose"),
+               _cut(record.rule, "rule"), leaf)
+        return _Entry(row, leaf_hash(leaf), frozenset(record.subjects), sealed)
 
     def _run(self) -> None:
         stopping = False
@@ -112,38 +265,46 @@ class AuditLog:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
-                indices = self._store(conn, [p.record for p in batch])
+                indices = self._store(conn, [p.entry for p in batch])
         except Exception as exc:  # any storage failure fails every exchange in the batch
             log.error("audit_write_failed", error=type(exc).__name__, batch=len(batch))
             failure = AuditUnavailable("the audit log could not store this exchange; it was not "
                                        "completed")
-            for pending in batch:
-                pending.future.set_exception(failure)
+            _settle(batch, [failure] * len(batch))
             return
         self.batches += 1
-        for pending, idx in zip(batch, indices, strict=True):
-            pending.future.set_result(idx)
+        _settle(batch, indices)
 
-    @staticmethod
-    def _store(conn: Connection, records: Sequence[AuditRecord]) -> list[int]:
-        size = conn.execute(
-            sa.select(audit_head.c.size).where(audit_head.c.id == 1).with_for_update()
-        ).scalar_one()
-        rows: list[dict[str, Any]] = []
-        subjects: list[dict[str, Any]] = []
-        for offset, rec in enumerate(records):
-            idx = size + offset
-            rows.append({
-                "idx": idx, "exchange_id": rec.exchange_id, "ts_us": rec.ts_us, "client": rec.client,
-                "service": rec.service, "operation": rec.operation, "outcome": rec.outcome,
-                "status": rec.status, "user_id": rec.user_id, "purpose": rec.purpose,
-                "rule": rec.rule, "leaf": rec.leaf(),
-            })
-            subjects.extend({"subject": s, "idx": idx} for s in set(rec.subjects))
-        conn.execute(sa.insert(audit_leaves), rows)
+    def _store(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
+        sql = _sql(conn)
+        head_size, head_root = conn.exec_driver_sql(sql.head).one()
+        size, root = int(head_size), as_bytes(head_root) if head_root is not None else EMPTY_ROOT
+        edge = self._edge
+        if edge is not None and edge[0] == size and edge[1] == root:
+            frontier = edge[2].copy()  # nobody else appended since our last batch
+        else:
+            frontier = tree.frontier(conn, size)
+            if frontier.root() != root:
+                raise TreeCorruptedError(f"the stored tree of {size} leaves does not give the head's root")
+        rows = [(size + offset, *entry.row) for offset, entry in enumerate(entries)]
+        subjects = [(subject, size + offset) for offset, entry in enumerate(entries)
+                    for subject in entry.subjects]
+        bodies = [{"idx": size + offset, **entry.bodies} for offset, entry in enumerate(entries)
+                  if entry.bodies is not None]
+        nodes = [(level, first + i, h) for level, first, hashes
+                 in frontier.extend_levels([entry.leaf_hash for entry in entries])
+                 for i, h in enumerate(hashes)]
+        conn.exec_driver_sql(sql.leaves, rows)
+        conn.exec_driver_sql(sql.nodes, nodes)
         if subjects:
-            conn.execute(sa.insert(audit_subjects), subjects)
-        conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(size=size + len(rows)))
+            conn.exec_driver_sql(sql.subjects, subjects)
+        if bodies:
+            conn.execute(sa.insert(audit_bodies), bodies)
+        new_root = frontier.root()
+        conn.exec_driver_sql(sql.move_head, (frontier.size, new_root))
+        # Keyed by the head it extends, so a batch that then fails to commit, or another process's
+        # appends, only cost a reload from the stored nodes.
+        self._edge = (frontier.size, new_root, frontier.copy())
         return [size + i for i in range(len(rows))]
 
     # -- reading ---------------------------------------------------------------------------------
@@ -153,6 +314,36 @@ class AuditLog:
             return int(conn.execute(sa.select(audit_head.c.size).where(audit_head.c.id == 1))
                        .scalar_one())
 
+    def head(self) -> TreeHead:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(audit_head.c.size, audit_head.c.root)
+                               .where(audit_head.c.id == 1)).one()
+        return TreeHead(int(row.size), as_bytes(row.root) if row.root is not None else EMPTY_ROOT)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+        with self._engine.connect() as conn:
+            return tree.inclusion_proof(conn, index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """The RFC 9162 consistency proof between the trees of ``size1`` and ``size2`` leaves."""
+        with self._engine.connect() as conn:
+            return tree.consistency_proof(conn, size1, size2)
+
+    def root_at(self, size: int) -> bytes:
+        with self._engine.connect() as conn:
+            return tree.root_at(conn, size)
+
+    def bodies(self, index: int) -> Bodies | None:
+        """The kept bodies of leaf ``index``, opened; None if none were kept or they were purged."""
+        if self._vault is None:
+            raise AuditUnavailable("no body key is loaded")
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(audit_bodies, audit_leaves.c.exchange_id)
+                               .join(audit_leaves, audit_leaves.c.idx == audit_bodies.c.idx)
+                               .where(audit_bodies.c.idx == index)).first()
+        return None if row is None else self._vault.open(row.exchange_id, row)
+
     def read(self, start: int = 0, count: int = 1000) -> list[StoredLeaf]:
         """Leaves ``start`` .. ``start + count - 1`` in index order."""
         query = (sa.select(audit_leaves).where(audit_leaves.c.idx >= start)
@@ -160,7 +351,8 @@ class AuditLog:
         return self._select(query)
 
     def by_exchange(self, exchange_id: str) -> list[StoredLeaf]:
-        return self._select(sa.select(audit_leaves).where(audit_leaves.c.exchange_id == exchange_id)
+        return self._select(sa.select(audit_leaves)
+                            .where(audit_leaves.c.exchange_id == _cut(exchange_id, "exchange_id"))
                             .order_by(audit_leaves.c.idx))
 
     def by_subject(self, subject_hash: str) -> list[StoredLeaf]:
@@ -173,5 +365,6 @@ class AuditLog:
         with self._engine.connect() as conn:
             return [StoredLeaf(idx=r.idx, exchange_id=r.exchange_id, ts_us=r.ts_us, client=r.client,
                                service=r.service, operation=r.operation, outcome=r.outcome,
-                               status=r.status, rule=r.rule, leaf=bytes(r.leaf))
+                               status=r.status, rule=r.rule, leaf=as_bytes(r.leaf), user_id=r.user_id,
+                               purpose=r.purpose)
                     for r in conn.execute(query)]

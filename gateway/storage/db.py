@@ -35,6 +35,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA recursive_triggers=ON")  # INSERT OR REPLACE meets the audit guards
         cur.close()
 
     @event.listens_for(engine, "begin")

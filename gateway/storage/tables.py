@@ -27,6 +27,8 @@ audit_leaves = sa.Table(
     sa.Index("ix_audit_leaves_exchange", "exchange_id"),
     sa.Index("ix_audit_leaves_client_ts", "client", "ts_us"),
     sa.Index("ix_audit_leaves_service_ts", "service", "ts_us"),
+    sa.Index("ix_audit_leaves_user_ts", "user_id", "ts_us"),
+    sa.Index("ix_audit_leaves_purpose", "purpose"),
 )
 
 # Data subjects of each leaf, as keyed hashes (HMAC-SHA-256), so that "who accessed my data" is an
@@ -36,11 +38,50 @@ audit_subjects = sa.Table(
     sa.Column("subject", sa.String(64), nullable=False),
     sa.Column("idx", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("subject", "idx"),
+    sa.Index("ix_audit_subjects_idx", "idx"),
 )
 
-# The sequencer's state: one row holding the log's size.
+# The sequencer's state: one row holding the log's size and the RFC 9162 root of its Merkle tree,
+# both changed in the transaction that appends leaves.
 audit_head = sa.Table(
     "audit_head", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("root", sa.LargeBinary),  # 32 bytes
+)
+
+# The Merkle tree's perfect subtrees: node (level, idx) is the RFC 9162 hash of leaves
+# [idx * 2**level, (idx + 1) * 2**level); level 0 holds the leaf hashes. A node is written once, in
+# the transaction that completes it, so any proof or the tree's right edge is O(log n) reads.
+audit_nodes = sa.Table(
+    "audit_nodes", metadata,
+    sa.Column("level", sa.SmallInteger, nullable=False),
+    sa.Column("idx", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("level", "idx"),
+    sqlite_with_rowid=False,  # the key is the row: one B-tree to write, not two
+)
+
+# Signed checkpoints (C2SP signed notes), at most one per tree size.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints", metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("ts_us", sa.BigInteger, nullable=False),
+)
+
+# Exchange bodies kept by policy, apart from the leaves: each part AES-256-GCM encrypted
+# (12-byte nonce || ciphertext and tag), bound to its exchange. Rows past ``expires_us`` are purged;
+# the leaves keep the bodies' SHA-256, so the tree stays verifiable.
+audit_bodies = sa.Table(
+    "audit_bodies", metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("expires_us", sa.BigInteger),  # none: kept until a rule with a retention applies
+    sa.Column("request", sa.LargeBinary, nullable=False),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("upstream_request", sa.LargeBinary),
+    sa.Column("upstream_response", sa.LargeBinary),
+    sa.Index("ix_audit_bodies_expires", "expires_us"),
 )

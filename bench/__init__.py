@@ -1,0 +1,1 @@
+"""Liên Thông benchmark: see bench/README.md."""

@@ -1,0 +1,342 @@
+"""Audit log benchmark: append + integrate throughput, verify of a large log, and the audit's share of
+an exchange's CPU cost.
+
+    .venv/bin/python bench/audit_bench.py [--leaves 100000] [--verify-leaves 1000000]
+                                          [--database URL] [--only append,concurrent,verify,cpu]
+                                          [--json out.json]
+
+append      ``AuditLog.append_many`` in batches (each batch one transaction: sequence, store the
+            leaves, integrate them into the Merkle tree, move the head), on a fresh database
+concurrent  ``AuditLog.append`` from many coroutines at once (group commit by the writer thread),
+            as the gateway's exchanges do
+verify      fills a log of ``--verify-leaves`` leaves (append_many, big batches), then times
+            ``verify_log`` in full (leaves, index columns, subjects, tree, head, checkpoints) and
+            quick (no index columns and subjects)
+cpu         the gateway (1 worker) serving the REST echo service under wrk (16 and 64 connections):
+            its CPU seconds per exchange (from /proc), against the CPU seconds per leaf of the audit
+            work an exchange causes, measured in-process with as many appends in flight (body
+            digests, record, canonical JSON, leaf hash, queue, group commit with its fsync)
+
+SQLite by default (a file in a temporary folder, WAL, synchronous=FULL as the gateway runs it).
+Figures on a shared machine are noisy: run it at least twice. Results go to docs/audit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: the repository goes last on the path
+    _here = Path(__file__).resolve().parent
+    if sys.path and Path(sys.path[0] or ".").resolve() == _here:
+        del sys.path[0]
+    sys.path.append(str(_here.parent))
+
+import httpx
+import orjson
+
+from gateway.audit.checkpoint import Signer
+from gateway.audit.checkpointer import Checkpointer
+from gateway.audit.log import AuditLog
+from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
+from gateway.audit.verify import verify_log
+from gateway.storage.db import create_engine, upgrade
+
+HASHER = SubjectHasher(b"b" * 32)
+BODY = b'{"SoDinhDanh": "001099000001", "HoVaTen": "Nguy\xe1\xbb\x85n V\xc4\x83n A", "pad": "' + \
+    b"x" * 900 + b'"}'
+ORIGIN = "lienthong.bench/VN/audit"
+
+
+def records(start: int, count: int, base_us: int) -> list[AuditRecord]:
+    """Leaves shaped like the gateway's: digests of ~1 KB bodies, a subject on every third."""
+    out = []
+    for i in range(start, start + count):
+        out.append(AuditRecord(
+            exchange_id=os.urandom(16).hex(), ts_us=base_us + i * 50, protocol="rest",
+            outcome="ok", status=200, client="VN/GOV/000.00.00.H22/MOTCUA",
+            service="VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan",
+            operation="XacThucThongTinCongDan", rule="xac-thuc-cong-dan",
+            user_id="VN-canbo.nguyenvanan" if i % 2 else None,
+            purpose=f"H22.23-20261121-{i % 1_000_000:07d}" if i % 2 else None,
+            total_us=2300 + i % 500, upstream_us=1800, request=BodyDigest.of(BODY),
+            response=BodyDigest("a" * 64, 84), upstream_request=BodyDigest("b" * 64, 610),
+            upstream_response=BodyDigest("c" * 64, 742),
+            subjects=(HASHER(f"0010{i:08d}"),) if i % 3 == 0 else ()))
+    return out
+
+
+@contextlib.contextmanager
+def database(url: str | None) -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file in a temporary folder unless a URL is given."""
+    folder = Path(tempfile.mkdtemp(prefix="lienthong-audit-bench-"))
+    try:
+        if url is None:
+            target = f"sqlite:///{folder / 'audit.db'}"
+        else:
+            import sqlalchemy as sa
+
+            name = f"audit_bench_{os.getpid()}_{int(time.time())}"
+            admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            target = url.rsplit("/", 1)[0] + "/" + name
+        upgrade(target)
+        yield target
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench_append(url: str | None, leaves: int, batch: int) -> dict[str, Any]:
+    with database(url) as target:
+        log = AuditLog(create_engine(target))
+        base = time.time_ns() // 1000
+        todo = [records(i, min(batch, leaves - i), base) for i in range(0, leaves, batch)]
+        started, cpu = time.perf_counter(), time.process_time()
+        for chunk in todo:
+            log.append_many(chunk)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert log.size() == leaves
+    return {"leaves": leaves, "batch": batch, "seconds": round(wall, 3),
+            "leaves_per_s": round(leaves / wall), "cpu_us_per_leaf": round(cpu / leaves * 1e6, 1)}
+
+
+def bench_concurrent(url: str | None, leaves: int, in_flight: int, batch_wait_ms: float) -> dict[str, Any]:
+    """Appends from ``in_flight`` coroutines at a time: each await returns once its leaf is durable."""
+    with database(url) as target:
+        log = AuditLog(create_engine(target), batch_max=512, batch_wait_ms=batch_wait_ms)
+        log.start()
+        base = time.time_ns() // 1000
+        all_records = records(0, leaves, base)
+
+        async def run() -> None:
+            queue = iter(all_records)
+
+            async def worker() -> None:
+                for rec in queue:
+                    await log.append(rec)
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+        started, cpu = time.perf_counter(), time.process_time()
+        asyncio.run(run())
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        log.close()
+        assert log.size() == leaves
+    return {"leaves": leaves, "in_flight": in_flight, "batch_wait_ms": batch_wait_ms,
+            "seconds": round(wall, 3), "leaves_per_s": round(leaves / wall),
+            "commits": log.batches, "leaves_per_commit": round(leaves / log.batches, 1),
+            "cpu_us_per_leaf": round(cpu / leaves * 1e6, 1)}
+
+
+def bench_verify(url: str | None, leaves: int, repeats: int) -> dict[str, Any]:
+    signer = Signer.generate(ORIGIN)
+    with database(url) as target:
+        engine = create_engine(target)
+        log = AuditLog(engine)
+        checkpointer = Checkpointer(engine, signer, ORIGIN)
+        base = time.time_ns() // 1000
+        started = time.perf_counter()
+        for start in range(0, leaves, 20_000):
+            log.append_many(records(start, min(20_000, leaves - start), base))
+            if (start // 20_000) % 10 == 9:
+                checkpointer.make()
+        checkpointer.make()
+        fill = time.perf_counter() - started
+        out: dict[str, Any] = {"leaves": leaves, "fill_seconds": round(fill, 1),
+                               "fill_leaves_per_s": round(leaves / fill),
+                               "checkpoints": len(checkpointer.all())}
+        for mode, indexes in (("full", True), ("quick", False)):
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                report = verify_log(engine, verifiers=[signer.verifier()], origin=ORIGIN, indexes=indexes)
+                times.append(time.perf_counter() - t)
+                assert report.ok and report.leaves == leaves, report.problems[:3]
+            out[f"verify_{mode}_seconds"] = [round(x, 2) for x in times]
+        engine.dispose()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- cpu
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def _wrk(url: str, token: str, seconds: int, connections: int, scratch: Path) -> int:
+    script = scratch / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {orjson.dumps(BODY.decode()).decode()}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if "requests in" in line:
+            return int(line.split()[0])
+    raise RuntimeError(f"wrk said: {out}")
+
+
+def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
+    """CPU seconds the gateway process spends per exchange (audit included), under wrk."""
+    from gateway.init import Ports, initialise
+
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed"}
+    scratch = Path(tempfile.mkdtemp(prefix="lienthong-audit-cpu-"))
+    ports = Ports(gateway=_free_port(), population=_free_port(), dvcqg=_free_port(),
+                  onestop=_free_port(), rest=_free_port())
+    init = initialise(scratch, ports=ports, force=True)
+    cmd = [sys.executable, "-m", "gateway"]
+    log_file = (scratch / "procs.log").open("wb")
+    sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path), "--only", "rest"],
+                            stdout=log_file, stderr=subprocess.STDOUT)
+    gateway = subprocess.Popen([*cmd, "serve", "--config", str(init.config_path)], stdout=log_file,
+                               stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{ports.gateway}"
+        _wait(f"http://127.0.0.1:{ports.rest}/_sim/received")
+        _wait(f"{base}/readyz")
+        client = "VN/GOV/000.00.00.H41/MOTCUA"
+        token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
+                           auth=(client, init.secrets[client])).json()["access_token"]
+        url = f"{base}/r1/VN/GOV/000.00.00.H41/DANHMUC/echo"
+        _wrk(url, token, 2, connections, scratch)  # warm up
+        before = _cpu_seconds(gateway.pid)
+        count = _wrk(url, token, seconds, connections, scratch)
+        used = _cpu_seconds(gateway.pid) - before
+    finally:
+        for proc in (gateway, sims):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (gateway, sims):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log_file.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"exchanges": count, "seconds": seconds, "connections": connections,
+            "gateway_cpu_s": round(used, 2), "cpu_us_per_exchange": round(used / count * 1e6, 1)}
+
+
+def bench_audit_cpu(leaves: int, in_flight: int) -> dict[str, Any]:
+    """CPU per exchange of the audit work alone, as the pipeline does it: the body digests, the
+    record, its canonical JSON and leaf hash, the queue, and the group commit (writer thread)."""
+    wire_request, wire_response = BODY, BODY[:700]
+    with database(None) as target:
+        log = AuditLog(create_engine(target), batch_max=512, batch_wait_ms=2.0)
+        log.start()
+        base = time.time_ns() // 1000
+
+        def record(i: int) -> AuditRecord:
+            return AuditRecord(
+                exchange_id=os.urandom(16).hex(), ts_us=base + i, protocol="rest", outcome="ok",
+                status=200, client="VN/GOV/000.00.00.H41/MOTCUA",
+                service="VN/GOV/000.00.00.H41/DANHMUC/echo", operation="echo",
+                rule="danh-muc-dung-chung", total_us=1500, upstream_us=900,
+                request=BodyDigest(hashlib.sha256(BODY).hexdigest(), len(BODY)),
+                response=BodyDigest.of(BODY), upstream_request=BodyDigest.of(wire_request),
+                upstream_response=BodyDigest.of(wire_response))
+
+        async def run() -> None:
+            counter = iter(range(leaves))
+
+            async def worker() -> None:
+                for i in counter:
+                    await log.append(record(i))
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+        cpu = time.process_time()
+        asyncio.run(run())
+        cpu = time.process_time() - cpu
+        log.close()
+    return {"leaves": leaves, "in_flight": in_flight, "cpu_us_per_leaf": round(cpu / leaves * 1e6, 1),
+            "leaves_per_commit": round(leaves / log.batches, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaves", type=int, default=100_000, help="leaves for append and concurrent")
+    parser.add_argument("--verify-leaves", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=2, help="verify runs per mode")
+    parser.add_argument("--database", help="a PostgreSQL server URL (a fresh database is made on it); "
+                        "SQLite by default")
+    parser.add_argument("--only", default="append,concurrent,verify,cpu")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
+        "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+        "database": "postgresql" if args.database else "sqlite"}
+
+    def step(name: str, fn: Callable[[], Any]) -> None:
+        print(f"== {name} …", flush=True)
+        results[name] = fn()
+        print(orjson.dumps(results[name]).decode(), flush=True)
+
+    if "append" in only:
+        for batch in (512, 5000):
+            step(f"append_many_batch_{batch}", partial(bench_append, args.database, args.leaves, batch))
+    if "concurrent" in only:
+        step("concurrent_appends", lambda: bench_concurrent(args.database, args.leaves, 1000, 0.0))
+    if "verify" in only:
+        step("verify", lambda: bench_verify(args.database, args.verify_leaves, args.repeats))
+    if "cpu" in only:
+        for connections in (16, 64):
+            ex = f"exchange_cpu_c{connections}"
+            au = f"audit_cpu_c{connections}"
+            step(ex, partial(bench_exchange_cpu, 10, connections))
+            step(au, partial(bench_audit_cpu, 20_000, connections))
+            if "cpu_us_per_exchange" in results[ex]:
+                share = results[au]["cpu_us_per_leaf"] / results[ex]["cpu_us_per_exchange"]
+                results[f"audit_share_c{connections}"] = {
+                    "of_exchange_cpu_pct": round(share * 100, 1),
+                    "added_to_the_rest_pct": round(share / (1 - share) * 100, 1) if share < 1 else None}
+                print(f"audit at {connections} connections: {share * 100:.1f}% of an exchange's CPU",
+                      flush=True)
+    results["load_after"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

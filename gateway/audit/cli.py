@@ -1,0 +1,203 @@
+"""``lienthong audit …``: verify the log, print checkpoints and proofs, purge expired bodies.
+
+They read the database the configuration names, directly; no gateway needs to be running. Only
+``checkpoint --new`` and ``purge`` write (a checkpoint row and the witness file; expired bodies).
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import sqlalchemy.exc
+
+from gateway.audit.checkpoint import KeyFormatError, Verifier
+from gateway.audit.service import AuditKeysMissing, AuditService, notes_of
+from gateway.audit.verify import Report
+
+__all__ = ["audit"]
+
+CONFIG = click.option("--config", "config_path", required=True,
+                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                      help="the gateway's configuration file (written by 'lienthong init')")
+JSON = click.option("--json", "as_json", is_flag=True, help="print JSON")
+_PROGRESS_FROM = 100_000  # leaves: smaller logs verify too fast for a progress bar to help
+
+
+def _service(config_path: Path) -> AuditService:
+    from gateway.cli import _load
+
+    try:
+        return AuditService.open(_load(config_path))
+    except AuditKeysMissing as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _echo_json(doc: Any) -> None:
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+class _DatabaseErrors(click.Group):
+    """Turns a database without the audit tables into a message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise click.ClickException(
+                f"cannot read the audit log: {type(exc).__name__}: {str(exc).splitlines()[0]} "
+                "(has the gateway been started on this database, so that it is migrated?)") from None
+
+
+@click.group("audit", cls=_DatabaseErrors)
+def audit() -> None:
+    """The tamper-evident audit log: verify it, print checkpoints and inclusion proofs."""
+
+
+@audit.command()
+@CONFIG
+@click.option("--checkpoint", "checkpoint_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a file of signed checkpoints (one or more notes, e.g. a witness file or one an "
+                   "auditor saved) to hold the log against; repeatable")
+@click.option("--vkey", "vkeys", multiple=True, help="trust this verifier key "
+              "(<name>+<key id>+<key>) instead of the one in the keys folder; repeatable")
+@click.option("--no-witness", is_flag=True, help="do not read the configured witness file")
+@click.option("--quick", is_flag=True, help="skip the index columns, data-subject index and kept "
+              "bodies; still check every leaf, the tree, the head and every checkpoint")
+@JSON
+def verify(config_path: Path, checkpoint_files: tuple[Path, ...], vkeys: tuple[str, ...],
+           no_witness: bool, quick: bool, as_json: bool) -> None:
+    """Recompute every leaf hash and the whole tree from storage and check every stored and given
+    checkpoint: signature, root, and consistency between them.
+
+    Exits 0 only when everything holds; otherwise names the first bad leaf index and what is wrong.
+    """
+    service = _service(config_path)
+    try:
+        verifiers = [Verifier.from_vkey(v) for v in vkeys] or None
+    except KeyFormatError as exc:
+        raise click.ClickException(f"--vkey: {exc}") from None
+    notes = [] if no_witness else service.witness_notes()
+    for path in checkpoint_files:
+        notes.extend(notes_of(path))
+    started = time.perf_counter()
+    size = service.log.size()
+    if size >= _PROGRESS_FROM and not as_json:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress("verifying", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("leaves", total=size)
+            report = service.verify(notes, verifiers=verifiers, indexes=not quick,
+                                    progress=lambda done, total: bar.update(task, completed=done,
+                                                                            total=total))
+    else:
+        report = service.verify(notes, verifiers=verifiers, indexes=not quick)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        _echo_json(_report_json(report, elapsed))
+    else:
+        _print_report(report, elapsed, quick)
+    sys.exit(0 if report.ok else 1)
+
+
+def _report_json(report: Report, elapsed: float) -> dict[str, Any]:
+    return {"ok": report.ok, "leaves": report.leaves, "root": _b64(report.root),
+            "head": {"size": report.head.size, "root": _b64(report.head.root)},
+            "checkpoints": report.checkpoints, "bodies": report.bodies,
+            "firstBadIndex": report.first_bad_index,
+            "problems": [{"index": p.index, "what": p.what} for p in report.problems],
+            "moreProblems": report.more_problems, "seconds": round(elapsed, 3)}
+
+
+def _print_report(report: Report, elapsed: float, quick: bool) -> None:
+    if report.ok:
+        what = "leaves and tree" if quick else "leaves, indexes and tree"
+        click.echo(f"OK: {report.leaves:,} leaves ({what}), root {_b64(report.root)}; "
+                   f"{report.checkpoints} checkpoint(s) hold; {report.bodies} kept bodies match "
+                   f"({elapsed:.1f} s)")
+        return
+    click.echo(f"FAILED: the audit log does not verify ({len(report.problems) + report.more_problems} "
+               "problem(s))", err=True)
+    if report.first_bad_index is not None:
+        click.echo(f"first bad index: {report.first_bad_index}", err=True)
+    for problem in report.problems:
+        click.echo(f"  - {problem}", err=True)
+    if report.more_problems:
+        click.echo(f"  … and {report.more_problems} more", err=True)
+
+
+@audit.command()
+@CONFIG
+@click.option("--new", is_flag=True, help="sign a checkpoint of the log as it is now first (if it grew)")
+@JSON
+def checkpoint(config_path: Path, new: bool, as_json: bool) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note) and the key that checks it."""
+    service = _service(config_path)
+    cp = service.checkpointer.make() if new else service.checkpointer.latest()
+    if cp is None:
+        raise click.ClickException("no checkpoint yet: pass --new to make one")
+    if as_json:
+        _echo_json({"origin": service.origin, "size": cp.size, "root": _b64(cp.root),
+                    "note": cp.note.decode(), "verifierKey": service.checkpointer.vkey})
+        return
+    click.echo(cp.note.decode(), nl=False)
+    click.echo(f"\nverifier key: {service.checkpointer.vkey}", err=True)
+
+
+@audit.command()
+@CONFIG
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("--size", type=click.IntRange(min=1), help="the tree size to prove against (a stored "
+              "checkpoint's); the latest checkpoint by default")
+@JSON
+def prove(config_path: Path, index: int, size: int | None, as_json: bool) -> None:
+    """Print the inclusion proof of leaf INDEX to a signed checkpoint, with the leaf itself."""
+    from gateway.audit import query
+
+    service = _service(config_path)
+    found = query.entry(service.log.engine, index)
+    if found is None:
+        raise click.ClickException(f"the log has no leaf {index}")
+    cp = service.checkpointer.latest() if size is None else service.checkpointer.at(size)
+    if cp is None:
+        raise click.ClickException("no such checkpoint: make one with 'lienthong audit checkpoint "
+                                   "--new'" if size is None else f"no checkpoint of size {size} is stored")
+    if index >= cp.size:
+        raise click.ClickException(f"leaf {index} is not in the checkpoint of size {cp.size}; make a "
+                                   "newer one with 'lienthong audit checkpoint --new'")
+    proof = service.log.inclusion_proof(index, cp.size)
+    doc = {**found.as_json(), "inclusionProof": {"leafIndex": index, "treeSize": cp.size,
+                                                 "hashes": [_b64(h) for h in proof]},
+           "checkpoint": cp.note.decode()}
+    if as_json:
+        _echo_json(doc)
+        return
+    click.echo(f"leaf {index}: {found.leaf.decode()}")
+    click.echo(f"leaf hash: {_b64(found.leaf_hash)}")
+    click.echo(f"inclusion proof to tree size {cp.size} ({len(proof)} hashes):")
+    for h in proof:
+        click.echo(f"  {_b64(h)}")
+    click.echo("checkpoint:")
+    click.echo(cp.note.decode(), nl=False)
+
+
+@audit.command()
+@CONFIG
+def purge(config_path: Path) -> None:
+    """Remove kept bodies whose retention period ended (the running gateway also does this hourly)."""
+    from gateway.audit.bodies import purge_bodies
+
+    service = _service(config_path)
+    removed = purge_bodies(service.log.engine, time.time_ns() // 1000)
+    click.echo(f"removed the kept bodies of {removed} exchange(s)")

@@ -1,0 +1,33 @@
+"""The web console for auditors and operators, served by the gateway under ``/console``
+(docs/console.md).
+
+    web.py          the ASGI app: sessions, CSRF, roles, the audit record of every action
+    pages.py        the pages: overview, exchange log, one entry, exports, checkpoints,
+                    data-subject report, deliveries, catalog
+    oidc.py         signing in through an outside OpenID Connect provider (authlib)
+    sources.py      the one interface to the audit log, checkpoints, delivery queue, KPIs, policy
+    logquery.py     searching the audit log's index columns (pure SQL, no I/O beyond it)
+    overview.py     traffic, latency, refusals, upstream health
+    charts.py       SVG charts drawn on the server
+    users.py        local accounts (argon2id), roles, the sign-in throttle; cli.py: ``lienthong users``
+    demo.py         the demo's accounts and the lines ``lienthong demo --keep-running`` prints
+    sessions.py     signed session cookies carrying the CSRF token
+    permissions.py  which role opens which page
+    i18n.py, catalogue.py   Vietnamese and English
+    static/verify.js        the in-browser check of an entry's inclusion proof and checkpoint
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["build_console"]
+
+
+def build_console(get_runtime: Callable[[], Any], get_audit: Callable[[], Any] | None = None) -> Any:
+    """The console's ASGI app; ``get_runtime`` returns the running gateway's ``Runtime``,
+    ``get_audit`` its ``AuditService`` (checkpoints), when the gateway runs one."""
+    from gateway.console.web import Console
+
+    return Console(get_runtime, get_audit)

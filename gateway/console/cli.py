@@ -1,0 +1,111 @@
+"""``lienthong users``: the console's local accounts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.console.users import ROLES, UserError, UserStore
+
+CONFIG_HELP = "the gateway's configuration file (written by 'lienthong init')"
+
+
+def _store(config_path: Path) -> UserStore:
+    from gateway.cli import _load
+    from gateway.storage.db import create_engine, upgrade
+
+    config = _load(config_path)
+    upgrade(config.database_url)
+    return UserStore(create_engine(config.database_url))
+
+
+def _config_option(fn: click.decorators.FC) -> click.decorators.FC:
+    return click.option("--config", "config_path", required=True, help=CONFIG_HELP,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path))(fn)
+
+
+@click.group("users")
+def users() -> None:
+    """Local accounts of the web console (auditors, operators, administrators)."""
+
+
+@users.command("add")
+@_config_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="what the account may do")
+@click.option("--name", default="", help="the person's name as the console shows it")
+@click.option("--password", help="the password (asked for when not given; at least 10 characters)")
+@click.option("--no-password", is_flag=True, help="no password: the person signs in only through "
+              "OpenID Connect")
+def add(config_path: Path, username: str, role: str, name: str, password: str | None,
+        no_password: bool) -> None:
+    """Create an account."""
+    if password is None and not no_password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = _store(config_path).add(username, role, None if no_password else password, name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {user.username} ({user.role}) created")
+
+
+@users.command("list")
+@_config_option
+def list_(config_path: Path) -> None:
+    """List the accounts."""
+    for user in _store(config_path).all():
+        state = "enabled" if user.enabled else "disabled"
+        click.echo(f"{user.username}\t{user.role}\t{state}\t{user.name}")
+
+
+@users.command("passwd")
+@_config_option
+@click.argument("username")
+@click.option("--password", help="the new password (asked for when not given)")
+def passwd(config_path: Path, username: str, password: str | None) -> None:
+    """Set an account's password; its sessions end."""
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        _store(config_path).set_password(username, password)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"password of {username} changed; its sessions have ended")
+
+
+@users.command("role")
+@_config_option
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+def role(config_path: Path, username: str, role: str) -> None:
+    """Change an account's role; its sessions end."""
+    try:
+        _store(config_path).set_role(username, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{username} is now {role}")
+
+
+@users.command("disable")
+@_config_option
+@click.argument("username")
+def disable(config_path: Path, username: str) -> None:
+    """Disable an account; its sessions end at once."""
+    try:
+        _store(config_path).set_enabled(username, False)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{username} disabled")
+
+
+@users.command("enable")
+@_config_option
+@click.argument("username")
+def enable(config_path: Path, username: str) -> None:
+    """Enable a disabled account."""
+    try:
+        _store(config_path).set_enabled(username, True)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{username} enabled")

@@ -1,0 +1,197 @@
+"""Where the console's data comes from: the audit log and its checkpoints, the delivery queue, the
+dossier KPIs, the policy and the catalog, read through their own modules (never over HTTP).
+
+``ConsoleData`` is the one interface the pages use. It is built from the running gateway's
+``Runtime`` and the gateway's ``AuditService`` (``app.state.audit``: checkpoint signer, verifier key,
+subject hasher); without one, a service is opened here over the runtime's audit log, without its
+interval timer. Either way a checkpoint is signed on demand when an entry newer than the latest
+checkpoint is opened (``Checkpointer.covering``), as ``/audit/entries/{index}`` does.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from gateway.audit import merkle
+from gateway.audit.checkpoint import NoteError, Verifier, open_note
+from gateway.audit.checkpointer import StoredCheckpoint
+from gateway.audit.record import SubjectHasher
+from gateway.audit.service import AuditService
+from gateway.config import Config
+from gateway.console import logquery
+from gateway.console.logquery import Row, local_text
+
+__all__ = ["CheckpointView", "ConsistencyView", "ConsoleData", "ProofBundle"]
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    size: int
+    root_hex: str
+    note: str
+    time: str
+    key_name: str
+    key_id: str
+    signature_ok: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    """What the browser needs to check one entry: the exact leaf bytes, the inclusion proof and the
+    signed checkpoint it leads to, and the verifier key of the log's checkpoints."""
+
+    index: int
+    size: int
+    leaf: bytes
+    proof: list[bytes]
+    note: str
+    vkey: str
+    origin: str
+    server_inclusion_ok: bool
+    server_signature_ok: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "size": self.size,
+                "leaf": base64.b64encode(self.leaf).decode(),
+                "proof": [h.hex() for h in self.proof], "note": self.note, "vkey": self.vkey,
+                "origin": self.origin, "serverSignatureOk": self.server_signature_ok}
+
+
+@dataclass(frozen=True)
+class ConsistencyView:
+    first: CheckpointView
+    second: CheckpointView
+    proof: list[str]
+    ok: bool
+    problem: str | None = None
+
+
+def _key_of(note: str) -> tuple[str, str]:
+    for line in note.splitlines():
+        if line.startswith("\u2014 "):
+            name, _, sig = line[2:].partition(" ")
+            try:
+                return name, base64.b64decode(sig)[:4].hex()
+            except ValueError:
+                return name, "?"
+    return "?", "?"
+
+
+class ConsoleData:
+    def __init__(self, runtime: Any, audit: AuditService | None = None) -> None:
+        self.runtime = runtime
+        self.config: Config = runtime.config
+        self.engine = runtime.engine
+        self.audit: AuditService = audit if audit is not None else AuditService.open(
+            runtime.config, runtime.audit)
+        self.verifier: Verifier = self.audit.verifier
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    @property
+    def subjects(self) -> SubjectHasher:
+        return self.audit.subjects
+
+    @property
+    def vkey(self) -> str:
+        return self.audit.checkpointer.vkey
+
+    def checkpoint_view(self, cp: StoredCheckpoint) -> CheckpointView:
+        note = cp.note.decode()
+        name, kid = _key_of(note)
+        problem = None
+        try:
+            checked = open_note(cp.note, self.verifier, origin=self.audit.origin)
+            ok = checked.size == cp.size and checked.root == cp.root
+            if not ok:
+                problem = "the note's size or root differs from the stored columns"
+        except NoteError as exc:
+            ok, problem = False, str(exc)
+        return CheckpointView(size=cp.size, root_hex=cp.root.hex(), note=note, time=local_text(cp.ts_us),
+                              key_name=name, key_id=kid, signature_ok=ok, problem=problem)
+
+    def checkpoints(self) -> list[CheckpointView]:
+        return [self.checkpoint_view(cp) for cp in reversed(self.audit.checkpointer.all())]
+
+    def latest_checkpoint(self) -> CheckpointView | None:
+        latest = self.audit.checkpointer.latest()
+        return self.checkpoint_view(latest) if latest is not None else None
+
+    def entry(self, idx: int) -> Row | None:
+        return logquery.get(self.engine, idx)
+
+    def proof(self, row: Row) -> ProofBundle:
+        """The inclusion proof of ``row`` in the latest checkpoint that covers it (one is signed now
+        if none does yet)."""
+        cp = self.audit.checkpointer.covering(row.idx)
+        proof = self.audit.log.inclusion_proof(row.idx, cp.size)
+        view = self.checkpoint_view(cp)
+        inclusion = merkle.verify_inclusion(row.idx, cp.size, merkle.leaf_hash(row.leaf), proof, cp.root)
+        return ProofBundle(index=row.idx, size=cp.size, leaf=row.leaf, proof=proof, note=view.note,
+                           vkey=self.vkey, origin=self.audit.origin, server_inclusion_ok=inclusion,
+                           server_signature_ok=view.signature_ok)
+
+    def consistency(self, size1: int, size2: int) -> ConsistencyView | None:
+        """Whether the log at checkpoint ``size2`` extends the one at ``size1`` (RFC 9162 proof)."""
+        first, second = self.audit.checkpointer.at(size1), self.audit.checkpointer.at(size2)
+        if first is None or second is None:
+            return None
+        if first.size > second.size:
+            first, second = second, first
+        v1, v2 = self.checkpoint_view(first), self.checkpoint_view(second)
+        proof = self.audit.log.consistency_proof(first.size, second.size) if first.size else []
+        problem = None
+        try:
+            if first.size == 0:
+                ok = True
+            else:
+                merkle.check_consistency(first.size, second.size, first.root, second.root, proof)
+                ok = True
+        except merkle.ProofError as exc:
+            ok, problem = False, str(exc)
+        ok = ok and v1.signature_ok and v2.signature_ok
+        return ConsistencyView(v1, v2, [h.hex() for h in proof], ok, problem)
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    @property
+    def deliveries(self) -> Any:
+        """The delivery store (``gateway.delivery.store.DeliveryStore``), or None."""
+        found = getattr(self.runtime, "deliveries", None)
+        return getattr(found, "store", None)
+
+    def poke_deliveries(self) -> None:
+        found = getattr(self.runtime, "deliveries", None)
+        if found is not None:
+            found.poke()
+
+    def queue_counts(self) -> list[dict[str, Any]]:
+        store = self.deliveries
+        return list(store.counts()) if store is not None else []
+
+    def kpis(self, period: str) -> list[dict[str, Any]]:
+        try:
+            from gateway.delivery import stats
+        except ImportError:  # pragma: no cover - the delivery package is part of the gateway
+            return []
+        return list(stats.report(self.engine, period=period))
+
+    # -- catalog and policy ----------------------------------------------------------------------
+
+    @property
+    def rules(self) -> list[Any]:
+        return list(self.runtime.pipeline.policy.rules)
+
+    def rule(self, name: str | None) -> Any:
+        return next((r for r in self.rules if r.name == name), None) if name else None
+
+    def rules_for(self, service_id: str) -> list[Any]:
+        return [r for r in self.rules if any(fnmatchcase(service_id, p) for p in r.services)]
+
+    def clients_of(self, rule: Any) -> tuple[str, ...]:
+        policy = self.runtime.pipeline.policy
+        return tuple(policy.clients_of(rule)) if hasattr(policy, "clients_of") else tuple(rule.clients)

@@ -1,0 +1,148 @@
+"""``lienthong deliveries …`` and ``lienthong stats``: the operators' view of the queue and the KPIs.
+
+They read and change the database the configuration names, directly: no gateway needs to be running,
+and running gateways pick up retried and replayed deliveries at their next look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from gateway.delivery import stats as kpis
+from gateway.delivery.routes import moment
+from gateway.delivery.store import STATES, DeliveryStore
+from gateway.errors import InvalidRequest
+
+__all__ = ["deliveries", "stats"]
+
+CONFIG = click.option("--config", "config_path", required=True,
+                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                      help="the gateway's configuration file (written by 'lienthong init')")
+JSON = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+
+
+def _store(config_path: Path) -> DeliveryStore:
+    from gateway.cli import _load
+    from gateway.storage.db import create_engine, upgrade
+
+    config = _load(config_path)
+    upgrade(config.database_url)
+    return DeliveryStore(create_engine(config.database_url))
+
+
+def _print(items: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for item in items:
+        table.add_row(*("" if item.get(c) is None else str(item.get(c)) for c in columns))
+    Console().print(table)
+
+
+@click.group()
+def deliveries() -> None:
+    """The delivery queue: list, show, retry, cancel and replay deliveries."""
+
+
+@deliveries.command("list")
+@CONFIG
+@click.option("--state", type=click.Choice(STATES))
+@click.option("--service", help="a service id")
+@click.option("--dossier", help="a dossier code (MaHoSo)")
+@click.option("--flagged", is_flag=True, help="only deliveries flagged at intake")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@JSON
+def list_deliveries(config_path: Path, state: str | None, service: str | None, dossier: str | None,
+                    flagged: bool, limit: int, as_json: bool) -> None:
+    """Deliveries, oldest first."""
+    items = _store(config_path).find(state=state, service=service, dossier=dossier, flagged=flagged,
+                                     limit=limit)
+    for item in items:
+        error = item.get("lastError") or {}
+        item["error"] = error.get("error_code") or error.get("code")
+    _print(items, ["id", "state", "attempts", "service", "dossier", "created", "error", "flag"], as_json,
+           f"{len(items)} deliveries")
+
+
+@deliveries.command()
+@CONFIG
+@click.argument("delivery_id")
+def show(config_path: Path, delivery_id: str) -> None:
+    """One delivery: state, attempts, last error, the upstream's answer."""
+    found = _store(config_path).get(delivery_id)
+    if found is None:
+        raise click.ClickException(f"no delivery {delivery_id}")
+    click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+
+
+@deliveries.command()
+@CONFIG
+@click.argument("ids", nargs=-1)
+@click.option("--dead", "all_dead", is_flag=True, help="every dead delivery (with --service/--dossier: "
+              "those of it)")
+@click.option("--service")
+@click.option("--dossier")
+def retry(config_path: Path, ids: tuple[str, ...], all_dead: bool, service: str | None,
+          dossier: str | None) -> None:
+    """Queue dead (or cancelled) deliveries again with fresh attempts, due now."""
+    if not ids and not all_dead:
+        raise click.UsageError("name deliveries, or pass --dead")
+    count = _store(config_path).retry(ids=ids, state="dead" if all_dead else None, service=service,
+                                      dossier=dossier)
+    click.echo(f"{count} deliveries queued again")
+
+
+@deliveries.command()
+@CONFIG
+@click.argument("ids", nargs=-1, required=True)
+def cancel(config_path: Path, ids: tuple[str, ...]) -> None:
+    """Give up on pending or dead deliveries; the later ones of their dossiers may then go."""
+    click.echo(f"{_store(config_path).cancel(ids=ids)} deliveries cancelled")
+
+
+@deliveries.command()
+@CONFIG
+@click.argument("ids", nargs=-1)
+@click.option("--dossier", help="every delivered or dead delivery of this dossier, in order")
+@click.option("--service")
+@click.option("--state", type=click.Choice(["delivered", "dead"]))
+def replay(config_path: Path, ids: tuple[str, ...], dossier: str | None, service: str | None,
+           state: str | None) -> None:
+    """Send delivered (or dead) deliveries again, as new deliveries in their original order."""
+    if not ids and not dossier and not service:
+        raise click.UsageError("name deliveries, or pass --dossier or --service")
+    created = _store(config_path).replay(ids=ids, dossier=dossier, service=service, state=state)
+    click.echo(f"{len(created)} deliveries queued: {' '.join(created)}")
+
+
+@click.command()
+@CONFIG
+@click.option("--agency", help="an agency code, e.g. 000.00.00.H22")
+@click.option("--period", type=click.Choice(kpis.PERIODS), default="month", show_default=True)
+@click.option("--from", "start", help="from this date (2026-06, 2026-06-01), inclusive")
+@click.option("--to", "end", help="to this date, exclusive")
+@JSON
+def stats(config_path: Path, agency: str | None, period: str, start: str | None, end: str | None,
+          as_json: bool) -> None:
+    """KPIs per agency and period: dossiers received, share online, resolved, share on time."""
+    store = _store(config_path)
+    try:
+        items = kpis.report(store.reader, agency=agency, period=period, start=moment(start, "--from"),
+                            end=moment(end, "--to"))
+    except InvalidRequest as exc:
+        raise click.UsageError(exc.detail) from None
+    for item in [] if as_json else items:
+        for share in ("onlineShare", "onTimeShare"):
+            item[share] = None if item[share] is None else f"{item[share]:.1%}"
+    _print(items, ["agency", "period", "received", "receivedOnline", "onlineShare", "resolved",
+                   "resolvedOnTime", "onTimeShare"], as_json, "Dossier KPIs")

@@ -1,0 +1,89 @@
+"""The pipeline's ``call`` step for an async service: store the request durably, answer 202.
+
+By the time a request gets here it has been authenticated, authorised, parsed and checked against
+the service's schema. For a service that carries dossier messages, the request must concern one
+dossier (``MaHoSo``): that code puts it in its chain (deliveries of one dossier to one subsystem go
+out in the order they were accepted) and, with the content, makes its idempotency key. The 202
+carries the delivery's id, its state and ``Location: /deliveries/{id}``; a repeated push gets the
+first delivery's (``duplicate: true``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import Config, Service
+from gateway.connector import Reply
+from gateway.delivery.messages import dossier_code, idempotency_key, records, status_of
+from gateway.delivery.store import DeliveryStore, NewDelivery, new_delivery_id
+from gateway.errors import InvalidRequest
+from gateway.exchange import Result
+from gateway.identifiers import ServiceId, split_id
+
+__all__ = ["Intake", "agency_of"]
+
+MAX_KEY = 255
+
+
+def agency_of(service: Service, client: str) -> str:
+    """The agency code a tracked dossier counts for (``000.00.00.H22``)."""
+    assert service.dossier is not None
+    return _member_code(service.id if service.dossier.agency == "provider" else client)
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_code(identifier: str) -> str:
+    return split_id(identifier)[2]
+
+
+@functools.lru_cache(maxsize=1024)
+def _owner(service_id: str) -> str:
+    return str(ServiceId.parse(service_id).subsystem_id)
+
+
+class Intake:
+    def __init__(self, store: DeliveryStore, config: Config,
+                 notify: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._notify = notify
+
+    async def __call__(self, ctx: Result) -> Reply:
+        accepted = await self.store.accept(self.new_delivery(ctx))
+        if self._notify is not None and not accepted.duplicate:
+            self._notify()
+        body: dict[str, Any] = {"deliveryId": accepted.id, "state": accepted.state,
+                                "duplicate": accepted.duplicate}
+        if accepted.flag:
+            body["flag"] = accepted.flag
+        location = f"/deliveries/{accepted.id}"
+        return Reply(payload={**body, "location": location}, status=202,
+                     headers={"Location": location})
+
+    def new_delivery(self, ctx: Result) -> NewDelivery:
+        ex, service = ctx.exchange, ctx.service
+        assert service is not None and ctx.client is not None and ctx.operation is not None
+        explicit = ex.idempotency_key.strip() if ex.idempotency_key else None
+        if explicit is not None and (len(explicit) > MAX_KEY or not explicit.isprintable()):
+            raise InvalidRequest(f"Idempotency-Key must be at most {MAX_KEY} printable characters")
+        tracking = service.dossier
+        code = dossier_code(ctx.payload) if tracking is not None else None
+        new_id = new_delivery_id()
+        owner = _owner(service.id)
+        status = None
+        if tracking is not None:
+            statuses = [status_of(r, tracking.message) for r in records(ctx.payload)]
+            known = [s for s in statuses if s is not None]
+            status = known[-1] if known else None
+        return NewDelivery(
+            id=new_id,
+            idem_key=idempotency_key(ctx.client, service.id, explicit, code, ctx.payload, ex.body),
+            order_key=f"{owner}|{code}" if code is not None else new_id, dossier=code,
+            service=service.id, operation=ctx.operation, client=ctx.client, rule=ctx.rule,
+            exchange_id=ex.id, user_id=ex.user_id, purpose=ex.issue,
+            represented_party=ex.represented_party, method=ex.method, path=ex.path, query=ex.query,
+            content_type=ex.content_type, body=ex.body, body_sha256=ctx.request_sha256,
+            subjects=ctx.subjects, agency=agency_of(service, ctx.client) if tracking else None,
+            status=status, transitions=self.config.delivery.transitions)

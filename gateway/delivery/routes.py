@@ -1,0 +1,167 @@
+"""HTTP views of the delivery queue: deliveries, the dossier KPIs and Prometheus metrics.
+
+``GET /deliveries/{id}`` answers the client that made the delivery, or an operator (a token with
+the ``operator`` scope); listing, retrying, cancelling and replaying are for operators, the KPIs for
+operators and holders of the ``stats`` scope. ``GET /metrics`` is Prometheus' text format, computed
+from the database at scrape time, so every process answers for the whole queue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.delivery import stats
+from gateway.delivery.messages import portal_time
+from gateway.delivery.store import STATES, DeliveryStore
+from gateway.errors import Forbidden, InvalidRequest, UnknownService
+from gateway.oauth.verifier import TokenInfo, bearer_token
+
+__all__ = ["OPERATOR", "STATS", "QueueCollector", "router"]
+
+OPERATOR = "operator"
+STATS = "stats"
+
+router = APIRouter(tags=["Deliveries"])
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def _store(request: Request) -> DeliveryStore:
+    return _runtime(request).deliveries.store  # type: ignore[no-any-return]
+
+
+def _token(request: Request) -> TokenInfo:
+    return _runtime(request).verifier.verify(  # type: ignore[no-any-return]
+        bearer_token(request.headers.get("authorization")))
+
+
+def _require(request: Request, *scopes: str) -> TokenInfo:
+    token = _token(request)
+    if not token.scopes.intersection(scopes):
+        raise Forbidden(f"this needs a token with the scope {' or '.join(scopes)}", scope=scopes[0])
+    return token
+
+
+@router.get("/deliveries/{delivery_id}", summary="One delivery: state, attempts, last error, the "
+            "upstream's answer")
+def show(delivery_id: str, request: Request) -> JSONResponse:
+    token = _token(request)
+    found = _store(request).get(delivery_id)
+    if found is None or (found["client"] != token.client_id and OPERATOR not in token.scopes):
+        raise _NotFound(f"no delivery {delivery_id} that this client may see")
+    return JSONResponse(found)
+
+
+@router.get("/deliveries", summary="Deliveries, oldest first (operators)")
+def listing(request: Request, state: str | None = None, service: str | None = None,
+            dossier: str | None = None, flagged: bool = False, after: int = 0,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+    _require(request, OPERATOR)
+    if state is not None and state not in STATES:
+        raise InvalidRequest(f"state must be one of {', '.join(STATES)}")
+    items = _store(request).find(state=state, service=service, dossier=dossier, flagged=flagged,
+                                 after=after, limit=limit)
+    more = len(items) == limit
+    return JSONResponse({"items": items, "next": items[-1]["seq"] if more else None})
+
+
+@router.post("/deliveries/{delivery_id}/retry", summary="Queue a dead delivery again, due now")
+def retry(delivery_id: str, request: Request) -> JSONResponse:
+    _require(request, OPERATOR)
+    count = _store(request).retry(ids=[delivery_id], state=None)
+    _runtime(request).deliveries.poke()
+    return JSONResponse({"retried": count})
+
+
+@router.post("/deliveries/{delivery_id}/cancel", summary="Give up on a pending or dead delivery")
+def cancel(delivery_id: str, request: Request) -> JSONResponse:
+    _require(request, OPERATOR)
+    return JSONResponse({"cancelled": _store(request).cancel(ids=[delivery_id])})
+
+
+@router.post("/deliveries/{delivery_id}/replay", summary="Send a delivered (or dead) delivery again, "
+             "as a new delivery")
+def replay(delivery_id: str, request: Request) -> JSONResponse:
+    _require(request, OPERATOR)
+    created = _store(request).replay(ids=[delivery_id])
+    _runtime(request).deliveries.poke()
+    return JSONResponse({"created": created}, status_code=202 if created else 200)
+
+
+@router.get("/stats/dossiers", tags=["Statistics"], summary="KPIs per agency and period: received, "
+            "share online, resolved, share resolved on time")
+def dossier_stats(request: Request, agency: str | None = None, period: str = "month",
+                  start: Annotated[str | None, Query(alias="from")] = None,
+                  end: Annotated[str | None, Query(alias="to")] = None) -> JSONResponse:
+    _require(request, OPERATOR, STATS)
+    if period not in stats.PERIODS:
+        raise InvalidRequest(f"period must be one of {', '.join(stats.PERIODS)}")
+    items = stats.report(_store(request).reader, agency=agency, period=period,
+                         start=moment(start, "from"), end=moment(end, "to"))
+    return JSONResponse({"period": period, "from": start, "to": end, "items": items})
+
+
+def moment(value: str | None, name: str) -> str | None:
+    """``2026-06``, ``2026-06-01``, an ISO date-time or ``yyyyMMddHHmmss`` as a portal moment."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if len(text) == 4 and text.isdigit():
+        text += "-01-01"
+    elif len(text) == 7 and text[4] == "-":
+        text += "-01"
+    found = portal_time(text)
+    if found is None:
+        raise InvalidRequest(f"{name}: {value!r} is not a date (2026-06, 2026-06-01, yyyyMMddHHmmss)")
+    return found
+
+
+@router.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
+def metrics(request: Request) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(_store(request)))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class QueueCollector(Collector):
+    """Queue depth, the age of the oldest pending delivery, attempts and dead letters, read from the
+    database when scraped."""
+
+    def __init__(self, store: DeliveryStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("lienthong_deliveries", "Deliveries by service and state",
+                                  labels=["service", "state"])
+        attempts = GaugeMetricFamily("lienthong_delivery_attempts", "Attempts made, by service and "
+                                     "the deliveries' state", labels=["service", "state"])
+        dead = GaugeMetricFamily("lienthong_delivery_dead_letters", "Dead deliveries, by service",
+                                 labels=["service"])
+        for row in self.store.counts():
+            depth.add_metric([row["service"], row["state"]], row["n"])
+            attempts.add_metric([row["service"], row["state"]], row["attempts"])
+            if row["state"] == "dead":
+                dead.add_metric([row["service"]], row["n"])
+        oldest = self.store.oldest_pending_us()
+        age = GaugeMetricFamily("lienthong_delivery_oldest_pending_seconds",
+                                "Age of the oldest pending delivery (0 when none)")
+        age.add_metric([], max(0.0, time.time() - oldest / 1e6) if oldest else 0.0)
+        yield from (depth, attempts, dead, age)
+
+
+class _NotFound(UnknownService):
+    title = "Not found"
+    code = "Client.NotFound"
+    type_slug = "not-found"
+
+
