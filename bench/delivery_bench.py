@@ -9,6 +9,7 @@
    deliver them: wrk pushes a different, schema-valid dossier in every request (its own ``MaHoSo``),
    each answered 202 only once its row and its audit record are committed. The figure is the number
    of rows in the queue divided by the run's length, next to wrk's own count and latency.
+   ``--store-only`` measures the queue's storage alone (``DeliveryStore.accept_many``, batches of 256).
 2. Drain. The queue is topped up to ``--backlog`` pending dossiers (stored directly, as the intake
    would), the gateway is restarted with the portal simulator back, and the clock runs from the
    gateway's start until the last delivery is ``delivered``; the portal simulator must then hold
@@ -160,6 +161,35 @@ def top_up(url: str, backlog: int) -> int:
     return added
 
 
+def store_rate(workdir: Path, rows: int = 10_240, batch: int = 256) -> dict[str, Any]:
+    """The queue's storage alone: ``accept_many`` into a fresh SQLite file, same durability."""
+    url = f"sqlite:///{workdir / 'store-only.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    store = DeliveryStore(engine)
+    bodies = [template(i) for i in range(50)]
+    batches = []
+    for start in range(0, rows, batch):
+        news = []
+        for i in range(start, start + batch):
+            record = {**bodies[i % len(bodies)], "MaHoSo": f"S{i:08d}"}
+            body = orjson.dumps(record)
+            news.append(NewDelivery(
+                id=new_delivery_id(), idem_key=hashlib.sha256(body).hexdigest(),
+                order_key=f"{OWNER}|{record['MaHoSo']}", dossier=record["MaHoSo"], service=PUSH,
+                operation="DongBoHoSoMC", client=MOTCUA, rule="r", exchange_id=f"s-{i}", user_id=None,
+                purpose=None, represented_party=None, method="POST", path="", query="",
+                content_type="application/json", body=body, body_sha256="", subjects=(),
+                agency="000.00.00.H22", status=2, transitions="refuse"))
+        batches.append(news)
+    started = time.perf_counter()
+    for news in batches:
+        store.accept_many(news)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"rows": rows, "batch": batch, "seconds": round(seconds, 2), "per_second": round(rows / seconds)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
@@ -170,6 +200,7 @@ def main() -> int:
     parser.add_argument("--database", help="a database URL (default: SQLite in the work folder)")
     parser.add_argument("--skip-intake", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--store-only", action="store_true", help="only the queue's storage, in process")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -177,6 +208,9 @@ def main() -> int:
     from gateway.init import Ports, initialise
 
     workdir = Path(tempfile.mkdtemp(prefix="lienthong-delivery-bench-"))
+    if args.store_only:
+        print(json.dumps({"store": store_rate(workdir)}, indent=2))
+        return 0
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(), onestop=free_port(),
                   rest=free_port())
     init = initialise(workdir, ports=ports, database=args.database, force=True)
