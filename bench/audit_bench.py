@@ -3,6 +3,7 @@ an exchange's CPU cost.
 
     .venv/bin/python bench/audit_bench.py [--leaves 100000] [--verify-leaves 1000000]
                                           [--database URL] [--only append,concurrent,verify,cpu]
+                                          [--ids random|timed]
                                           [--json out.json]
 
 append      ``AuditLog.append_many`` in batches (each batch one transaction: sequence, store the
@@ -13,9 +14,8 @@ verify      fills a log of ``--verify-leaves`` leaves (append_many, big batches)
             ``verify_log`` in full (leaves, index columns, subjects, tree, head, checkpoints) and
             quick (no index columns and subjects)
 cpu         the gateway (1 worker) serving the REST echo service under wrk (16 and 64 connections):
-            its CPU seconds per exchange (from /proc), against the CPU seconds per leaf of the audit
-            work an exchange causes, measured in-process with as many appends in flight (body
-            digests, record, canonical JSON, leaf hash, queue, group commit with its fsync)
+            its CPU per exchange (/proc), and the audit's part of it: the audit writer thread's CPU
+            (/proc) plus the event loop's CPU in audit code (py-spy samples); needs wrk and py-spy
 
 SQLite by default (a file in a temporary folder, WAL, synchronous=FULL as the gateway runs it).
 Figures on a shared machine are noisy: run it at least twice. Results go to docs/audit.md.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import os
 import platform
 import shutil
@@ -63,12 +62,24 @@ BODY = b'{"SoDinhDanh": "001099000001", "HoVaTen": "Nguy\xe1\xbb\x85n V\xc4\x83n
 ORIGIN = "lienthong.bench/VN/audit"
 
 
+IDS = "random"  # --ids: how exchange ids look (see exchange_id)
+
+
+def exchange_id() -> str:
+    """An exchange id as the gateway makes them today (128 random bits, hex), or with ``--ids timed``
+    time-ordered like a UUIDv7 (48 bits of milliseconds, then 80 random bits): the audit log's
+    exchange-id index then grows at its end instead of at random places."""
+    if IDS == "timed":
+        return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return os.urandom(16).hex()
+
+
 def records(start: int, count: int, base_us: int) -> list[AuditRecord]:
     """Leaves shaped like the gateway's: digests of ~1 KB bodies, a subject on every third."""
     out = []
     for i in range(start, start + count):
         out.append(AuditRecord(
-            exchange_id=os.urandom(16).hex(), ts_us=base_us + i * 50, protocol="rest",
+            exchange_id=exchange_id(), ts_us=base_us + i * 50, protocol="rest",
             outcome="ok", status=200, client="VN/GOV/000.00.00.H22/MOTCUA",
             service="VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan",
             operation="XacThucThongTinCongDan", rule="xac-thuc-cong-dan",
@@ -212,12 +223,48 @@ def _wrk(url: str, token: str, seconds: int, connections: int, scratch: Path) ->
     raise RuntimeError(f"wrk said: {out}")
 
 
+def _thread_cpu_seconds(pid: int, tid: int) -> float:
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _py_spy() -> str | None:
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+def _is_audit_frame(frame: str) -> bool:
+    """A frame of the audit's own work on the event loop: gateway/audit, and the pipeline's
+    ``record`` (body digests) and ``kept_bodies`` steps."""
+    return "gateway/audit/" in frame or ("gateway/exchange.py" in frame
+                                         and frame.startswith(("record ", "kept_bodies ")))
+
+
+def _audit_share_of_main(raw: Path) -> float:
+    """Of the event loop thread's samples, the share inside the audit's own work."""
+    total = audit = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or "MainThread" not in frames[0] or not count.isdigit():
+            continue
+        total += int(count)
+        if any(_is_audit_frame(f) for f in frames[1:]):
+            audit += int(count)
+    return audit / total if total else 0.0
+
+
 def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
-    """CPU seconds the gateway process spends per exchange (audit included), under wrk."""
+    """The gateway (1 worker) under wrk on the REST echo service: its CPU per exchange, and the part
+    of it that is the audit's. The audit writer thread's CPU is read from /proc (its id from
+    ``py-spy dump``): storing, integrating, committing (fsync included). The audit's work on the
+    event loop thread (body digests, record, canonical JSON, leaf hash, queueing) is that thread's
+    CPU times the share of py-spy's samples of it that are inside that work."""
     from gateway.init import Ports, initialise
 
-    if shutil.which("wrk") is None:
-        return {"skipped": "wrk is not installed"}
+    py_spy = _py_spy()
+    if shutil.which("wrk") is None or py_spy is None:
+        return {"skipped": "needs wrk and py-spy"}
     scratch = Path(tempfile.mkdtemp(prefix="lienthong-audit-cpu-"))
     ports = Ports(gateway=_free_port(), population=_free_port(), dvcqg=_free_port(),
                   onestop=_free_port(), rest=_free_port())
@@ -236,10 +283,21 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
         token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
                            auth=(client, init.secrets[client])).json()["access_token"]
         url = f"{base}/r1/VN/GOV/000.00.00.H41/DANHMUC/echo"
-        _wrk(url, token, 2, connections, scratch)  # warm up
-        before = _cpu_seconds(gateway.pid)
+        _wrk(url, token, 2, connections, scratch)  # warm up (and start the writer thread)
+        dump = subprocess.run([py_spy, "dump", "--pid", str(gateway.pid), "--json"], capture_output=True,
+                              text=True, check=True).stdout
+        writer = next(t["os_thread_id"] for t in orjson.loads(dump) if t.get("thread_name") == "audit-writer")
+        raw = scratch / "samples.txt"
+        before = (_cpu_seconds(gateway.pid), _thread_cpu_seconds(gateway.pid, writer),
+                  _thread_cpu_seconds(gateway.pid, gateway.pid))
+        spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.pid), "--duration", str(seconds - 1),
+                                "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
+                                "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         count = _wrk(url, token, seconds, connections, scratch)
-        used = _cpu_seconds(gateway.pid) - before
+        after = (_cpu_seconds(gateway.pid), _thread_cpu_seconds(gateway.pid, writer),
+                 _thread_cpu_seconds(gateway.pid, gateway.pid))
+        spy.wait(30)
+        share = _audit_share_of_main(raw)
     finally:
         for proc in (gateway, sims):
             proc.send_signal(signal.SIGTERM)
@@ -250,44 +308,15 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
                 proc.kill()
         log_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    process, writer_cpu, loop_cpu = (a - b for a, b in zip(after, before, strict=True))
+    audit = writer_cpu + share * loop_cpu
     return {"exchanges": count, "seconds": seconds, "connections": connections,
-            "gateway_cpu_s": round(used, 2), "cpu_us_per_exchange": round(used / count * 1e6, 1)}
-
-
-def bench_audit_cpu(leaves: int, in_flight: int) -> dict[str, Any]:
-    """CPU per exchange of the audit work alone, as the pipeline does it: the body digests, the
-    record, its canonical JSON and leaf hash, the queue, and the group commit (writer thread)."""
-    wire_request, wire_response = BODY, BODY[:700]
-    with database(None) as target:
-        log = AuditLog(create_engine(target), batch_max=512, batch_wait_ms=2.0)
-        log.start()
-        base = time.time_ns() // 1000
-
-        def record(i: int) -> AuditRecord:
-            return AuditRecord(
-                exchange_id=os.urandom(16).hex(), ts_us=base + i, protocol="rest", outcome="ok",
-                status=200, client="VN/GOV/000.00.00.H41/MOTCUA",
-                service="VN/GOV/000.00.00.H41/DANHMUC/echo", operation="echo",
-                rule="danh-muc-dung-chung", total_us=1500, upstream_us=900,
-                request=BodyDigest(hashlib.sha256(BODY).hexdigest(), len(BODY)),
-                response=BodyDigest.of(BODY), upstream_request=BodyDigest.of(wire_request),
-                upstream_response=BodyDigest.of(wire_response))
-
-        async def run() -> None:
-            counter = iter(range(leaves))
-
-            async def worker() -> None:
-                for i in counter:
-                    await log.append(record(i))
-
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-
-        cpu = time.process_time()
-        asyncio.run(run())
-        cpu = time.process_time() - cpu
-        log.close()
-    return {"leaves": leaves, "in_flight": in_flight, "cpu_us_per_leaf": round(cpu / leaves * 1e6, 1),
-            "leaves_per_commit": round(leaves / log.batches, 1)}
+            "cpu_us_per_exchange": round(process / count * 1e6, 1),
+            "audit_writer_us_per_exchange": round(writer_cpu / count * 1e6, 1),
+            "audit_on_event_loop_us_per_exchange": round(share * loop_cpu / count * 1e6, 1),
+            "audit_us_per_exchange": round(audit / count * 1e6, 1),
+            "audit_share_of_exchange_cpu_pct": round(audit / process * 100, 1),
+            "audit_added_to_the_rest_pct": round(audit / (process - audit) * 100, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,13 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="a PostgreSQL server URL (a fresh database is made on it); "
                         "SQLite by default")
     parser.add_argument("--only", default="append,concurrent,verify,cpu")
+    parser.add_argument("--ids", choices=["random", "timed"], default="random",
+                        help="exchange ids as the gateway makes them today, or time-ordered")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
+    global IDS
+    IDS = args.ids
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
         "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-        "database": "postgresql" if args.database else "sqlite"}
+        "database": "postgresql" if args.database else "sqlite", "exchange_ids": args.ids}
 
     def step(name: str, fn: Callable[[], Any]) -> None:
         print(f"== {name} …", flush=True)
@@ -321,17 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         step("verify", lambda: bench_verify(args.database, args.verify_leaves, args.repeats))
     if "cpu" in only:
         for connections in (16, 64):
-            ex = f"exchange_cpu_c{connections}"
-            au = f"audit_cpu_c{connections}"
-            step(ex, partial(bench_exchange_cpu, 10, connections))
-            step(au, partial(bench_audit_cpu, 20_000, connections))
-            if "cpu_us_per_exchange" in results[ex]:
-                share = results[au]["cpu_us_per_leaf"] / results[ex]["cpu_us_per_exchange"]
-                results[f"audit_share_c{connections}"] = {
-                    "of_exchange_cpu_pct": round(share * 100, 1),
-                    "added_to_the_rest_pct": round(share / (1 - share) * 100, 1) if share < 1 else None}
-                print(f"audit at {connections} connections: {share * 100:.1f}% of an exchange's CPU",
-                      flush=True)
+            step(f"exchange_cpu_c{connections}", partial(bench_exchange_cpu, 10, connections))
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())

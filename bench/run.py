@@ -456,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
     bench: Bench | None = None
     outcomes: list[Outcome] = []
+    interrupted = False
     started = dt.datetime.now(dt.UTC)
     try:
         bench = Bench(root, workers=args.workers)
@@ -472,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in later:
                     bench.stop(name)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted: stopping everything started[/]")
-        return 130
+        interrupted = True
+        console.print("[bold red]interrupted: stopping everything started; what was measured "
+                      "follows[/]")
     finally:
         if bench is not None:
             bench.stop_all()
@@ -492,11 +494,14 @@ def main(argv: list[str] | None = None) -> int:
                 "settings": {"duration": args.duration, "warmup": args.warmup,
                              "connections": args.connections, "threads": args.threads,
                              "workers": args.workers, "timeout": args.timeout},
-                "targets": [o.as_dict() for o in outcomes], "problems": problems}
+                "targets": [o.as_dict() for o in outcomes], "problems": problems,
+                "interrupted": interrupted}
         args.json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         console.print(f"wrote {args.json}")
     if problems:
         console.print(f"[bold red]{problems} problem(s): see above[/]")
+    if interrupted:
+        return 130
     return 1 if problems else 0
 
 

@@ -236,3 +236,15 @@ def test_values_cut_to_their_column_still_verify(database_url: str, tmp_path: Pa
     made.log.append_many([record(10, purpose="P" * 700, user_id="U" * 300, exchange_id="e" * 100)])
     report = made.verify()
     assert report.ok, report.problems
+
+
+def test_bytes_moved_between_stored_nodes_are_found(log: Filled) -> None:
+    """Shifting a byte from one stored node to its neighbour keeps their concatenation but not the
+    nodes: found."""
+    with log.engine.connect() as conn:
+        a, b = (bytes(h) for (h,) in conn.execute(sa.text(
+            "SELECT hash FROM audit_nodes WHERE level = 0 AND idx IN (20, 21) ORDER BY idx")))
+    run(log, "UPDATE audit_nodes SET hash = :h WHERE level = 0 AND idx = 20", h=a[:31])
+    run(log, "UPDATE audit_nodes SET hash = :h WHERE level = 0 AND idx = 21", h=a[31:] + b)
+    report = log.verify()
+    assert report.first_bad_index == 20

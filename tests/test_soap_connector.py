@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,13 @@ def connector(service: dict[str, Any], app: Any) -> SoapConnector:
 
 
 def call(service: SoapConnector, payload: Any, **kwargs: Any) -> Any:
+    """One call, on an event loop of its own (in a thread: safe whatever loop this thread runs)."""
     svc = service._service
     headers = {"X-Road-Id": "ex-1", "X-Road-Client": PLAYGROUND_CLIENT, "X-Road-UserId": "canbo.mai"}
-    return asyncio.run(service.call(Call(exchange_id="ex-1", service=svc, operation=kwargs.pop(
-        "operation", svc.operation_name), payload=payload, headers=headers, **kwargs)))
+    request = Call(exchange_id="ex-1", service=svc, operation=kwargs.pop("operation", svc.operation_name),
+                   payload=payload, headers=headers, **kwargs)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, service.call(request)).result()
 
 
 def adapter(operation: str, simulator: SoapSimulator) -> SoapConnector:

@@ -24,17 +24,18 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from gateway.audit import tree
 from gateway.audit.bodies import Bodies, BodyVault
-from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash
+from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash, range_nodes
 from gateway.audit.record import AuditRecord
 from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
@@ -43,6 +44,7 @@ from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit
 log = structlog.get_logger("lienthong.audit")
 
 _STOP = object()
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,31 +123,46 @@ LEAF_COLUMNS = ("idx", "exchange_id", "ts_us", "client", "service", "operation",
                 "user_id", "purpose", "rule", "leaf")
 
 
+BODY_COLUMNS = ("idx", "key_id", "expires_us", "request", "response", "upstream_request",
+                "upstream_response")
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """The sequencer's statements as plain driver SQL: the hot path skips SQLAlchemy's per-row work
-    and statement building. Table and column names are constants here, never input."""
+    """The sequencer's statements as plain driver SQL: the hot path skips SQLAlchemy's per-row and
+    per-statement work. Table and column names are constants here, never input."""
 
+    mark: str
+    begin: str | None  # SQLite: take the write lock first; PostgreSQL: the head's row lock does
     head: str
     leaves: str
     nodes: str
     subjects: str
+    bodies: str
     move_head: str
 
     @classmethod
     def for_dialect(cls, paramstyle: str, name: str) -> _Statements:
         mark = "?" if paramstyle == "qmark" else "%s"
-        lock = "" if name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE took the lock
+        sqlite = name == "sqlite"
 
         def insert(table: str, columns: Sequence[str]) -> str:
             values = ", ".join([mark] * len(columns))
             return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"  # noqa: S608
 
-        return cls(head=f"SELECT size, root FROM audit_head WHERE id = 1{lock}",  # noqa: S608
+        lock = "" if sqlite else " FOR UPDATE"
+        return cls(mark=mark, begin="BEGIN IMMEDIATE" if sqlite else None,
+                   head=f"SELECT size, root FROM audit_head WHERE id = 1{lock}",  # noqa: S608
                    leaves=insert("audit_leaves", LEAF_COLUMNS),
                    nodes=insert("audit_nodes", ("level", "idx", "hash")),
                    subjects=insert("audit_subjects", ("subject", "idx")),
+                   bodies=insert("audit_bodies", BODY_COLUMNS),
                    move_head=f"UPDATE audit_head SET size = {mark}, root = {mark} WHERE id = 1")  # noqa: S608
+
+    def edge(self, count: int) -> str:
+        """Read ``count`` nodes named by (level, idx) pairs."""
+        one = f"(level = {self.mark} AND idx = {self.mark})"
+        return "SELECT level, idx, hash FROM audit_nodes WHERE " + " OR ".join([one] * count)  # noqa: S608
 
 
 @functools.cache
@@ -153,8 +170,43 @@ def _statements(paramstyle: str, name: str) -> _Statements:
     return _Statements.for_dialect(paramstyle, name)
 
 
-def _sql(conn: Connection) -> _Statements:
-    return _statements(conn.dialect.paramstyle, conn.dialect.name)
+class _Sequencer:
+    """A database connection for the sequencer's transactions, driven through the driver itself:
+    per batch, SQLAlchemy's connection, statement and result machinery would cost more CPU than the
+    commit. Kept open between batches; dropped after a failure that leaves it unusable."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._raw: Any = None
+        self.sql = _statements(engine.dialect.paramstyle, engine.dialect.name)
+
+    def run(self, work: Callable[[Any], _T]) -> _T:
+        """``work(cursor)`` in one transaction, committed."""
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+        raw = self._raw
+        cursor = raw.cursor()
+        try:
+            if self.sql.begin:
+                cursor.execute(self.sql.begin)
+            result = work(cursor)
+            raw.commit()
+            return result
+        except BaseException:
+            try:
+                raw.rollback()
+            except Exception:  # the connection is gone: the next batch gets a new one
+                self.close(invalidate=True)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def close(self, *, invalidate: bool = False) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.invalidate() if invalidate else raw.close()
 
 
 def _cut(value: str | None, column: str) -> str | None:
@@ -226,8 +278,11 @@ class AuditLog:
                     bodies: Sequence[Bodies | None] | None = None) -> list[int]:
         """Store records synchronously in one transaction (tools and benchmarks)."""
         entries = [self._prepare(rec, bodies[i] if bodies else None) for i, rec in enumerate(records)]
-        with self._engine.begin() as conn:
-            return self._store(conn, entries)
+        sequencer = _Sequencer(self._engine)
+        try:
+            return sequencer.run(lambda cursor: self._store(cursor, sequencer.sql, entries))
+        finally:
+            sequencer.close()
 
     def _prepare(self, record: AuditRecord, bodies: Bodies | None) -> _Entry:
         sealed = None
@@ -244,28 +299,39 @@ class AuditLog:
         return _Entry(row, leaf_hash(leaf), frozenset(record.subjects), sealed)
 
     def _run(self) -> None:
+        sequencer = _Sequencer(self._engine)
+        try:
+            self._drain(sequencer)
+        finally:
+            sequencer.close()
+
+    def _drain(self, sequencer: _Sequencer) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 return
+            if self._batch_wait and self._queue.qsize() < self._batch_max - 1:
+                # A short window for more exchanges to join this commit. A sleep and then a drain,
+                # not get(timeout=…): CPython's SimpleQueue can wait forever when such a timeout
+                # runs out just as it wakes up with nothing to take.
+                time.sleep(self._batch_wait)
             batch: list[_Pending] = [first]
             while len(batch) < self._batch_max:
                 try:
-                    item = self._queue.get(timeout=self._batch_wait) if self._batch_wait else \
-                        self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            self._commit(sequencer, batch)
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, sequencer: _Sequencer, batch: list[_Pending]) -> None:
         try:
-            with self._engine.begin() as conn:
-                indices = self._store(conn, [p.entry for p in batch])
+            entries = [p.entry for p in batch]
+            indices = sequencer.run(lambda cursor: self._store(cursor, sequencer.sql, entries))
         except Exception as exc:  # any storage failure fails every exchange in the batch
             log.error("audit_write_failed", error=type(exc).__name__, batch=len(batch))
             failure = AuditUnavailable("the audit log could not store this exchange; it was not "
@@ -275,37 +341,42 @@ class AuditLog:
         self.batches += 1
         _settle(batch, indices)
 
-    def _store(self, conn: Connection, entries: Sequence[_Entry]) -> list[int]:
-        sql = _sql(conn)
-        head_size, head_root = conn.exec_driver_sql(sql.head).one()
+    def _store(self, cursor: Any, sql: _Statements, entries: Sequence[_Entry]) -> list[int]:
+        cursor.execute(sql.head)
+        head_size, head_root = cursor.fetchone()
         size, root = int(head_size), as_bytes(head_root) if head_root is not None else EMPTY_ROOT
         edge = self._edge
         if edge is not None and edge[0] == size and edge[1] == root:
             frontier = edge[2].copy()  # nobody else appended since our last batch
         else:
-            frontier = tree.frontier(conn, size)
+            wanted = range_nodes(0, size)
+            rows: list[Any] = []
+            if wanted:
+                cursor.execute(sql.edge(len(wanted)), [v for node in wanted for v in node])
+                rows = cursor.fetchall()
+            frontier = tree.frontier_from(size, rows)
             if frontier.root() != root:
                 raise TreeCorruptedError(f"the stored tree of {size} leaves does not give the head's root")
-        rows = [(size + offset, *entry.row) for offset, entry in enumerate(entries)]
+        leaves = [(size + offset, *entry.row) for offset, entry in enumerate(entries)]
         subjects = [(subject, size + offset) for offset, entry in enumerate(entries)
                     for subject in entry.subjects]
-        bodies = [{"idx": size + offset, **entry.bodies} for offset, entry in enumerate(entries)
-                  if entry.bodies is not None]
+        bodies = [(size + offset, *(entry.bodies[c] for c in BODY_COLUMNS[1:]))
+                  for offset, entry in enumerate(entries) if entry.bodies is not None]
         nodes = [(level, first + i, h) for level, first, hashes
                  in frontier.extend_levels([entry.leaf_hash for entry in entries])
                  for i, h in enumerate(hashes)]
-        conn.exec_driver_sql(sql.leaves, rows)
-        conn.exec_driver_sql(sql.nodes, nodes)
+        cursor.executemany(sql.leaves, leaves)
+        cursor.executemany(sql.nodes, nodes)
         if subjects:
-            conn.exec_driver_sql(sql.subjects, subjects)
+            cursor.executemany(sql.subjects, subjects)
         if bodies:
-            conn.execute(sa.insert(audit_bodies), bodies)
+            cursor.executemany(sql.bodies, bodies)
         new_root = frontier.root()
-        conn.exec_driver_sql(sql.move_head, (frontier.size, new_root))
+        cursor.execute(sql.move_head, (frontier.size, new_root))
         # Keyed by the head it extends, so a batch that then fails to commit, or another process's
         # appends, only cost a reload from the stored nodes.
         self._edge = (frontier.size, new_root, frontier.copy())
-        return [size + i for i in range(len(rows))]
+        return [size + i for i in range(len(leaves))]
 
     # -- reading ---------------------------------------------------------------------------------
 

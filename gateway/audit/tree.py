@@ -1,5 +1,5 @@
-"""The Merkle tree in the database: storing the perfect nodes a batch completes, and reading the few
-nodes that a proof, a root or the tree's right edge needs (O(log n) point reads, in one query).
+"""The Merkle tree in the database: reading the few stored nodes that a proof, a root or the tree's
+right edge needs (O(log n) point reads, in one query). The sequencer (``log.py``) writes them.
 
 The hashing and the proof shapes are :mod:`gateway.audit.merkle`'s; this module only fetches and
 stores.
@@ -7,7 +7,8 @@ stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,7 +16,6 @@ from sqlalchemy.engine import Connection
 from gateway.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
-    Node,
     NodeID,
     consistency_proof_nodes,
     hash_range,
@@ -67,15 +67,9 @@ class _Get:
             raise MissingNodeError(level, index) from None
 
 
-def frontier(conn: Connection, size: int) -> Frontier:
-    """The right edge of the stored tree of ``size`` leaves, ready to append to."""
-    return Frontier.from_nodes(size, _Get(load_nodes(conn, range_nodes(0, size))))
-
-
-def store_nodes(conn: Connection, nodes: Sequence[Node]) -> None:
-    if nodes:
-        conn.execute(sa.insert(audit_nodes), [{"level": n.level, "idx": n.index, "hash": n.hash}
-                                              for n in nodes])
+def frontier_from(size: int, rows: Iterable[tuple[int, int, Any]]) -> Frontier:
+    """The right edge of a tree of ``size`` leaves from its stored nodes, as (level, idx, hash) rows."""
+    return Frontier.from_nodes(size, _Get({(int(level), int(idx)): as_bytes(h) for level, idx, h in rows}))
 
 
 def root_at(conn: Connection, size: int) -> bytes:

@@ -120,19 +120,23 @@ def verify_log(engine: Engine, *, verifiers: Sequence[Verifier], origin: str,
     sizes = sorted({c.checkpoint.size for c in claims})
     if indexes and parallel and head.size >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
+        # The index check costs more than the tree: two workers take a half each, beside this one.
+        half = head.size // 2 // CHUNK * CHUNK
+        parts = [(0, half), (half, head.size)]
+        with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
             url = engine.url.render_as_string(hide_password=False)
-            indexes_checked = pool.submit(_index_worker, url, head.size, vault)
+            checked = [pool.submit(_index_worker, url, lo, hi, vault) for lo, hi in parts]
             roots = _scan_tree(engine, head, sizes, report, progress)
-            try:
-                found = indexes_checked.result()
-            except (BrokenProcessPool, OSError):  # no worker after all: check them here
-                found = check_indexes(engine, head.size, vault)
-            _merge(report, found)
+            for (lo, hi), future in zip(parts, checked, strict=True):
+                try:
+                    found = future.result()
+                except (BrokenProcessPool, OSError):  # no worker after all: check them here
+                    found = check_indexes(engine, hi, vault, begin=lo)
+                _merge(report, found)
     else:
+        roots = _scan_tree(engine, head, sizes, report, progress)
         if indexes:
             _merge(report, check_indexes(engine, head.size, vault))
-        roots = _scan_tree(engine, head, sizes, report, progress)
     with engine.connect() as conn:
         _check_head(conn, head, report)
         _check_checkpoints(conn, claims, roots, report)
@@ -264,12 +268,28 @@ class _Raw:
     def __init__(self, engine: Engine) -> None:
         self._conn = engine.raw_connection()
         self._cursor: Any = self._conn.cursor()
+        self._sqlite = engine.dialect.name == "sqlite"
         self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self.errors: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     def all(self, sql: str, *params: int) -> list[tuple[Any, ...]]:
         self._cursor.execute(sql.replace("?", self._mark), params)
         return list(self._cursor.fetchall())
+
+    def node_hashes(self, level: int, first: int, end: int) -> bytes | None:
+        """The stored hashes of nodes [first, end) of a level, concatenated in index order by the
+        database (one value to compare instead of a row per node); None unless there are as many
+        hashes as nodes, each 32 bytes."""
+        if self._sqlite:
+            driver: Any = self._conn.driver_connection
+            driver.text_factory = bytes  # group_concat of blobs is text to SQLite: take its bytes
+            try:
+                joined, whole = self.all(_SQLITE_NODES_CONCAT_SQL, level, first, end)[0]
+            finally:
+                driver.text_factory = str
+        else:
+            joined, whole = self.all(_PG_NODES_CONCAT_SQL, level, first, end)[0]
+        return as_bytes(joined) if joined is not None and whole == end - first else None
 
     def close(self) -> None:
         self._cursor.close()
@@ -282,21 +302,27 @@ _LEAF_SQL = "SELECT idx, leaf FROM audit_leaves WHERE idx >= ? AND idx < ?"
 # SQLite: the rows whose columns, time and subject rows, as a JSON array, are not the same array as
 # the leaf's own values (one parse of each leaf, in C).
 _SQLITE_SUSPECTS_SQL = """
-    SELECT l.idx FROM audit_leaves AS l WHERE l.idx >= ? AND l.idx < ? AND
-    json_array(l.exchange_id, l.client, l.service, l.operation, l.outcome, l.status, l.user_id,
-               l.purpose, l.rule,
-               strftime('%Y-%m-%dT%H:%M:%S', l.ts_us / 1000000, 'unixepoch')
-               || printf('.%06dZ', l.ts_us % 1000000),
-               json((SELECT json_group_array(subject) FROM
-                     (SELECT subject FROM audit_subjects AS s WHERE s.idx = l.idx ORDER BY subject))))
-    IS NOT json_extract(CAST(l.leaf AS TEXT), '$.id', '$.client', '$.service', '$.operation',
-                        '$.outcome', '$.status', '$.userId', '$.purpose', '$.rule', '$.time',
-                        '$.subjects')"""
+    SELECT idx FROM audit_leaves WHERE idx >= ? AND idx < ? AND
+    json_array(exchange_id, client, service, operation, outcome, status, user_id, purpose, rule,
+               replace(datetime(ts_us / 1000000, 'unixepoch'), ' ', 'T') || '.'
+               || substr(1000000 + ts_us % 1000000, 2) || 'Z')
+    IS NOT json_extract(CAST(leaf AS TEXT), '$.id', '$.client', '$.service', '$.operation',
+                        '$.outcome', '$.status', '$.userId', '$.purpose', '$.rule', '$.time')"""
+# SQLite: the subjects of the leaves that name any. In canonical JSON a non-empty top-level subjects
+# list is the only place these bytes can appear (a quote inside a string value is escaped).
+_SQLITE_LISTED_SUBJECTS_SQL = """
+    SELECT idx, json_extract(CAST(leaf AS TEXT), '$.subjects') FROM audit_leaves
+    WHERE idx >= ? AND idx < ? AND instr(leaf, CAST('"subjects":["' AS BLOB)) > 0"""
 _LEAVES_ONLY_SQL = "SELECT idx, leaf FROM audit_leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
 _SUBJECTS_SQL = "SELECT idx, subject FROM audit_subjects WHERE idx >= ? AND idx < ?"
 _BODIES_SQL = ("SELECT idx, key_id, request, response, upstream_request, upstream_response "
                "FROM audit_bodies WHERE idx >= ? AND idx < ?")
-_NODES_SQL = "SELECT hash FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx"
+# The stored hashes of a run of nodes, concatenated, and how many of them are 32 bytes long (so that
+# bytes moved from one row to its neighbour cannot hide in the concatenation).
+_SQLITE_NODES_CONCAT_SQL = ("SELECT group_concat(hash, ''), sum(length(hash) = 32) FROM (SELECT hash "
+                            "FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx)")
+_PG_NODES_CONCAT_SQL = ("SELECT string_agg(hash, ''::bytea ORDER BY idx), sum((length(hash) = 32)::int) "
+                        "FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ?")
 _NODE_ROWS_SQL = "SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ?"
 
 
@@ -334,8 +360,8 @@ class IndexFindings:
     bodies: int
 
 
-def check_indexes(engine: Engine, size: int, vault: BodyVault | None) -> IndexFindings:
-    """The index columns, data-subject rows and kept bodies of the leaves stored at [0, size)
+def check_indexes(engine: Engine, size: int, vault: BodyVault | None, *, begin: int = 0) -> IndexFindings:
+    """The index columns, data-subject rows and kept bodies of the leaves stored at [begin, size)
     against the leaves themselves (a missing leaf is the tree scan's to report).
 
     On SQLite one query per chunk compares, inside the database, each row's columns and subject
@@ -347,15 +373,16 @@ def check_indexes(engine: Engine, size: int, vault: BodyVault | None) -> IndexFi
     raw = _Raw(engine)
     prefilter = engine.dialect.name == "sqlite"
     try:
-        for begin in range(0, size, CHUNK):
-            end = min(begin + CHUNK, size)
-            suspects = _suspects(raw, begin, end) if prefilter else None
+        for first in range(begin, size, CHUNK):
+            end = min(first + CHUNK, size)
+            suspects = _suspects(raw, first, end) if prefilter else None
             if suspects is None:
-                rows = raw.all(_LEAVES_SQL, begin, end)
+                _check_rows(raw, raw.all(_LEAVES_SQL, first, end), scan, subjects=True)
             else:
                 rows = [row for lo, hi in _runs(suspects) for row in raw.all(_LEAVES_SQL, lo, hi + 1)]
-            _check_rows(raw, rows, scan)
-            _check_bodies(raw, begin, end, vault, scan)
+                _check_rows(raw, rows, scan, subjects=False)
+                _check_subjects(raw, first, end, scan)
+            _check_bodies(raw, first, end, vault, scan)
     finally:
         raw.close()
     return IndexFindings(report.problems, report.more_problems, report.bad_leaves, report.bodies)
@@ -377,13 +404,13 @@ def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
         yield run[0], run[-1]
 
 
-def _index_worker(url: str, size: int, vault: BodyVault | None) -> IndexFindings:
-    """check_indexes in a worker process, over its own connection."""
+def _index_worker(url: str, begin: int, end: int, vault: BodyVault | None) -> IndexFindings:
+    """check_indexes of leaves [begin, end) in a worker process, over its own connection."""
     from gateway.storage.db import create_engine
 
     engine = create_engine(url)
     try:
-        return check_indexes(engine, size, vault)
+        return check_indexes(engine, end, vault, begin=begin)
     finally:
         engine.dispose()
 
@@ -420,13 +447,14 @@ def _contiguous(rows: Sequence[tuple[Any, ...]], begin: int, end: int, report: R
     return count
 
 
-def _check_rows(raw: _Raw, rows: list[tuple[Any, ...]], scan: _Scan) -> None:
-    """Each leaf parses, and its index columns and subject rows agree with it."""
+def _check_rows(raw: _Raw, rows: list[tuple[Any, ...]], scan: _Scan, *, subjects: bool) -> None:
+    """Each leaf parses, and its index columns (and subject rows) agree with it."""
     if not rows:
         return
-    subjects: dict[int, set[str]] = defaultdict(set)
-    for idx, subject in raw.all(_SUBJECTS_SQL, rows[0][0], rows[-1][0] + 1):
-        subjects[idx].add(subject)
+    stored: dict[int, set[str]] = defaultdict(set)
+    if subjects:
+        for idx, subject in raw.all(_SUBJECTS_SQL, rows[0][0], rows[-1][0] + 1):
+            stored[idx].add(subject)
     for row in rows:
         idx = row[0]
         doc = _document(row[11], idx, scan)
@@ -441,8 +469,36 @@ def _check_rows(raw: _Raw, rows: list[tuple[Any, ...]], scan: _Scan) -> None:
             continue
         if columns != row[2:11] or when != leaf_time(row[1]):
             _compare_columns(row, doc, scan)
-        if (listed or idx in subjects) and set(listed) != subjects.get(idx, set()):
+        if subjects and (listed or idx in stored) and set(listed) != stored.get(idx, set()):
             scan.bad_leaf(idx, "the data-subject index disagrees with the leaf's subjects")
+
+
+def _check_subjects(raw: _Raw, begin: int, end: int, scan: _Scan) -> None:
+    """The subject rows of leaves [begin, end) are exactly the subjects their leaves name."""
+    stored: dict[int, set[str]] = defaultdict(set)
+    for idx, subject in raw.all(_SUBJECTS_SQL, begin, end):
+        stored[idx].add(subject)
+    try:
+        listed = {idx: orjson.loads(text) for idx, text in raw.all(_SQLITE_LISTED_SUBJECTS_SQL, begin, end)}
+    except (raw.errors, orjson.JSONDecodeError):
+        listed = None  # some leaf is not JSON at all: read the leaves themselves
+    if listed is None:
+        listed = {}
+        for idx, leaf in raw.all(_LEAF_SQL, begin, end):
+            doc = _document(leaf, idx, scan)
+            if doc is not None and isinstance(doc.get("subjects"), list) and doc["subjects"]:
+                listed[idx] = doc["subjects"]
+    def agrees(idx: int) -> bool:
+        names = listed.get(idx) or []
+        return isinstance(names, list) and set(names) == stored.get(idx, set())
+
+    wrong = [idx for idx in sorted(stored.keys() | listed.keys()) if not agrees(idx)]
+    orphans = [idx for idx in wrong if idx not in listed]
+    if orphans:  # subject rows of a leaf that is not there: the missing leaf is the tree scan's to name
+        present = {idx for lo, hi in _runs(orphans) for (idx, _) in raw.all(_LEAF_SQL, lo, hi + 1)}
+        wrong = [idx for idx in wrong if idx in listed or idx in present]
+    for idx in wrong:
+        scan.bad_leaf(idx, "the data-subject index disagrees with the leaf's subjects")
 
 
 def _document(leaf: Any, idx: int, scan: _Scan) -> dict[str, Any] | None:
@@ -514,8 +570,7 @@ def _check_nodes(raw: _Raw, completed: dict[int, tuple[int, list[bytes]]], scan:
     """The stored perfect nodes equal the recomputed ones (one range read per level)."""
     for level, (first, mine) in sorted(completed.items()):
         end = first + len(mine)
-        theirs = [h for (h,) in raw.all(_NODES_SQL, level, first, end)]
-        if theirs == mine:
+        if raw.node_hashes(level, first, end) == b"".join(mine):
             continue
         stored = {idx: as_bytes(h) for idx, h in raw.all(_NODE_ROWS_SQL, level, first, end)}
         for index, recomputed in enumerate(mine, start=first):
@@ -525,7 +580,8 @@ def _check_nodes(raw: _Raw, completed: dict[int, tuple[int, list[bytes]]], scan:
             begin, stop = index << level, (index + 1) << level
             if level == 0:
                 scan.bad_leaf(index, "is not in the tree's storage" if found is None else
-                              "does not hash to the tree's leaf hash: changed, replaced or moved")
+                              "does not hash to the tree's stored leaf hash: the leaf was changed, "
+                              "replaced or moved, or the stored node was")
             elif not scan.covers_bad_leaf(begin, stop):
                 what = "is missing" if found is None else "differs from the one the leaves give"
                 scan.report.add(begin, f"stored tree node ({level}, {index}) over leaves [{begin}, "
