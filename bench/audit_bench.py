@@ -54,6 +54,7 @@ from gateway.audit.checkpointer import Checkpointer
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
 from gateway.audit.verify import verify_log
+from gateway.ids import new_id
 from gateway.storage.db import create_engine, upgrade
 
 HASHER = SubjectHasher(b"b" * 32)
@@ -62,15 +63,15 @@ BODY = b'{"SoDinhDanh": "001099000001", "HoVaTen": "Nguy\xe1\xbb\x85n V\xc4\x83n
 ORIGIN = "lienthong.bench/VN/audit"
 
 
-IDS = "random"  # --ids: how exchange ids look (see exchange_id)
+IDS = "timed"  # --ids: how exchange ids look (see exchange_id)
 
 
 def exchange_id() -> str:
-    """An exchange id as the gateway makes them today (128 random bits, hex), or with ``--ids timed``
-    time-ordered like a UUIDv7 (48 bits of milliseconds, then 80 random bits): the audit log's
-    exchange-id index then grows at its end instead of at random places."""
+    """An exchange id as the gateway makes them (``gateway.ids.new_id``: time-ordered, so the
+    exchange-id index grows at its end), or with ``--ids random`` 128 random bits, as a client's own
+    X-Road-Id may be."""
     if IDS == "timed":
-        return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+        return new_id()
     return os.urandom(16).hex()
 
 
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="a PostgreSQL server URL (a fresh database is made on it); "
                         "SQLite by default")
     parser.add_argument("--only", default="append,concurrent,verify,cpu")
-    parser.add_argument("--ids", choices=["random", "timed"], default="random",
+    parser.add_argument("--ids", choices=["random", "timed"], default="timed",
                         help="exchange ids as the gateway makes them today, or time-ordered")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

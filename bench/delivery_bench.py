@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.wrk import find_wrk, parse  # noqa: E402
 from connectors.dvcqg import data  # noqa: E402
-from gateway.delivery.store import DeliveryStore, NewDelivery, new_delivery_id  # noqa: E402
+from gateway.delivery.store import DeliveryStore, NewDelivery  # noqa: E402
 from gateway.delivery.tables import deliveries  # noqa: E402
+from gateway.ids import new_id  # noqa: E402
 from gateway.storage.db import create_engine, upgrade  # noqa: E402
 
 MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
@@ -149,7 +150,7 @@ def top_up(url: str, backlog: int) -> int:
             body = orjson.dumps(record)
             sha = hashlib.sha256(body).hexdigest()
             batch.append(NewDelivery(
-                id=new_delivery_id(), idem_key=hashlib.sha256(f"bench|{i}".encode()).hexdigest(),
+                id=new_id(), idem_key=hashlib.sha256(f"bench|{i}".encode()).hexdigest(),
                 order_key=f"{OWNER}|{record['MaHoSo']}", dossier=record["MaHoSo"], service=PUSH,
                 operation="DongBoHoSoMC", client=MOTCUA, rule="motcua-day-ho-so-len-cong",
                 exchange_id=f"bench-{i}", user_id=None, purpose=None, represented_party=None,
@@ -175,7 +176,7 @@ def store_rate(workdir: Path, rows: int = 10_240, batch: int = 256) -> dict[str,
             record = {**bodies[i % len(bodies)], "MaHoSo": f"S{i:08d}"}
             body = orjson.dumps(record)
             news.append(NewDelivery(
-                id=new_delivery_id(), idem_key=hashlib.sha256(body).hexdigest(),
+                id=new_id(), idem_key=hashlib.sha256(body).hexdigest(),
                 order_key=f"{OWNER}|{record['MaHoSo']}", dossier=record["MaHoSo"], service=PUSH,
                 operation="DongBoHoSoMC", client=MOTCUA, rule="r", exchange_id=f"s-{i}", user_id=None,
                 purpose=None, represented_party=None, method="POST", path="", query="",

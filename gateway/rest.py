@@ -8,7 +8,6 @@ gateway's endpoints live in the FastAPI app beside it.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -18,6 +17,7 @@ import orjson
 
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
+from gateway.ids import new_id
 from gateway.problems import PROBLEM_TYPE, problem_bytes
 
 Scope = MutableMapping[str, Any]
@@ -30,10 +30,6 @@ _HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
             b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
             b"idempotency-key": "idempotency_key"}
 _MAX_ID = 128
-
-
-def new_exchange_id() -> str:
-    return secrets.token_hex(16)
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -86,7 +82,7 @@ class RestEntry:
                 fields[attr] = value.decode("latin-1")
         xid = fields.pop("id", None)
         if not xid or len(xid) > _MAX_ID or not xid.isprintable():
-            xid = new_exchange_id()
+            xid = new_id()
         path = unquote(scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]) \
             if scope.get("raw_path") else scope["path"]
         ex_fields: dict[str, Any] = dict(

@@ -15,7 +15,6 @@ import csv
 import io
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -43,6 +42,7 @@ from gateway.console.sessions import Session, SessionCodec, load_or_create_key
 from gateway.console.sources import ConsoleData
 from gateway.console.users import SignInThrottle, User, UserStore
 from gateway.errors import AuditUnavailable
+from gateway.ids import new_id
 
 __all__ = ["COOKIE", "LANG_COOKIE", "Console", "ConsoleMiddleware", "Ctx", "Note"]
 
@@ -288,7 +288,7 @@ class Console:
         stored (the caller then fails the action's page)."""
         outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
         record = AuditRecord(
-            exchange_id=uuid.uuid4().hex, ts_us=time.time_ns() // 1000, protocol="console",
+            exchange_id=new_id(), ts_us=time.time_ns() // 1000, protocol="console",
             outcome=outcome, status=status, client=CONSOLE_CLIENT, user_id=user, purpose=note.purpose,
             operation=action, error=note.error,
             total_us=int((time.perf_counter() - started) * 1_000_000), subjects=note.subjects)

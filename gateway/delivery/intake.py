@@ -17,10 +17,11 @@ from typing import Any
 from gateway.config import Config, Service
 from gateway.connector import Reply
 from gateway.delivery.messages import dossier_code, idempotency_key, records, status_of
-from gateway.delivery.store import DeliveryStore, NewDelivery, new_delivery_id
+from gateway.delivery.store import DeliveryStore, NewDelivery
 from gateway.errors import InvalidRequest
 from gateway.exchange import Result
 from gateway.identifiers import ServiceId, split_id
+from gateway.ids import new_id
 
 __all__ = ["Intake", "agency_of"]
 
@@ -70,7 +71,7 @@ class Intake:
             raise InvalidRequest(f"Idempotency-Key must be at most {MAX_KEY} printable characters")
         tracking = service.dossier
         code = dossier_code(ctx.payload) if tracking is not None else None
-        new_id = new_delivery_id()
+        delivery_id = new_id()
         owner = _owner(service.id)
         status = None
         if tracking is not None:
@@ -78,9 +79,9 @@ class Intake:
             known = [s for s in statuses if s is not None]
             status = known[-1] if known else None
         return NewDelivery(
-            id=new_id,
+            id=delivery_id,
             idem_key=idempotency_key(ctx.client, service.id, explicit, code, ctx.payload, ex.body),
-            order_key=f"{owner}|{code}" if code is not None else new_id, dossier=code,
+            order_key=f"{owner}|{code}" if code is not None else delivery_id, dossier=code,
             service=service.id, operation=ctx.operation, client=ctx.client, rule=ctx.rule,
             exchange_id=ex.id, user_id=ex.user_id, purpose=ex.issue,
             represented_party=ex.represented_party, method=ex.method, path=ex.path, query=ex.query,

@@ -43,6 +43,7 @@ from gateway.delivery.messages import RESOLVED, DossierFacts
 from gateway.delivery.tables import deliveries, delivery_dossiers
 from gateway.delivery.transitions import impossible
 from gateway.errors import GatewayError, InvalidBody, ServerError
+from gateway.ids import new_id
 
 __all__ = ["Accepted", "Claimed", "DeliveryStore", "NewDelivery", "Outcome", "QueueUnavailable",
            "now_us", "worker_name"]
@@ -584,13 +585,13 @@ class DeliveryStore:
             for r in conn.execute(query.order_by(deliveries.c.seq)):
                 row = dict(r._mapping)
                 del row["seq"]
-                new_id = new_delivery_id()
-                row.update(id=new_id, idem_key=f"{row['idem_key'][:40]}:replay:{new_id[-12:]}",
+                replay_id = new_id()
+                row.update(id=replay_id, idem_key=f"{row['idem_key'][:40]}:replay:{replay_id[-12:]}",
                            state=PENDING, attempts=0, attempt_base=0, next_us=now, lease=None, worker=None,
                            created_us=now, updated_us=now, delivered_us=None, last_error=None,
                            response_status=None, response=None, replay_of=r.id)
                 rows.append(row)
-                created.append(new_id)
+                created.append(replay_id)
             if rows:
                 conn.execute(sa.insert(deliveries), rows)
         return created
@@ -635,9 +636,6 @@ def _sqlite_reader(engine: Engine) -> Engine:
     return reader
 
 
-def new_delivery_id() -> str:
-    """Time-ordered and unguessable: 12 hex digits of milliseconds, 20 random."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def describe(row: Any) -> dict[str, Any]:

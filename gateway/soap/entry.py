@@ -21,7 +21,6 @@ HTTP 500 as SOAP 1.1 asks, never an HTML page.
 from __future__ import annotations
 
 import functools
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.exchange import Decoded, Exchange, Pipeline, Rendered, Result
+from gateway.ids import new_id
 from gateway.rest import Receive, Scope, Send, read_body, send_response
 from gateway.soap import envelope as soap
 from gateway.soap.faults import (
@@ -282,7 +282,7 @@ def _exchange_id(header_id: str | None, http_id: str | None) -> str:
     for candidate in (header_id, http_id):
         if candidate and len(candidate) <= _MAX_ID and candidate.isprintable():
             return candidate
-    return secrets.token_hex(16)
+    return new_id()
 
 
 def fault_for(err: GatewayError, exchange_id: str | None, header: list[Any] | None) -> bytes:
