@@ -314,8 +314,10 @@ class Pipeline:
                     content_type=content_type, headers=self._xroad_headers(ctx))
         started = time.perf_counter()
         try:
-            # The connector keeps its own timeout; this guard only bounds a connector that hangs.
-            reply = await asyncio.wait_for(connector.call(call), timeout=service.timeout + 5)
+            # The connector keeps its own timeout; this guard only bounds a connector that hangs
+            # (a scope, not wait_for: no extra task per exchange).
+            async with asyncio.timeout(service.timeout + 5):
+                reply = await connector.call(call)
         except GatewayError as err:
             return replace(ctx, error=err, upstream_us=_us_since(started))
         except TimeoutError:

@@ -23,20 +23,43 @@ from httpx_aiohttp import AiohttpTransport
 from gateway.errors import ServerError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that stays empty."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _StatelessClient(httpx.AsyncClient):
+    """A client that keeps no cookies: it carries every client's exchanges, so a cookie one
+    upstream answer set must not ride along on the next exchange, another client's perhaps.
+    (Connectors that need a session, like the portal's, hold it themselves.) Skipping the jar
+    also saves httpx's cookie parsing on every answer."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        return None
+
+
 def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
                   timeout: float = 30.0) -> httpx.AsyncClient:
     if transport == "httpx":
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+        return _StatelessClient(limits=limits, timeout=timeout, follow_redirects=False)
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
                                          keepalive_timeout=30, enable_cleanup_closed=True)
         return aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     cookie_jar=aiohttp.DummyCookieJar(),
                                      timeout=aiohttp.ClientTimeout(total=None))
 
-    return httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=timeout,
-                             follow_redirects=False)
+    return _StatelessClient(transport=AiohttpTransport(client=session), timeout=timeout,
+                            follow_redirects=False)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
