@@ -16,7 +16,7 @@ def app() -> Any:
     """Factory uvicorn's workers call: the config path comes through the environment."""
     from gateway.app import create_app
 
-    return create_app(load_config(Path(os.environ[CONFIG_ENV])))
+    return create_app(load_config(Path(os.environ[CONFIG_ENV])), freeze_heap=True)
 
 
 def serve(config_path: Path, config: Config, *, workers: int = 1, host: str | None = None,

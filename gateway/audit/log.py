@@ -39,6 +39,7 @@ from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash, range_nodes
 from gateway.audit.record import AuditRecord
 from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
+from gateway.storage.db import WriteLock
 from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit_subjects
 
 log = structlog.get_logger("lienthong.audit")
@@ -178,10 +179,15 @@ class _Sequencer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._raw: Any = None
+        self._lock = WriteLock(engine)
         self.sql = _statements(engine.dialect.paramstyle, engine.dialect.name)
 
     def run(self, work: Callable[[Any], _T]) -> _T:
         """``work(cursor)`` in one transaction, committed."""
+        with self._lock:
+            return self._transaction(work)
+
+    def _transaction(self, work: Callable[[Any], _T]) -> _T:
         if self._raw is None:
             self._raw = self._engine.raw_connection()
         raw = self._raw
@@ -196,17 +202,21 @@ class _Sequencer:
             try:
                 raw.rollback()
             except Exception:  # the connection is gone: the next batch gets a new one
-                self.close(invalidate=True)
+                self._drop(invalidate=True)
             raise
         finally:
             with contextlib.suppress(Exception):
                 cursor.close()
 
-    def close(self, *, invalidate: bool = False) -> None:
+    def _drop(self, *, invalidate: bool = False) -> None:
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):
                 raw.invalidate() if invalidate else raw.close()
+
+    def close(self) -> None:
+        self._drop()
+        self._lock.close()
 
 
 def _cut(value: str | None, column: str) -> str | None:

@@ -44,6 +44,7 @@ from gateway.delivery.tables import deliveries, delivery_dossiers
 from gateway.delivery.transitions import impossible
 from gateway.errors import GatewayError, InvalidBody, ServerError
 from gateway.ids import new_id
+from gateway.storage.db import WriteLock
 
 __all__ = ["Accepted", "Claimed", "DeliveryStore", "NewDelivery", "Outcome", "QueueUnavailable",
            "now_us", "worker_name"]
@@ -167,6 +168,7 @@ class DeliveryStore:
         self._batch_wait = batch_wait_ms / 1000
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._lock = WriteLock(engine)
         self.batches = 0
 
     # -- the writer ------------------------------------------------------------------------------
@@ -183,6 +185,7 @@ class DeliveryStore:
             self._thread = None
         if self.reader is not self.engine:
             self.reader.dispose()
+        self._lock.close()
 
     async def accept(self, new: NewDelivery) -> Accepted:
         """Store ``new`` (or find the delivery its idempotency key already made); durable on return.
@@ -249,7 +252,7 @@ class DeliveryStore:
         claims = [item for item in batch if item.kind == "claim"]
         results: dict[int, Any] = {}
         try:
-            with self.engine.begin() as conn:
+            with self._lock, self.engine.begin() as conn:
                 results.update(self._store_outcomes(conn, outcomes))
                 results.update(self._store_intakes(conn, intakes))
                 for item in claims:

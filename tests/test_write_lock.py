@@ -1,0 +1,79 @@
+"""The OS lock that queues SQLite writers across threads and processes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.storage.db import WriteLock, create_engine
+
+
+def _try_lock(path: str) -> bool:
+    """Whether another open file (as another process would have) can take the lock now."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_a_held_lock_excludes_every_other_writer_until_released(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    lock_file = f"{tmp_path / 'gw.db'}-writer.lock"
+    first, second = WriteLock(engine), WriteLock(engine)
+    taken = threading.Event()
+    with first:
+        assert not _try_lock(lock_file)
+        waiter = threading.Thread(target=lambda: (second.__enter__(), taken.set()))
+        waiter.start()
+        assert not taken.wait(0.2)  # the second writer waits while the first holds it
+    waiter.join(10)
+    assert taken.is_set()
+    assert not _try_lock(lock_file)
+    second.__exit__(None, None, None)
+    assert _try_lock(lock_file)
+    first.close()
+    second.close()
+    engine.dispose()
+
+
+def test_one_instance_shared_by_threads_still_excludes(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    lock = WriteLock(engine)
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, most
+        for _ in range(200):
+            with lock:
+                with guard:
+                    inside += 1
+                    most = max(most, inside)
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    lock.close()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_no_file_no_lock(url: str) -> None:
+    lock = WriteLock(create_engine(url))
+    with lock:
+        pass
+    lock.close()
