@@ -57,7 +57,11 @@ class Limits(_Model):
 
 class AuditSettings(_Model):
     batch_max: int = Field(512, ge=1, le=10_000)
-    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description=(
+        "group commit: how long a commit waits for more exchanges; it stays open while each such "
+        "gap brings more, up to batch_wait_max_ms"))
+    batch_wait_max_ms: float = Field(10.0, ge=0, le=1000, description=(
+        "the longest an exchange's audit leaf waits for its commit under load"))
     origin: str | None = Field(None, description="the checkpoints' origin line (names this log); "
                                "lienthong.gov.vn/<instance>/audit by default")
     checkpoint_interval: float = Field(10.0, ge=0, le=86_400, description=(

@@ -66,7 +66,8 @@ class Runtime:
         engine = create_engine(config.database_url)
         security = Security.build(config, engine, keys_dir, policies_dir)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
-                         batch_wait_ms=config.audit.batch_wait_ms)
+                         batch_wait_ms=config.audit.batch_wait_ms,
+                         batch_wait_max_ms=config.audit.batch_wait_max_ms)
         http = create_client(transport=config.upstream.transport,
                              max_connections=config.upstream.max_connections)
         context = ConnectorContext(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import multiprocessing
 import time
@@ -10,6 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from gateway.audit import log as audit_log_module
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
 from gateway.errors import AuditUnavailable
@@ -98,3 +100,38 @@ def test_several_processes_append_without_gaps_or_duplicates(database_url: str) 
     leaves = log.read(0, 10_000)
     assert [leaf.idx for leaf in leaves] == list(range(1200))
     assert len({leaf.exchange_id for leaf in leaves}) == 1200
+
+
+
+async def test_a_commit_stays_open_while_leaves_keep_coming(database_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each gap the writer waits brings one more exchange (the writer's sleep is replaced by an
+    arrival, so the test does not depend on timing): the commit stays open through all of them,
+    then closes at the first quiet gap, and one commit stores them all."""
+    log = AuditLog(create_engine(database_url), batch_wait_ms=2, batch_wait_max_ms=60_000)
+    loop = asyncio.get_running_loop()
+    arrivals: list[concurrent.futures.Future[int]] = []
+    real_sleep = time.sleep
+
+    class Gaps:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(_seconds: float) -> None:
+            if len(arrivals) == 9:
+                return  # a quiet gap
+            arrivals.append(asyncio.run_coroutine_threadsafe(log.append(record(len(arrivals) + 1)), loop))
+            for _ in range(10_000):  # until that exchange is queued for the writer
+                if log._queue.qsize():
+                    return
+                real_sleep(0.001)
+
+    monkeypatch.setattr(audit_log_module, "time", Gaps)
+    log.start()
+    try:
+        first = await log.append(record(0))
+        rest = await asyncio.gather(*(asyncio.wrap_future(f) for f in arrivals))
+    finally:
+        log.close()
+    assert sorted([first, *rest]) == list(range(10))
+    assert log.batches == 1

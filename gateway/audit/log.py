@@ -234,11 +234,12 @@ def index_columns(doc: dict[str, Any]) -> dict[str, Any]:
 
 class AuditLog:
     def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 0.0,
-                 vault: BodyVault | None = None) -> None:
+                 batch_wait_max_ms: float | None = None, vault: BodyVault | None = None) -> None:
         self._engine = engine
         self._vault = vault
         self._batch_max = batch_max
         self._batch_wait = batch_wait_ms / 1000
+        self._batch_wait_max = max(batch_wait_ms, batch_wait_max_ms or 0.0) / 1000
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0  # for metrics and tests: how many commits the appends took
@@ -321,22 +322,36 @@ class AuditLog:
             first = self._queue.get()
             if first is _STOP:
                 return
-            if self._batch_wait and self._queue.qsize() < self._batch_max - 1:
-                # A short window for more exchanges to join this commit. A sleep and then a drain,
-                # not get(timeout=…): CPython's SimpleQueue can wait forever when such a timeout
-                # runs out just as it wakes up with nothing to take.
-                time.sleep(self._batch_wait)
             batch: list[_Pending] = [first]
-            while len(batch) < self._batch_max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+            stopping = self._take(batch)
+            # The commit stays open while exchanges keep coming, gap after gap, up to the longest
+            # wait: under load a commit (most of the audit's CPU, whatever its size) serves many
+            # exchanges, and a lone exchange waits one gap. Sleeps and drains, not
+            # get(timeout=…): CPython's SimpleQueue can wait forever when such a timeout runs out
+            # just as it wakes up with nothing to take.
+            deadline = time.monotonic() + self._batch_wait_max
+            while not stopping and self._batch_wait and len(batch) < self._batch_max:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                if item is _STOP:
-                    stopping = True
+                before = len(batch)
+                time.sleep(min(self._batch_wait, left))
+                stopping = self._take(batch)
+                if len(batch) == before:  # a quiet gap: nobody else is coming soon
                     break
-                batch.append(item)
             self._commit(sequencer, batch)
+
+    def _take(self, batch: list[_Pending]) -> bool:
+        """Move what is queued into ``batch``, up to the batch size; True when told to stop."""
+        while len(batch) < self._batch_max:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
 
     def _commit(self, sequencer: _Sequencer, batch: list[_Pending]) -> None:
         try:
