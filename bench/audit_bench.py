@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
 from gateway.audit.verify import verify_log
 from gateway.ids import new_id
+from gateway.simulation import free_port
 from gateway.storage.db import create_engine, upgrade
 
 HASHER = SubjectHasher(b"b" * 32)
@@ -188,11 +188,6 @@ def bench_verify(url: str | None, leaves: int, repeats: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- cpu
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -267,8 +262,8 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
     if shutil.which("wrk") is None or py_spy is None:
         return {"skipped": "needs wrk and py-spy"}
     scratch = Path(tempfile.mkdtemp(prefix="lienthong-audit-cpu-"))
-    ports = Ports(gateway=_free_port(), population=_free_port(), dvcqg=_free_port(),
-                  onestop=_free_port(), rest=_free_port())
+    ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
+                  onestop=free_port(), rest=free_port())
     init = initialise(scratch, ports=ports, force=True)
     cmd = [sys.executable, "-m", "gateway"]
     log_file = (scratch / "procs.log").open("wb")

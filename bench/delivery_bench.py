@@ -43,19 +43,12 @@ from connectors.dvcqg import data  # noqa: E402
 from gateway.delivery.store import DeliveryStore, NewDelivery  # noqa: E402
 from gateway.delivery.tables import deliveries  # noqa: E402
 from gateway.ids import new_id  # noqa: E402
+from gateway.simulation import free_port  # noqa: E402
 from gateway.storage.db import create_engine, upgrade  # noqa: E402
 
 MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 OWNER = "VN/GOV/000.00.00.G22/DVCQG"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait(url: str, timeout: float = 60) -> None:

@@ -33,6 +33,7 @@ import yaml
 
 from bench.wrk import HttpRequest
 from gateway.init import NGHE_AN, POPULATION, PORTAL, Ports, initialise
+from gateway.simulation import free_port
 
 ECHO_SERVICE = f"{NGHE_AN}/DANHMUC/echo"
 ECHO_CLIENT = f"{NGHE_AN}/MOTCUA"
@@ -42,12 +43,6 @@ USER_ID = "canbo.nguyenvanan"
 ISSUE = "000.00.41.H41-261122-0001"
 TOKEN_LIFETIME = 3600
 SEED = 2026  # the simulators' default seed: the citizen below exists in theirs
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- request bodies -------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.init import HA_GIANG, POPULATION, PORTAL, Ports, initialise
+from gateway.simulation import free_port
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -49,12 +49,6 @@ PROCEDURES = [
     ("1.009994.000.00.00.H22", "Cấp giấy phép xây dựng nhà ở riêng lẻ", "G22.XD", "Hoạt động xây dựng"),
     ("2.000908.000.00.00.H22", "Chứng thực bản sao từ bản chính", "G22.CTH", "Chứng thực"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -53,6 +54,13 @@ class Recorder:
 
         return [Route("/_sim/received", received, methods=["GET"]),
                 Route("/_sim/reset", reset, methods=["POST"])]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for simulators, demos, benchmarks and tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:

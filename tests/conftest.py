@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from gateway.simulation import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 PG_URL = os.environ.get("LIENTHONG_TEST_PG_URL", "")
@@ -30,12 +31,6 @@ def fixtures_dir(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"third-party fixtures not found: {path} (../shared/fixtures/ beside the project)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _fresh_pg_database() -> str:

@@ -24,6 +24,7 @@ from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UpstreamError, UpstreamFault, UpstreamTimeout, UpstreamUnavailable
 from gateway.resources import schemas_dir
+from gateway.simulation import free_port
 from gateway.upstream import create_client
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -104,12 +105,6 @@ def _verify(person: synthetic.Person = CITIZEN, **fields: Any) -> dict[str, Any]
                "NgayThangNamSinh": person.ngay_sinh}
     payload.update(fields)
     return {k: v for k, v in payload.items() if v is not None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- verify (XacThucThongTinCongDan) ------------------------------------------------------------------
@@ -242,7 +237,7 @@ async def test_invalid_json_is_refused_with_paths(context: ConnectorContext) -> 
     """Unknown, missing, mistyped and malformed fields are refused (422) with one error per path."""
     payload = {"MaDVC": 33, "MaCanBo": "cb", "SoDinhDanh": "12345", "HoVaTen": ["Phạm"], "Tuoi": 40}
     with pytest.raises(InvalidBody) as caught:
-        await _call(context, VERIFY, payload, f"http://127.0.0.1:{_free_port()}/dancu")
+        await _call(context, VERIFY, payload, f"http://127.0.0.1:{free_port()}/dancu")
     assert caught.value.status == 422
     errors = {e["path"]: e["message"] for e in caught.value.extra["errors"]}
     assert set(errors) == {"$.MaDVC", "$.MaDonVi", "$.SoDinhDanh", "$.HoVaTen", "$.Tuoi"}
@@ -255,14 +250,14 @@ async def test_invalid_json_is_refused_with_paths(context: ConnectorContext) -> 
 async def test_non_object_body_is_refused(context: ConnectorContext) -> None:
     """A JSON body that is not an object is refused at path $."""
     with pytest.raises(InvalidBody) as caught:
-        await _call(context, VERIFY, ["001060301193"], f"http://127.0.0.1:{_free_port()}/dancu")
+        await _call(context, VERIFY, ["001060301193"], f"http://127.0.0.1:{free_port()}/dancu")
     assert caught.value.extra["errors"][0]["path"] == "$"
 
 
 async def test_control_characters_are_refused(context: ConnectorContext) -> None:
     """Text XML cannot carry is refused at its path instead of failing while writing XML."""
     with pytest.raises(InvalidBody) as caught:
-        await _call(context, VERIFY, _verify(HoVaTen="Phạm\x00An"), f"http://127.0.0.1:{_free_port()}/dancu")
+        await _call(context, VERIFY, _verify(HoVaTen="Phạm\x00An"), f"http://127.0.0.1:{free_port()}/dancu")
     assert caught.value.extra["errors"] == [
         {"path": "$.HoVaTen", "message": "contains characters XML cannot carry"}]
 
@@ -271,7 +266,7 @@ async def test_boolean_is_not_a_string(context: ConnectorContext) -> None:
     """JSON types follow the schema: true is not a string, a number is not a personal id."""
     with pytest.raises(InvalidBody) as caught:
         await _call(context, VERIFY, _verify(HoVaTen=True, SoDinhDanh=1060301193),
-                    f"http://127.0.0.1:{_free_port()}/dancu")
+                    f"http://127.0.0.1:{free_port()}/dancu")
     paths = [e["path"] for e in caught.value.extra["errors"]]
     assert paths == ["$.SoDinhDanh", "$.HoVaTen"]
 
@@ -281,7 +276,7 @@ async def test_boolean_is_not_a_string(context: ConnectorContext) -> None:
 async def test_upstream_down_is_unavailable(context: ConnectorContext) -> None:
     """A refused connection is UpstreamUnavailable (503), not a timeout."""
     with pytest.raises(UpstreamUnavailable):
-        await _call(context, VERIFY, _verify(), f"http://127.0.0.1:{_free_port()}/dancu")
+        await _call(context, VERIFY, _verify(), f"http://127.0.0.1:{free_port()}/dancu")
 
 
 async def test_slow_upstream_is_a_timeout(simulator: _Simulator, context: ConnectorContext) -> None:

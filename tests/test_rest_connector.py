@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from gateway.config import Service
 from gateway.connector import Call, ConnectorContext
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.resources import schemas_dir
+from gateway.simulation import free_port
 from gateway.upstream import create_client, transport_failure
 
 SERVICE_ID = "VN/GOV/000.00.00.H22/MOTCUA/items"
@@ -41,12 +41,6 @@ async def serving(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
