@@ -319,6 +319,8 @@ class Pipeline:
             async with asyncio.timeout(service.timeout + 5):
                 reply = await connector.call(call)
         except GatewayError as err:
+            if ctx.decision is not None and ctx.decision.fields is not None:
+                err = _withheld(err, service.id, ctx.decision.rule_name)
             return replace(ctx, error=err, upstream_us=_us_since(started))
         except TimeoutError:
             return replace(ctx, error=UpstreamTimeout(f"{service.id} did not answer in time"),
@@ -402,6 +404,18 @@ def _minimised(reply: Reply, fields: Any) -> Reply:
             raise UpstreamError("the upstream's reply is not JSON-shaped, so it cannot be reduced to "
                                 "the fields the policy lets leave; it is withheld") from None
     return replace(reply, payload=minimise(payload, fields))
+
+
+def _withheld(err: GatewayError, service: str, rule: str) -> GatewayError:
+    """An upstream's error under a rule that minimises replies: what the upstream said (a body,
+    a fault string or detail, which may name a citizen) is withheld like any field the rule does
+    not let leave; its HTTP status and fault code, which name no one, stay."""
+    if not isinstance(err, UpstreamError):
+        return err  # the gateway's own words (timeouts, unreachable): nothing of the upstream's
+    kept: dict[str, Any] = {k: err.extra[k] for k in ("status", "faultcode") if k in err.extra}
+    return UpstreamError(f"{service} answered with an error; what it said is withheld, as rule "
+                         f"{rule!r} lets only its reply's allowed fields leave",
+                         extra={**kept, "withheld": True}, retryable=err.retryable)
 
 
 def _us_since(started: float) -> int:

@@ -24,7 +24,12 @@ def problem(err: GatewayError, *, instance: str | None = None,
         doc["instance"] = instance
     if exchange_id:
         doc["exchangeId"] = exchange_id
-    doc.update({k: v for k, v in err.extra.items() if v is not None})
+    for key, value in err.extra.items():
+        if value is None:
+            continue
+        if key in doc:  # RFC 9457's members describe the gateway's answer: an upstream's own
+            key = f"upstream{key[0].upper()}{key[1:]}"  # status (say) is kept beside them
+        doc[key] = value
     return doc
 
 

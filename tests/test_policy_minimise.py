@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.app import create_app
 from gateway.connector import Call, Reply
+from gateway.errors import UpstreamError, UpstreamFault
 from gateway.exchange import Exchange, Rendered, Result
 from gateway.policy import compile_fields, minimise
 from gateway.storage.db import upgrade
@@ -157,3 +158,35 @@ def test_pipeline_minimises_before_any_render(tmp_path: Path) -> None:
         assert r.json() == {"TonTai": True}
         leaf = json.loads(rt.audit.read(rt.audit.size() - 1, 1)[0].leaf)
         assert leaf["response"]["sha256"] == hashlib.sha256(r.content).hexdigest()
+
+
+def test_an_upstream_error_under_a_minimising_rule_says_no_more_than_its_code(tmp_path: Path) -> None:
+    """What an upstream says in an error (a body, a fault string or detail) may name a citizen: under
+    a rule with response_fields it is withheld too; the status and fault code stay, and so does
+    whether the delivery queue may retry."""
+    config, secrets = rest_only_config(tmp_path, policies_dir=str(write_policies(tmp_path / "p", POLICY)))
+    upgrade(config.database_url)
+    pid = "001060301193"
+
+    async def faulting(call: Call) -> Reply:
+        raise UpstreamFault(f"the population database refused: Server.NotFound {pid}",
+                            faultcode="Server.NotFound", faultstring=f"no citizen {pid}",
+                            faultdetail={"SoDinhDanh": pid})
+
+    async def failing(call: Call) -> Reply:
+        raise UpstreamError("HTTP 500", extra={"status": 500, "body": f"citizen {pid} broke us"},
+                            retryable=False)
+
+    with TestClient(create_app(config)) as client:
+        rt = runtime(client)
+        token = basic_token(client, MOTCUA_H41, secrets[MOTCUA_H41])
+        for connector, code in ((faulting, "Server.NotFound"), (failing, None)):
+            rt.connectors["VN/GOV/000.00.00.H41/DANHMUC/echo"] = FunctionConnector(connector)
+            r = client.post(ECHO, json={}, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 502 and pid not in r.text
+            problem = r.json()
+            assert problem["code"] == "Server.ServiceFailed" and problem.get("withheld") is True
+            assert problem.get("faultcode") == code
+            assert problem["status"] == 502  # RFC 9457: the status of this answer
+            if code is None:
+                assert problem["upstreamStatus"] == 500  # the upstream's own, beside it
