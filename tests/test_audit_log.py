@@ -11,10 +11,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.audit import log as audit_log_module
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
 from gateway.errors import AuditUnavailable
+from gateway.storage import writer as writer_module
 from gateway.storage.db import create_engine
 
 HASHER = SubjectHasher(b"k" * 32)
@@ -122,11 +122,11 @@ async def test_a_commit_stays_open_while_leaves_keep_coming(database_url: str,
                 return  # a quiet gap
             arrivals.append(asyncio.run_coroutine_threadsafe(log.append(record(len(arrivals) + 1)), loop))
             for _ in range(10_000):  # until that exchange is queued for the writer
-                if log._queue.qsize():
+                if log._writer.queued():
                     return
                 real_sleep(0.001)
 
-    monkeypatch.setattr(audit_log_module, "time", Gaps)
+    monkeypatch.setattr(writer_module, "time", Gaps)
     log.start()
     try:
         first = await log.append(record(0))

@@ -22,9 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import queue
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,10 +38,10 @@ from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
 from gateway.storage.db import WriteLock
 from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit_subjects
+from gateway.storage.writer import BatchWriter
 
 log = structlog.get_logger("lienthong.audit")
 
-_STOP = object()
 _T = TypeVar("_T")
 
 
@@ -237,27 +234,26 @@ class AuditLog:
                  batch_wait_max_ms: float | None = None, vault: BodyVault | None = None) -> None:
         self._engine = engine
         self._vault = vault
-        self._batch_max = batch_max
-        self._batch_wait = batch_wait_ms / 1000
-        self._batch_wait_max = max(batch_wait_ms, batch_wait_max_ms or 0.0) / 1000
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._writer: BatchWriter[_Pending] = BatchWriter(
+            "audit-writer", self._commit, batch_max=batch_max, wait_ms=batch_wait_ms,
+            wait_max_ms=batch_wait_max_ms)
+        self._sequencer: _Sequencer | None = None  # the writer thread's, while it runs
         self.batches = 0  # for metrics and tests: how many commits the appends took
         self._edge: tuple[int, bytes, Frontier] | None = None  # the tree's right edge after our last batch
 
     # -- writing ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-            self._thread.start()
+        if not self._writer.running:
+            self._sequencer = _Sequencer(self._engine)
+            self._writer.start()
 
     def close(self) -> None:
         """Store what is pending, then stop the writer."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+        self._writer.close()
+        if self._sequencer is not None:
+            self._sequencer.close()
+            self._sequencer = None
 
     @property
     def engine(self) -> Engine:
@@ -270,7 +266,7 @@ class AuditLog:
     async def append(self, record: AuditRecord, *, bodies: Bodies | None = None) -> int:
         """Store one record (and the bodies a rule keeps); return its leaf index once it is durable
         and in the tree."""
-        if self._thread is None:
+        if not self._writer.running:
             raise AuditUnavailable("the audit log is not running")
         try:
             entry = self._prepare(record, bodies)
@@ -282,7 +278,7 @@ class AuditLog:
                                    "completed") from exc
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._queue.put(_Pending(entry, future, loop))
+        self._writer.put(_Pending(entry, future, loop))
         return await future
 
     def append_many(self, records: Sequence[AuditRecord],
@@ -309,51 +305,10 @@ class AuditLog:
                _cut(record.rule, "rule"), leaf)
         return _Entry(row, leaf_hash(leaf), frozenset(record.subjects), sealed)
 
-    def _run(self) -> None:
-        sequencer = _Sequencer(self._engine)
-        try:
-            self._drain(sequencer)
-        finally:
-            sequencer.close()
-
-    def _drain(self, sequencer: _Sequencer) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Pending] = [first]
-            stopping = self._take(batch)
-            # The commit stays open while exchanges keep coming, gap after gap, up to the longest
-            # wait: under load a commit (most of the audit's CPU, whatever its size) serves many
-            # exchanges, and a lone exchange waits one gap. Sleeps and drains, not
-            # get(timeout=…): CPython's SimpleQueue can wait forever when such a timeout runs out
-            # just as it wakes up with nothing to take.
-            deadline = time.monotonic() + self._batch_wait_max
-            while not stopping and self._batch_wait and len(batch) < self._batch_max:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                before = len(batch)
-                time.sleep(min(self._batch_wait, left))
-                stopping = self._take(batch)
-                if len(batch) == before:  # a quiet gap: nobody else is coming soon
-                    break
-            self._commit(sequencer, batch)
-
-    def _take(self, batch: list[_Pending]) -> bool:
-        """Move what is queued into ``batch``, up to the batch size; True when told to stop."""
-        while len(batch) < self._batch_max:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if item is _STOP:
-                return True
-            batch.append(item)
-        return False
-
-    def _commit(self, sequencer: _Sequencer, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending]) -> None:
+        """One batch of the writer thread's, in one transaction."""
+        sequencer = self._sequencer
+        assert sequencer is not None
         try:
             entries = [p.entry for p in batch]
             indices = sequencer.run(lambda cursor: self._store(cursor, sequencer.sql, entries))

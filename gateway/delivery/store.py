@@ -25,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from gateway.delivery.transitions import impossible
 from gateway.errors import GatewayError, InvalidBody, ServerError
 from gateway.ids import new_id
 from gateway.storage.db import WriteLock
+from gateway.storage.writer import BatchWriter
 
 __all__ = ["Accepted", "Claimed", "DeliveryStore", "NewDelivery", "Outcome", "QueueUnavailable",
            "now_us", "worker_name"]
@@ -54,7 +53,6 @@ log = structlog.get_logger("lienthong.delivery")
 PENDING, DELIVERED, DEAD, CANCELLED = "pending", "delivered", "dead", "cancelled"
 STATES = (PENDING, DELIVERED, DEAD, CANCELLED)
 BLOCKING = (PENDING, DEAD)  # states that hold back the later deliveries of their chain
-_STOP = object()
 
 
 class QueueUnavailable(ServerError):
@@ -164,25 +162,20 @@ class DeliveryStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
         self.reader = engine if self._pg else _sqlite_reader(engine)
-        self._batch_max = batch_max
-        self._batch_wait = batch_wait_ms / 1000
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        # A batch stays open while items keep coming, up to 10 ms (or one wait, when longer).
+        self._writer: BatchWriter[_Item] = BatchWriter(
+            "delivery-writer", self._handle, batch_max=batch_max, wait_ms=batch_wait_ms,
+            wait_max_ms=10.0)
         self._lock = WriteLock(engine)
         self.batches = 0
 
     # -- the writer ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="delivery-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+        self._writer.close()
         if self.reader is not self.engine:
             self.reader.dispose()
         self._lock.close()
@@ -203,10 +196,10 @@ class DeliveryStore:
         return await self._submit("claim", request)  # type: ignore[no-any-return]
 
     async def _submit(self, kind: str, value: Any) -> Any:
-        if self._thread is None:
+        if not self._writer.running:
             raise QueueUnavailable("the delivery queue is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Item(kind, value, future))
+        self._writer.put(_Item(kind, value, future))
         return await future
 
     def accept_many(self, batch: Sequence[NewDelivery]) -> list[Accepted | GatewayError]:
@@ -215,25 +208,9 @@ class DeliveryStore:
         self._commit(items)
         return [item.result for item in items]
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Item] = [first]
-            while len(batch) < self._batch_max:
-                try:
-                    item = (self._queue.get(timeout=self._batch_wait) if self._batch_wait
-                            else self._queue.get_nowait())
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            self._answer(batch)
+    def _handle(self, batch: list[_Item]) -> None:
+        self._commit(batch)
+        self._answer(batch)
 
     @staticmethod
     def _answer(batch: list[_Item]) -> None:
