@@ -3,7 +3,7 @@ an exchange's CPU cost.
 
     .venv/bin/python bench/audit_bench.py [--leaves 100000] [--verify-leaves 1000000]
                                           [--database URL] [--only append,concurrent,verify,cpu]
-                                          [--ids random|timed]
+                                          [--ids random|timed] [--exchanges echo,verify]
                                           [--json out.json]
 
 append      ``AuditLog.append_many`` in batches (each batch one transaction: sequence, store the
@@ -13,9 +13,12 @@ concurrent  ``AuditLog.append`` from many coroutines at once (group commit by th
 verify      fills a log of ``--verify-leaves`` leaves (append_many, big batches), then times
             ``verify_log`` in full (leaves, index columns, subjects, tree, head, checkpoints) and
             quick (no index columns and subjects)
-cpu         the gateway (1 worker) serving the REST echo service under wrk (16 and 64 connections):
-            its CPU per exchange (/proc), and the audit's part of it: the audit writer thread's CPU
-            (/proc) plus the event loop's CPU in audit code (py-spy samples); needs wrk and py-spy
+cpu         the gateway (1 worker) under wrk (16 and 64 connections), on two exchanges: the REST echo
+            (a bare pass-through, the cheapest exchange there is: the audit's worst case) and the
+            population database's XacThucThongTinCongDan (JSON in, SOAP upstream, JSON out, with an
+            official, a purpose and a data subject: the exchange the gateway exists for). Its CPU per
+            exchange (/proc), and the audit's part of it: the audit writer thread's CPU (/proc) plus
+            the event loop's CPU in audit code (py-spy samples); needs wrk and py-spy
 
 SQLite by default (a file in a temporary folder, WAL, synchronous=FULL as the gateway runs it).
 Figures on a shared machine are noisy: run it at least twice. Results go to docs/audit.md.
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -204,13 +208,12 @@ def _wait(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-def _wrk(url: str, token: str, seconds: int, connections: int, scratch: Path) -> int:
+def _wrk(url: str, headers: dict[str, str], body: bytes, seconds: int, connections: int,
+         scratch: Path) -> int:
     script = scratch / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {orjson.dumps(BODY.decode()).decode()}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    script.write_text('wrk.method = "POST"\n' f"wrk.body = {orjson.dumps(body.decode()).decode()}\n"
+                      + "".join(f"wrk.headers[{orjson.dumps(k).decode()}] = {orjson.dumps(v).decode()}\n"
+                                for k, v in headers.items()))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
@@ -232,8 +235,12 @@ def _py_spy() -> str | None:
 def _is_audit_frame(frame: str) -> bool:
     """A frame of the audit's own work on the event loop: gateway/audit, and the pipeline's
     ``record`` (body digests) and ``kept_bodies`` steps."""
-    return "gateway/audit/" in frame or ("gateway/exchange.py" in frame
-                                         and frame.startswith(("record ", "kept_bodies ")))
+    if "gateway/audit/" in frame:
+        return True
+    if "gateway/exchange.py" not in frame:
+        return False
+    name = frame.split(" (", 1)[0].rsplit(".", 1)[-1]  # py-spy names methods Class.method
+    return name in ("record", "kept_bodies")
 
 
 def _audit_share_of_main(raw: Path) -> float:
@@ -250,8 +257,33 @@ def _audit_share_of_main(raw: Path) -> float:
     return audit / total if total else 0.0
 
 
-def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
-    """The gateway (1 worker) under wrk on the REST echo service: its CPU per exchange, and the part
+@dataclass(frozen=True)
+class _Exchange:
+    """One kind of exchange for the cpu step: which simulator answers it, the client, the service
+    and the request."""
+
+    simulator: str
+    client: str
+    service: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _exchanges() -> dict[str, _Exchange]:
+    from bench import targets
+
+    json_type = {"Content-Type": "application/json"}
+    verify_headers = {**json_type, "X-Road-Client": targets.VERIFY_CLIENT,
+                      "X-Road-UserId": targets.USER_ID, "X-Road-Issue": targets.ISSUE}
+    return {
+        "echo": _Exchange("rest", targets.ECHO_CLIENT, targets.ECHO_SERVICE, BODY, json_type),
+        "verify": _Exchange("population", targets.VERIFY_CLIENT, targets.VERIFY_SERVICE,
+                            orjson.dumps(targets.verify_payload(targets.known_citizen())), verify_headers),
+    }
+
+
+def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> dict[str, Any]:
+    """The gateway (1 worker) under wrk on one kind of exchange: its CPU per exchange, and the part
     of it that is the audit's. The audit writer thread's CPU is read from /proc (its id from
     ``py-spy dump``): storing, integrating, committing (fsync included). The audit's work on the
     event loop thread (body digests, record, canonical JSON, leaf hash, queueing) is that thread's
@@ -261,25 +293,30 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
     py_spy = _py_spy()
     if shutil.which("wrk") is None or py_spy is None:
         return {"skipped": "needs wrk and py-spy"}
+    exchange = _exchanges()[kind]
     scratch = Path(tempfile.mkdtemp(prefix="lienthong-audit-cpu-"))
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
                   onestop=free_port(), rest=free_port())
     init = initialise(scratch, ports=ports, force=True)
     cmd = [sys.executable, "-m", "gateway"]
     log_file = (scratch / "procs.log").open("wb")
-    sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path), "--only", "rest"],
-                            stdout=log_file, stderr=subprocess.STDOUT)
+    sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path), "--only",
+                             exchange.simulator], stdout=log_file, stderr=subprocess.STDOUT)
     gateway = subprocess.Popen([*cmd, "serve", "--config", str(init.config_path)], stdout=log_file,
                                stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{ports.gateway}"
-        _wait(f"http://127.0.0.1:{ports.rest}/_sim/received")
+        _wait(f"http://127.0.0.1:{getattr(ports, exchange.simulator)}/_sim/received")
         _wait(f"{base}/readyz")
-        client = "VN/GOV/000.00.00.H41/MOTCUA"
         token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(client, init.secrets[client])).json()["access_token"]
-        url = f"{base}/r1/VN/GOV/000.00.00.H41/DANHMUC/echo"
-        _wrk(url, token, 2, connections, scratch)  # warm up (and start the writer thread)
+                           auth=(exchange.client, init.secrets[exchange.client])).json()["access_token"]
+        url = f"{base}/r1/{exchange.service}"
+        headers = {**exchange.headers, "Authorization": f"Bearer {token}"}
+        answer = httpx.post(url, content=exchange.body, headers=headers)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{kind}: HTTP {answer.status_code}: {answer.text[:300]}")
+        run = partial(_wrk, url, headers, exchange.body, connections=connections, scratch=scratch)
+        run(2)  # warm up (and start the writer thread)
         dump = subprocess.run([py_spy, "dump", "--pid", str(gateway.pid), "--json"], capture_output=True,
                               text=True, check=True).stdout
         writer = next(t["os_thread_id"] for t in orjson.loads(dump) if t.get("thread_name") == "audit-writer")
@@ -289,7 +326,7 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
         spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.pid), "--duration", str(seconds - 1),
                                 "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
                                 "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count = _wrk(url, token, seconds, connections, scratch)
+        count = run(seconds)
         after = (_cpu_seconds(gateway.pid), _thread_cpu_seconds(gateway.pid, writer),
                  _thread_cpu_seconds(gateway.pid, gateway.pid))
         spy.wait(30)
@@ -306,7 +343,7 @@ def bench_exchange_cpu(seconds: int, connections: int) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     process, writer_cpu, loop_cpu = (a - b for a, b in zip(after, before, strict=True))
     audit = writer_cpu + share * loop_cpu
-    return {"exchanges": count, "seconds": seconds, "connections": connections,
+    return {"exchange": kind, "exchanges": count, "seconds": seconds, "connections": connections,
             "cpu_us_per_exchange": round(process / count * 1e6, 1),
             "audit_writer_us_per_exchange": round(writer_cpu / count * 1e6, 1),
             "audit_on_event_loop_us_per_exchange": round(share * loop_cpu / count * 1e6, 1),
@@ -326,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="append,concurrent,verify,cpu")
     parser.add_argument("--ids", choices=["random", "timed"], default="timed",
                         help="exchange ids as the gateway makes them today, or time-ordered")
+    parser.add_argument("--exchanges", default="echo,verify",
+                        help="for cpu: echo (REST pass-through), verify (JSON->SOAP, population database)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -349,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     if "verify" in only:
         step("verify", lambda: bench_verify(args.database, args.verify_leaves, args.repeats))
     if "cpu" in only:
-        for connections in (16, 64):
-            step(f"exchange_cpu_c{connections}", partial(bench_exchange_cpu, 10, connections))
+        for kind in args.exchanges.split(","):
+            for connections in (16, 64):
+                step(f"exchange_cpu_{kind}_c{connections}",
+                     partial(bench_exchange_cpu, 10, connections, kind))
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
