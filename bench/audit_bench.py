@@ -259,26 +259,23 @@ def _audit_share_of_main(raw: Path) -> float:
 
 @dataclass(frozen=True)
 class _Exchange:
-    """One kind of exchange for the cpu step: which simulator answers it, the client, the service
-    and the request."""
+    """One kind of exchange for the cpu step: which simulator answers it, the client, the service,
+    the body, and whether the X-Road headers (client, official, purpose) go with it."""
 
     simulator: str
     client: str
     service: str
     body: bytes
-    headers: dict[str, str]
+    x_road: bool
 
 
 def _exchanges() -> dict[str, _Exchange]:
     from bench import targets
 
-    json_type = {"Content-Type": "application/json"}
-    verify_headers = {**json_type, "X-Road-Client": targets.VERIFY_CLIENT,
-                      "X-Road-UserId": targets.USER_ID, "X-Road-Issue": targets.ISSUE}
     return {
-        "echo": _Exchange("rest", targets.ECHO_CLIENT, targets.ECHO_SERVICE, BODY, json_type),
+        "echo": _Exchange("rest", targets.ECHO_CLIENT, targets.ECHO_SERVICE, BODY, x_road=False),
         "verify": _Exchange("population", targets.VERIFY_CLIENT, targets.VERIFY_SERVICE,
-                            orjson.dumps(targets.verify_payload(targets.known_citizen())), verify_headers),
+                            orjson.dumps(targets.verify_payload(targets.known_citizen())), x_road=True),
     }
 
 
@@ -288,6 +285,7 @@ def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> di
     ``py-spy dump``): storing, integrating, committing (fsync included). The audit's work on the
     event loop thread (body digests, record, canonical JSON, leaf hash, queueing) is that thread's
     CPU times the share of py-spy's samples of it that are inside that work."""
+    from bench.targets import exchange_headers
     from gateway.init import Ports, initialise
 
     py_spy = _py_spy()
@@ -311,7 +309,7 @@ def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> di
         token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
                            auth=(exchange.client, init.secrets[exchange.client])).json()["access_token"]
         url = f"{base}/r1/{exchange.service}"
-        headers = {**exchange.headers, "Authorization": f"Bearer {token}"}
+        headers = exchange_headers(token, exchange.client if exchange.x_road else None)
         answer = httpx.post(url, content=exchange.body, headers=headers)
         if answer.status_code != 200:
             raise RuntimeError(f"{kind}: HTTP {answer.status_code}: {answer.text[:300]}")

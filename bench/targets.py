@@ -428,10 +428,17 @@ def _json_headers() -> dict[str, str]:
     return {"Content-Type": "application/json"}
 
 
+def exchange_headers(token: str, client: str | None = None) -> dict[str, str]:
+    """What a client sends with an exchange: JSON and its bearer token, and with ``client`` the
+    X-Road headers naming the client, the acting official and the purpose."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    if client is not None:
+        headers |= {"X-Road-Client": client, "X-Road-UserId": USER_ID, "X-Road-Issue": ISSUE}
+    return headers
+
+
 def _exchange_headers(bench: Bench, variant: str, client: str) -> dict[str, str]:
-    return {"Content-Type": "application/json",
-            "Authorization": f"Bearer {bench.gateways[variant].tokens[client]}",
-            "X-Road-Client": client, "X-Road-UserId": USER_ID, "X-Road-Issue": ISSUE}
+    return exchange_headers(bench.gateways[variant].tokens[client], client)
 
 
 def _echoed(status: int, body: bytes) -> str | None:
