@@ -2,9 +2,11 @@
 an exchange's CPU cost.
 
     .venv/bin/python bench/audit_bench.py [--leaves 100000] [--verify-leaves 1000000]
-                                          [--database URL] [--only append,concurrent,verify,cpu]
+                                          [--database URL]
+                                          [--only append,concurrent,verify,cpu,added]
                                           [--ids random|timed] [--exchanges echo,verify]
-                                          [--json out.json]
+                                          [--rates 500,1000] [--added-repeats 3]
+                                          [--commit-window GAP_MS,MAX_MS] [--json out.json]
 
 append      ``AuditLog.append_many`` in batches (each batch one transaction: sequence, store the
             leaves, integrate them into the Merkle tree, move the head), on a fresh database
@@ -19,6 +21,10 @@ cpu         the gateway (1 worker) under wrk (16 and 64 connections), on two exc
             official, a purpose and a data subject: the exchange the gateway exists for). Its CPU per
             exchange (/proc), and the audit's part of it: the audit writer thread's CPU (/proc) plus
             the event loop's CPU in audit code (py-spy samples); needs wrk and py-spy
+added       what the audit adds to the CPU cost of an exchange, as measured, not summed: the gateway's
+            CPU per exchange against the same gateway with the audit's steps taken out
+            (``bench/no_audit.py``), under the same load: 64 callers at random intervals, about
+            ``--rates`` exchanges a second (wrk with random pauses), runs alternating; needs wrk
 
 SQLite by default (a file in a temporary folder, WAL, synchronous=FULL as the gateway runs it).
 Figures on a shared machine are noisy: run it at least twice. Results go to docs/audit.md.
@@ -33,6 +39,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,13 +216,23 @@ def _wait(url: str, timeout: float = 60) -> None:
 
 
 def _wrk(url: str, headers: dict[str, str], body: bytes, seconds: int, connections: int,
-         scratch: Path) -> int:
+         scratch: Path, think_ms: float = 0.0) -> int:
+    """wrk for ``seconds``: each connection sends its next request as soon as it has the answer, or
+    with ``think_ms`` after a random pause (exponential, that mean), as independent callers do.
+    Returns how many were answered; any non-2xx answer or socket error fails the run."""
     script = scratch / "post.lua"
-    script.write_text('wrk.method = "POST"\n' f"wrk.body = {orjson.dumps(body.decode()).decode()}\n"
-                      + "".join(f"wrk.headers[{orjson.dumps(k).decode()}] = {orjson.dumps(v).decode()}\n"
-                                for k, v in headers.items()))
+    lua = ('wrk.method = "POST"\n' f"wrk.body = {orjson.dumps(body.decode()).decode()}\n"
+           + "".join(f"wrk.headers[{orjson.dumps(k).decode()}] = {orjson.dumps(v).decode()}\n"
+                     for k, v in headers.items()))
+    if think_ms:
+        lua += (f"local mean = {think_ms}\n"
+                "function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end\n"
+                "function delay() return -math.log(1 - math.random()) * mean end\n")
+    script.write_text(lua)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors: {out}")
     for line in out.splitlines():
         if "requests in" in line:
             return int(line.split()[0])
@@ -279,29 +296,45 @@ def _exchanges() -> dict[str, _Exchange]:
     }
 
 
-def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> dict[str, Any]:
-    """The gateway (1 worker) under wrk on one kind of exchange: its CPU per exchange, and the part
-    of it that is the audit's. The audit writer thread's CPU is read from /proc (its id from
-    ``py-spy dump``): storing, integrating, committing (fsync included). The audit's work on the
-    event loop thread (body digests, record, canonical JSON, leaf hash, queueing) is that thread's
-    CPU times the share of py-spy's samples of it that are inside that work."""
+@dataclass(frozen=True)
+class _Serving:
+    """A gateway (one worker) and the simulator its exchange needs, ready, with a probe answered."""
+
+    pid: int
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    scratch: Path
+
+
+COMMIT_WINDOW: dict[str, float] = {}  # --commit-window: the audit settings the gateway runs with
+
+
+@contextlib.contextmanager
+def _serving(kind: str, server: list[str]) -> Iterator[_Serving]:
+    """``server`` (``-m gateway`` or ``-m bench.no_audit``) serving a fresh configuration, with the
+    simulator that answers ``kind``, and a token; stopped and removed afterwards."""
+    import yaml
+
     from bench.targets import exchange_headers
     from gateway.init import Ports, initialise
 
-    py_spy = _py_spy()
-    if shutil.which("wrk") is None or py_spy is None:
-        return {"skipped": "needs wrk and py-spy"}
     exchange = _exchanges()[kind]
     scratch = Path(tempfile.mkdtemp(prefix="lienthong-audit-cpu-"))
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
                   onestop=free_port(), rest=free_port())
     init = initialise(scratch, ports=ports, force=True)
-    cmd = [sys.executable, "-m", "gateway"]
+    if COMMIT_WINDOW:
+        config = yaml.safe_load(init.config_path.read_text())
+        config.setdefault("audit", {}).update(COMMIT_WINDOW)
+        init.config_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     log_file = (scratch / "procs.log").open("wb")
-    sims = subprocess.Popen([*cmd, "simulators", "--config", str(init.config_path), "--only",
-                             exchange.simulator], stdout=log_file, stderr=subprocess.STDOUT)
-    gateway = subprocess.Popen([*cmd, "serve", "--config", str(init.config_path)], stdout=log_file,
-                               stderr=subprocess.STDOUT)
+    root = Path(__file__).resolve().parent.parent  # -m bench.no_audit must find the bench package
+    sims = subprocess.Popen([sys.executable, "-m", "gateway", "simulators", "--config",
+                             str(init.config_path), "--only", exchange.simulator],
+                            stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+    gateway = subprocess.Popen([sys.executable, *server, "serve", "--config", str(init.config_path)],
+                               stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
     try:
         base = f"http://127.0.0.1:{ports.gateway}"
         _wait(f"http://127.0.0.1:{getattr(ports, exchange.simulator)}/_sim/received")
@@ -313,22 +346,7 @@ def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> di
         answer = httpx.post(url, content=exchange.body, headers=headers)
         if answer.status_code != 200:
             raise RuntimeError(f"{kind}: HTTP {answer.status_code}: {answer.text[:300]}")
-        run = partial(_wrk, url, headers, exchange.body, connections=connections, scratch=scratch)
-        run(2)  # warm up (and start the writer thread)
-        dump = subprocess.run([py_spy, "dump", "--pid", str(gateway.pid), "--json"], capture_output=True,
-                              text=True, check=True).stdout
-        writer = next(t["os_thread_id"] for t in orjson.loads(dump) if t.get("thread_name") == "audit-writer")
-        raw = scratch / "samples.txt"
-        before = (_cpu_seconds(gateway.pid), _thread_cpu_seconds(gateway.pid, writer),
-                  _thread_cpu_seconds(gateway.pid, gateway.pid))
-        spy = subprocess.Popen([py_spy, "record", "--pid", str(gateway.pid), "--duration", str(seconds - 1),
-                                "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
-                                "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count = run(seconds)
-        after = (_cpu_seconds(gateway.pid), _thread_cpu_seconds(gateway.pid, writer),
-                 _thread_cpu_seconds(gateway.pid, gateway.pid))
-        spy.wait(30)
-        share = _audit_share_of_main(raw)
+        yield _Serving(gateway.pid, url, headers, exchange.body, scratch)
     finally:
         for proc in (gateway, sims):
             proc.send_signal(signal.SIGTERM)
@@ -339,6 +357,34 @@ def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> di
                 proc.kill()
         log_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> dict[str, Any]:
+    """The gateway (1 worker) under wrk on one kind of exchange: its CPU per exchange, and the part
+    of it that is the audit's. The audit writer thread's CPU is read from /proc (its id from
+    ``py-spy dump``): storing, integrating, committing (fsync included). The audit's work on the
+    event loop thread (body digests, record, canonical JSON, leaf hash, queueing) is that thread's
+    CPU times the share of py-spy's samples of it that are inside that work."""
+    py_spy = _py_spy()
+    if shutil.which("wrk") is None or py_spy is None:
+        return {"skipped": "needs wrk and py-spy"}
+    with _serving(kind, ["-m", "gateway"]) as gw:
+        run = partial(_wrk, gw.url, gw.headers, gw.body, connections=connections, scratch=gw.scratch)
+        run(2)  # warm up (and start the writer thread)
+        dump = subprocess.run([py_spy, "dump", "--pid", str(gw.pid), "--json"], capture_output=True,
+                              text=True, check=True).stdout
+        writer = next(t["os_thread_id"] for t in orjson.loads(dump) if t.get("thread_name") == "audit-writer")
+        raw = gw.scratch / "samples.txt"
+        before = (_cpu_seconds(gw.pid), _thread_cpu_seconds(gw.pid, writer),
+                  _thread_cpu_seconds(gw.pid, gw.pid))
+        spy = subprocess.Popen([py_spy, "record", "--pid", str(gw.pid), "--duration", str(seconds - 1),
+                                "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
+                                "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        count = run(seconds)
+        after = (_cpu_seconds(gw.pid), _thread_cpu_seconds(gw.pid, writer),
+                 _thread_cpu_seconds(gw.pid, gw.pid))
+        spy.wait(30)
+        share = _audit_share_of_main(raw)
     process, writer_cpu, loop_cpu = (a - b for a, b in zip(after, before, strict=True))
     audit = writer_cpu + share * loop_cpu
     return {"exchange": kind, "exchanges": count, "seconds": seconds, "connections": connections,
@@ -350,6 +396,42 @@ def bench_exchange_cpu(seconds: int, connections: int, kind: str = "echo") -> di
             "audit_added_to_the_rest_pct": round(audit / (process - audit) * 100, 1)}
 
 
+def bench_added(kind: str, rate: int, seconds: int, repeats: int) -> dict[str, Any]:
+    """What the audit adds to an exchange's CPU, by its definition: the gateway's CPU per exchange
+    with the audit, against the same gateway with the audit's steps taken out (``bench/no_audit.py``),
+    under the same load, runs alternating, ``repeats`` of each. The load is 64 independent callers,
+    each pausing a random time (exponential, mean 64 s / ``rate``) after each answer: about
+    ``rate`` exchanges a second arriving at random, as from many clients, not wrk's closed loop
+    (without the audit the gateway answers sooner, so a closed loop would drive it harder and
+    compare two loads) nor a fixed-rate generator's ticks (its callers fire together, which hands
+    group commit batches that random arrivals do not)."""
+    if shutil.which("wrk") is None:
+        return {"skipped": "needs wrk"}
+    callers = 64
+    runs: dict[str, list[dict[str, float]]] = {"audit": [], "no_audit": []}
+    for _ in range(repeats):
+        for mode, server in (("no_audit", ["-m", "bench.no_audit"]), ("audit", ["-m", "gateway"])):
+            with _serving(kind, server) as gw:
+                _wrk(gw.url, gw.headers, gw.body, 2, 16, gw.scratch)  # warm up
+                before = (_cpu_seconds(gw.pid), _thread_cpu_seconds(gw.pid, gw.pid))
+                count = _wrk(gw.url, gw.headers, gw.body, seconds, callers, gw.scratch,
+                             think_ms=callers * 1000 / rate)
+                after = (_cpu_seconds(gw.pid), _thread_cpu_seconds(gw.pid, gw.pid))
+            cpu, loop = (a - b for a, b in zip(after, before, strict=True))
+            runs[mode].append({"exchanges_per_s": round(count / seconds),
+                               "cpu_us_per_exchange": round(cpu / count * 1e6, 1),
+                               "event_loop_us_per_exchange": round(loop / count * 1e6, 1),
+                               "other_threads_us_per_exchange": round((cpu - loop) / count * 1e6, 1)})
+    on = statistics.median(r["cpu_us_per_exchange"] for r in runs["audit"])
+    off = statistics.median(r["cpu_us_per_exchange"] for r in runs["no_audit"])
+    pairs = [(a["cpu_us_per_exchange"] - b["cpu_us_per_exchange"]) / b["cpu_us_per_exchange"] * 100
+             for a, b in zip(runs["audit"], runs["no_audit"], strict=True)]
+    return {"exchange": kind, "rate": rate, "seconds": seconds, "runs": runs,
+            "cpu_us_per_exchange_audit": on, "cpu_us_per_exchange_no_audit": off,
+            "added_pct": round((on - off) / off * 100, 1),
+            "added_pct_by_pair": [round(p, 1) for p in pairs]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -358,20 +440,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="verify runs per mode")
     parser.add_argument("--database", help="a PostgreSQL server URL (a fresh database is made on it); "
                         "SQLite by default")
-    parser.add_argument("--only", default="append,concurrent,verify,cpu")
+    parser.add_argument("--only", default="append,concurrent,verify,cpu,added")
     parser.add_argument("--ids", choices=["random", "timed"], default="timed",
                         help="exchange ids as the gateway makes them today, or time-ordered")
     parser.add_argument("--exchanges", default="echo,verify",
                         help="for cpu: echo (REST pass-through), verify (JSON->SOAP, population database)")
+    parser.add_argument("--rates", default="500,1000",
+                        help="for added: about how many exchanges a second the callers send")
+    parser.add_argument("--added-repeats", type=int, default=3,
+                        help="for added: runs with and without the audit, alternating")
+    parser.add_argument("--commit-window", metavar="GAP_MS,MAX_MS",
+                        help="for cpu and added: the gateway's audit.batch_wait_ms and "
+                        "audit.batch_wait_max_ms (2,10 by default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     global IDS
     IDS = args.ids
+    if args.commit_window:
+        gap, longest = (float(v) for v in args.commit_window.split(","))
+        COMMIT_WINDOW.update(batch_wait_ms=gap, batch_wait_max_ms=longest)
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
         "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-        "database": "postgresql" if args.database else "sqlite", "exchange_ids": args.ids}
+        "database": "postgresql" if args.database else "sqlite", "exchange_ids": args.ids,
+        "commit_window": COMMIT_WINDOW or "default"}
 
     def step(name: str, fn: Callable[[], Any]) -> None:
         print(f"== {name} …", flush=True)
@@ -390,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             for connections in (16, 64):
                 step(f"exchange_cpu_{kind}_c{connections}",
                      partial(bench_exchange_cpu, 10, connections, kind))
+    if "added" in only:
+        for kind in args.exchanges.split(","):
+            for rate in (int(r) for r in args.rates.split(",")):
+                step(f"added_{kind}_{rate}_per_s",
+                     partial(bench_added, kind, rate, 10, args.added_repeats))
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())

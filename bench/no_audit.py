@@ -1,0 +1,39 @@
+"""The gateway with its audit's steps taken out: the baseline that ``audit_bench.py --only added``
+measures the audit's added CPU against. Not a configuration the product has: the gateway itself
+never answers an exchange it did not audit.
+
+    python -m bench.no_audit serve --config FILE        # same arguments as ``python -m gateway``
+
+What is taken out is all the audit does for an exchange: the record (the digests of the response
+and of the upstream's request and response), the kept bodies, the leaf, its hash and its commit.
+The request's digest stays: the gateway sends it back as ``X-Road-Request-Hash`` whatever the
+audit does. Patched in this process only, so run the gateway with one worker (the bench does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import exchange
+from gateway.audit import log
+
+
+def _no_record(self: Any, ctx: Any, rendered: Any) -> None:
+    return None
+
+
+async def _no_append(self: Any, record: Any, *, bodies: Any = None) -> int:
+    return 0
+
+
+def main() -> None:
+    exchange.Pipeline.record = _no_record  # type: ignore[assignment,method-assign]
+    exchange.Pipeline.kept_bodies = _no_record  # type: ignore[method-assign]
+    log.AuditLog.append = _no_append  # type: ignore[method-assign]
+    from gateway.cli import main as gateway_main
+
+    gateway_main()
+
+
+if __name__ == "__main__":
+    main()
