@@ -217,26 +217,16 @@ def _wait(url: str, timeout: float = 60) -> None:
 
 def _wrk(url: str, headers: dict[str, str], body: bytes, seconds: int, connections: int,
          scratch: Path, think_ms: float = 0.0) -> int:
-    """wrk for ``seconds``: each connection sends its next request as soon as it has the answer, or
-    with ``think_ms`` after a random pause (exponential, that mean), as independent callers do.
-    Returns how many were answered; any non-2xx answer or socket error fails the run."""
-    script = scratch / "post.lua"
-    lua = ('wrk.method = "POST"\n' f"wrk.body = {orjson.dumps(body.decode()).decode()}\n"
-           + "".join(f"wrk.headers[{orjson.dumps(k).decode()}] = {orjson.dumps(v).decode()}\n"
-                     for k, v in headers.items()))
-    if think_ms:
-        lua += (f"local mean = {think_ms}\n"
-                "function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end\n"
-                "function delay() return -math.log(1 - math.random()) * mean end\n")
-    script.write_text(lua)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors: {out}")
-    for line in out.splitlines():
-        if "requests in" in line:
-            return int(line.split()[0])
-    raise RuntimeError(f"wrk said: {out}")
+    """One wrk run (``bench/wrk.py``, one thread); how many exchanges were answered. Any non-2xx
+    answer or socket error fails the run: a refused exchange costs less and would flatter it."""
+    from bench import wrk
+
+    result = wrk.run(wrk.HttpRequest(url, headers=headers, body=body), scratch / "post.lua",
+                     duration=seconds, connections=connections, threads=1, think_ms=think_ms)
+    if result.errors:
+        raise RuntimeError(f"wrk saw {result.non_2xx} non-2xx answers and socket errors "
+                           f"{result.socket_errors}:\n{result.output[-1000:]}")
+    return result.requests
 
 
 def _thread_cpu_seconds(pid: int, tid: int) -> float:

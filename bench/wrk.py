@@ -86,9 +86,18 @@ def lua_string(data: bytes) -> str:
     return "".join(out)
 
 
-def script(request: HttpRequest) -> str:
+def script(request: HttpRequest, think_ms: float = 0.0) -> str:
+    """The script for ``request``; with ``think_ms`` each connection pauses a random time
+    (exponential, that mean) after each answer, as independent callers do, instead of sending the
+    next request at once."""
     headers = ", ".join(f"[{lua_string(k.encode())}] = {lua_string(v.encode('latin-1'))}"
                         for k, v in request.headers.items())
+    pause = "" if not think_ms else f"""
+function delay()
+  return -math.log(1 - math.random()) * {think_ms}
+end
+"""
+    seed = "\n  math.randomseed(os.time() + math.floor(os.clock() * 1e6))" if think_ms else ""
     return f"""-- written by bench/wrk.py
 local threads = {{}}
 
@@ -96,7 +105,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-function init(args)
+function init(args){seed}
   sent = 0
   req = wrk.format({lua_string(request.method.encode())}, {lua_string(request.path.encode())},
                    {{{headers}}}, {lua_string(request.body) if request.body else "nil"})
@@ -106,7 +115,7 @@ function request()
   sent = sent + 1
   return req
 end
-
+{pause}
 function done(summary, latency, requests)
   local total = 0
   for _, thread in ipairs(threads) do
@@ -163,9 +172,10 @@ def version() -> str:
 
 
 def run(request: HttpRequest, script_path: Path, *, duration: float, connections: int, threads: int,
-        timeout: str = "5s") -> WrkResult:
-    """One wrk run against ``request.url``; the script must have been written for ``request``."""
-    script_path.write_text(script(request), encoding="utf-8")
+        timeout: str = "5s", think_ms: float = 0.0) -> WrkResult:
+    """One wrk run against ``request.url``, its script written to ``script_path`` (see ``script``
+    for ``think_ms``)."""
+    script_path.write_text(script(request, think_ms), encoding="utf-8")
     argv = [find_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
             f"--timeout={timeout}", "--latency", "-s", str(script_path), request.url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
