@@ -23,6 +23,10 @@ class _Model(BaseModel):
 class Listen(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    keep_alive: int = Field(75, ge=1, le=3600, description=(
+        "seconds an idle client connection is kept open: longer than clients keep theirs in their "
+        "pools (httpx 5 s, aiohttp 15 s), so that a client seldom sends on a connection the gateway "
+        "is closing at that moment (nginx's default, 75 s)"))
 
 
 class TrustedIssuer(_Model):

@@ -37,6 +37,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from gateway.client import tool_client
+from gateway.config import load_config
+from gateway.errors import describe
 from gateway.init import HA_GIANG, POPULATION, PORTAL, Ports, initialise
 from gateway.simulation import free_port
 
@@ -68,6 +71,10 @@ class Scenario:
     refused: list[tuple[str, int, str]] = field(default_factory=list)
     verified: Counter[str] = field(default_factory=Counter)
     client_keys: dict[str, Any] = field(default_factory=dict)  # client -> private JWK (private_key_jwt)
+    step: str = "starting"  # what the scenario is doing, for an error message that says so
+
+    def doing(self, step: str) -> None:
+        self.step = step
 
     def check(self, label: str, ok: bool, detail: str = "") -> None:
         self.checks.append(Outcome(label, ok, detail))
@@ -117,7 +124,8 @@ async def _token(http: httpx.AsyncClient, base: str, client: str, secret: str,
 
 async def play(sc: Scenario) -> None:
     motcua, portal = f"{HA_GIANG}/MOTCUA", f"{PORTAL}/DVCQG"
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with tool_client() as http:
+        sc.doing("asking for tokens")
         t_motcua = await _token(http, sc.base, motcua, sc.secrets[motcua])
         t_portal = await _token(http, sc.base, portal, sc.secrets[portal], sc.client_keys.get(portal))
         sc.check("tokens issued (client_credentials: client_secret_basic"
@@ -135,6 +143,7 @@ async def play(sc: Scenario) -> None:
         from gateway.delivery.demo import ride_out_portal_outage
 
         batch = dossiers(20)
+        sc.doing("pushing 20 dossiers while the portal is down, then waiting for their delivery")
         await ride_out_portal_outage(http, sc.base, t_motcua, motcua, sc.sim_dvcqg, batch, exchange,
                                      sc.check)
 
@@ -156,12 +165,14 @@ async def play(sc: Scenario) -> None:
                 sc.verified[str(r.json().get("TonTai"))] += 1
             return r.status_code == 200
 
+        sc.doing("verifying 20 citizens against the population database")
         answers = await asyncio.gather(*(verify(i) for i in range(20)))
         sc.check("20 citizens verified against the population database (JSON -> SOAP -> JSON)",
                  all(answers) and sc.verified["True"] == 18 and sc.verified["False"] == 2,
                  f"{sum(answers)}/20 answered; TonTai true {sc.verified['True']}, "
                  f"false {sc.verified['False']}")
 
+        sc.doing("sending the calls that must be refused")
         r = await exchange("no token", None, motcua, f"{PORTAL}/DVCQG/DongBoHoSoMC", batch[0])
         sc.refused.append(("call without a token", r.status_code, r.json().get("detail", "")))
         sc.check("a call without a token is refused with 401 and WWW-Authenticate",
@@ -175,6 +186,7 @@ async def play(sc: Scenario) -> None:
         sc.check("a call to a service the client may not use is refused with 403",
                  r.status_code == 403)
 
+        sc.doing("reading what the portal simulator received")
         received = (await http.get(f"{sc.sim_dvcqg}/_sim/received")).json()["items"]
         text = " ".join(item.get("body") or "" for item in received)
         arrived = sum(1 for d in batch if d["MaHoSo"] in text)
@@ -209,7 +221,6 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
              f"{len(sc.sent) - len(missing)}/{len(sc.sent)} exchanges audited")
 
     from gateway.audit.service import AuditService
-    from gateway.config import load_config
 
     audit = AuditService.open(load_config(config_path))
     checkpoint = audit.checkpointer.make()  # on demand, of every exchange above
@@ -260,9 +271,13 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
                   onestop=free_port(), rest=free_port())
     init = initialise(workdir, ports=ports, force=True)
     db_file = workdir / "lienthong.db"
-    for suffix in ("", "-wal", "-shm"):
+    # A fresh log in a reused folder: the last run's database and the witness file of its
+    # checkpoints, signed by keys that init has just replaced, would not verify against the new ones.
+    audit = load_config(init.config_path).audit
+    stale = [Path(f"{db_file}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
+    for path in [*stale, *([workdir / audit.witness_file] if audit.witness_file else [])]:
         with contextlib.suppress(FileNotFoundError):
-            Path(f"{db_file}{suffix}").unlink()
+            path.unlink()
     console.print(f"[bold]Liên Thông demo[/bold] in {workdir}")
     logs = (workdir / "gateway.log").open("wb"), (workdir / "simulators.log").open("wb")
     cmd = [sys.executable, "-m", "gateway"]
@@ -273,6 +288,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
                           stdout=logs[0], stderr=subprocess.STDOUT, env=env)
     procs = [sims, gw]
     base = f"http://127.0.0.1:{ports.gateway}"
+    sc: Scenario | None = None
     try:
         with console.status("starting the simulators and the gateway…"):
             _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
@@ -281,6 +297,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
                       client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()})
         with console.status("playing the scenario…"):
             asyncio.run(play(sc))
+        sc.doing("reading the audit log for the report")
         ok = _report(sc, init.config_path, f"sqlite:///{db_file}")
         if keep_running:
             from connectors.synthetic import people
@@ -305,8 +322,10 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
                           f"{workdir}/gateway.log.[/red]")
         return 0 if ok else 1
     except Exception as exc:
-        console.print(f"[red]demo failed: {exc}[/red]\nLogs: {workdir}/gateway.log, "
-                      f"{workdir}/simulators.log")
+        step = sc.step if sc is not None else "starting the simulators and the gateway"
+        console.print(f"demo failed while {step}: {describe(exc)}", style="red", markup=False,
+                      highlight=False)
+        console.print(f"Logs: {workdir}/gateway.log, {workdir}/simulators.log", markup=False)
         return 1
     finally:
         for p in procs:

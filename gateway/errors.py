@@ -35,6 +35,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as a person reads it, never empty: its type, its message (or that it had none)
+    and, for a failed HTTP call, the method and URL it was making."""
+    text = " ".join(str(exc).split()) or "no message"
+    what = f"{type(exc).__name__}: {text}"
+    try:
+        request = getattr(exc, "request", None)  # httpx's RequestError; raises when it has none
+    except RuntimeError:
+        request = None
+    method, url = getattr(request, "method", None), getattr(request, "url", None)
+    return f"{what} ({method} {url})" if method and url else what
+
+
 class GatewayError(Exception):
     status: int = 500
     title: str = "Internal error"

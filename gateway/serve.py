@@ -28,4 +28,5 @@ def serve(config_path: Path, config: Config, *, workers: int = 1, host: str | No
     uvicorn.run("gateway.serve:app", factory=True, host=host or config.listen.host,
                 port=port if port is not None else config.listen.port, workers=workers,
                 loop="uvloop", http="httptools", log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False)
+                lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False,
+                timeout_keep_alive=config.listen.keep_alive)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import socket
 import time
 from collections import deque
@@ -56,11 +57,41 @@ class Recorder:
                 Route("/_sim/reset", reset, methods=["POST"])]
 
 
+# Idle client connections stay open this long (uvicorn's 5 s is as long as httpx keeps its own,
+# so a client could send on a connection at the moment the simulator closes it).
+KEEP_ALIVE = 75
+
+
 def free_port() -> int:
-    """A TCP port free on loopback now (for simulators, demos, benchmarks and tests)."""
+    """A TCP port free on loopback now (for simulators, demos, benchmarks and tests).
+
+    Taken below the kernel's ephemeral range: a port from ``bind(0)`` is an ephemeral one, which
+    the kernel also hands to outgoing connections, so between this call and the server's own bind
+    a busy machine (the gateway talking to its simulators) could take it: "address already in use"
+    and a demo that does not start."""
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = random.randrange(_FIRST, low) if low > _FIRST + 1000 else 0  # noqa: S311 (not a secret)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+_FIRST = 20_000  # below: ports that well-known services on a developer's machine tend to use
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; elsewhere the range may differ, and bind(0) is the fallback
 
 
 async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:
@@ -73,7 +104,8 @@ async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:
     servers = []
     for _name, app, host, port in apps:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off", loop="none", http="httptools")
+                                lifespan="off", loop="none", http="httptools",
+                                timeout_keep_alive=KEEP_ALIVE)
         servers.append(uvicorn.Server(config))
     tasks = [asyncio.create_task(server.serve()) for server in servers]
 
