@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import __version__
+from gateway import __version__, apidocs, openapi
 from gateway.audit.routes import router as audit_router
 from gateway.audit.service import AuditService
 from gateway.config import Config
@@ -25,11 +26,14 @@ from gateway.delivery.routes import router as delivery_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.logs import configure_logging
 from gateway.oauth.routes import router as oauth_router
+from gateway.openapi import OAUTH_ERRORS, problems
 from gateway.problems import PROBLEM_TYPE, problem
 from gateway.resources import schemas_dir
 from gateway.rest import PREFIX, Receive, RestEntry, Scope, Send
 from gateway.runtime import Runtime
 from gateway.soap.entry import SoapEntry, is_soap_path
+
+log = structlog.get_logger("lienthong.app")
 
 
 def _problem_response(err: GatewayError, request: Request) -> Response:
@@ -59,14 +63,17 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
             await runtime.stop()
 
     api = FastAPI(title="Liên Thông gateway", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, responses=problems(500),
                   description="Interoperability gateway: OAuth2-protected exchanges between "
                               "provincial one-stop systems, the national public-service portal and "
                               "national databases, each one written to a tamper-evident audit log. "
                               "Exchanges go to `/r1/{instance}/{class}/{member}/{subsystem}/{service}`"
                               " (see docs/exchange.md).")
-    api.include_router(oauth_router)
-    api.include_router(audit_router)
-    api.include_router(delivery_router)
+    api.include_router(oauth_router, responses=OAUTH_ERRORS)
+    api.include_router(audit_router, responses=problems(400, 401, 403, 404, 503))
+    api.include_router(delivery_router, responses=problems(400, 401, 403, 404, 503))
+    apidocs.install(api)  # /docs and /redoc with their assets served here, not from a CDN
+    openapi.install(api)
     if config.console.enabled:  # the web console (docs/console.md), a mounted app of its own
         from gateway.console import build_console
 
@@ -77,7 +84,9 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["Operations"], summary="The gateway can serve exchanges")
+    @api.get("/readyz", tags=["Operations"], summary="The gateway can serve exchanges",
+             responses={503: {"description": "The database is unreachable",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def readyz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         try:
@@ -107,8 +116,12 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
 
     @api.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
-        return _problem_response(ServerError("the gateway failed unexpectedly; the error is logged"),
-                                 request)
+        # The type and the request, never the message: it may quote what the caller sent.
+        log.error("request_crashed", method=request.method, path=request.url.path,
+                  error=type(exc).__name__)
+        return _problem_response(ServerError(
+            f"the gateway failed unexpectedly ({type(exc).__name__}) while answering "
+            f"{request.method} {request.url.path}; the error is logged"), request)
 
     return api
 

@@ -29,6 +29,35 @@ class Listen(_Model):
         "is closing at that moment (nginx's default, 75 s)"))
 
 
+class PublicSettings(_Model):
+    """How the gateway is reached from outside (gateway/public.py)."""
+
+    url: str | None = Field(None, description="the gateway's public base URL (https://lgsp.example."
+                            "gov.vn): the address its WSDLs and redirects name; the listening "
+                            "address by default. Never taken from a request's Host header")
+    trusted_proxies: list[str] = Field([], description="addresses or networks (CIDR) of the TLS "
+                                       "proxies in front, whose X-Forwarded-Proto is believed")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("public.url must start with http:// or https://")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+
 class TrustedIssuer(_Model):
     """An outside authorization server whose access tokens the gateway accepts too (e.g. a
     national identity platform). Its keys come from its JWKS URL, fetched at start and refreshed."""
@@ -170,8 +199,26 @@ class Service(_Model):
     delivery: Literal["sync", "async"] = "sync"
     dossier: DossierTracking | None = Field(None, description="the requests carry dossier messages: "
                                             "ordered and deduplicated per MaHoSo, tracked for KPIs")
+    extra_path: str | None = Field(None, description="the path a client may add after the service's "
+                                   "code: none by default; '/' for any, '/items' for /items and "
+                                   "below (gateway/paths.py)")
     options: dict[str, Any] = {}
     description: str = ""
+
+    @field_validator("extra_path")
+    @classmethod
+    def _extra_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.startswith("/"):
+                raise ValueError("extra_path starts with '/': '/' for any path, '/items' for a prefix")
+            from gateway.errors import GatewayError
+            from gateway.paths import split_raw
+
+            try:
+                split_raw(value[1:], "extra_path")
+            except GatewayError as err:
+                raise ValueError(err.detail) from None
+        return value
 
     @field_validator("id")
     @classmethod
@@ -225,6 +272,7 @@ class Simulator(_Model):
 class Config(_Model):
     instance: str = "VN"
     listen: Listen = Listen()
+    public: PublicSettings = PublicSettings()
     database: str = "sqlite:///lienthong.db"
     keys_dir: str = "keys"
     policies_dir: str = "policies"

@@ -41,6 +41,7 @@ from gateway.errors import (
 )
 from gateway.identifiers import IdentifierError, normalise_client
 from gateway.oauth.verifier import TokenVerifier, bearer_token
+from gateway.paths import check_prefix
 from gateway.policy import Decision, Policy, Request, minimise, subject_ids
 from gateway.ratelimit import Limiter, LocalLimiter
 
@@ -223,6 +224,10 @@ class Pipeline:
         service = self.config.service(ex.service_id)
         if service is None:
             raise self._fail(ctx, UnknownService(f"no service {ex.service_id} is registered here"))
+        try:
+            check_prefix(ex.path, service.extra_path, service.id)
+        except GatewayError as err:
+            raise self._fail(replace(ctx, service=service), err) from None
         return replace(ctx, service=service, operation=ex.operation or service.operation_name)
 
     def authorise(self, ctx: Result) -> Result:
@@ -368,7 +373,7 @@ class Pipeline:
             response=BodyDigest.of(rendered.body),
             upstream_request=BodyDigest.of(reply.wire_request) if reply else None,
             upstream_response=BodyDigest.of(reply.wire_response) if reply else None,
-            subjects=ctx.subjects,
+            subjects=ctx.subjects, path=ex.path, query=ex.query,
         )
 
     def kept_bodies(self, ctx: Result, rendered: Rendered) -> Bodies | None:

@@ -29,9 +29,11 @@ CLIENTS = {
     f"{NGHE_AN}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Nghệ An",
     f"{PORTAL}/DVCQG": "Cổng Dịch vụ công quốc gia",
     f"{PORTAL}/KIEMTOAN": "Kiểm toán nhật ký liên thông",
+    f"{PORTAL}/GIAMSAT": "Giám sát vận hành cổng liên thông",
 }
-# Scopes other than "exchange": the auditor reads the audit log and answers citizens' access reports.
-CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"]}
+# Scopes other than "exchange": the auditor reads the audit log and answers citizens' access reports;
+# the monitoring system (a Prometheus scraper) reads /metrics and nothing else.
+CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"], f"{PORTAL}/GIAMSAT": ["metrics"]}
 # Clients that also get a key pair for private_key_jwt: the private key is written for the client
 # (client-keys/, mode 0600), the public key registered in the configuration.
 KEY_CLIENTS = (f"{PORTAL}/DVCQG",)
@@ -65,6 +67,10 @@ STORE_AND_FORWARD: dict[str, dict[str, object]] = {
 }
 
 
+# Services that take a path after their code (gateway/paths.py); every other takes none.
+CODE_IN_PATH = {"TraCuuHoSo": {"extra_path": "/"}}  # .../TraCuuHoSo/{MaHoSo}
+
+
 def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     def up(port: int, path: str = "") -> str:
         return f"http://{host}:{port}{path}"
@@ -72,7 +78,8 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     portal_opts = {"madonvi": "000.00.00.G22", "username": "lienthong", "password": "demo-portal"}
     services: list[dict[str, object]] = [
         *({"id": f"{PORTAL}/DVCQG/{name}", "connector": "dvcqg", "upstream": up(ports.dvcqg),
-           "timeout": 10, "options": portal_opts, "description": text, **STORE_AND_FORWARD.get(name, {})}
+           "timeout": 10, "options": portal_opts, "description": text, **STORE_AND_FORWARD.get(name, {}),
+           **CODE_IN_PATH.get(name, {})}
           for name, text in [("DongBoHoSoMC", "Đồng bộ hồ sơ một cửa lên Cổng DVCQG"),
                              ("CapNhatTienDoHoSoMC", "Cập nhật tiến độ xử lý hồ sơ"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ trên Cổng DVCQG")]),
@@ -82,20 +89,22 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
           for name, text in [("XacThucThongTinCongDan", "Xác thực thông tin công dân"),
                              ("TraCuuThongTinCongDan", "Tra cứu thông tin công dân")]),
         *({"id": f"{member}/MOTCUA/{name}", "connector": "onestop", "upstream": up(ports.onestop),
-           "timeout": 10, "description": text, **STORE_AND_FORWARD.get(name, {})}
+           "timeout": 10, "description": text, **STORE_AND_FORWARD.get(name, {}),
+           **CODE_IN_PATH.get(name, {})}
           for member in (HA_GIANG,)
           for name, text in [("NhanHoSo", "Nhận hồ sơ từ Cổng DVCQG"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
         {"id": f"{NGHE_AN}/DANHMUC/echo", "connector": "rest", "upstream": up(ports.rest, "/echo"),
          "timeout": 10, "description": "Dịch vụ REST mẫu: trả lại yêu cầu"},
         {"id": f"{NGHE_AN}/DANHMUC/items", "connector": "rest", "upstream": up(ports.rest, "/items"),
-         "timeout": 10, "description": "Danh mục dùng chung (REST/JSON)"},
+         "timeout": 10, "extra_path": "/", "description": "Danh mục dùng chung (REST/JSON)"},
     ]
     return {
         "members": [
             {"id": PORTAL, "name": "Văn phòng Chính phủ", "subsystems": [
                 {"code": "DVCQG", "name": "Cổng Dịch vụ công quốc gia"},
-                {"code": "KIEMTOAN", "name": "Kiểm toán nhật ký liên thông"}]},
+                {"code": "KIEMTOAN", "name": "Kiểm toán nhật ký liên thông"},
+                {"code": "GIAMSAT", "name": "Giám sát vận hành cổng liên thông"}]},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
                 {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"}]},
             {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "subsystems": [

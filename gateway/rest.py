@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import orjson
 
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
 from gateway.ids import new_id
+from gateway.paths import encode, split_raw
 from gateway.problems import PROBLEM_TYPE, problem_bytes
 
 Scope = MutableMapping[str, Any]
@@ -32,17 +33,19 @@ _HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
 _MAX_ID = 128
 
 
-def split_path(path: str) -> tuple[str, str]:
-    """``/r1/VN/GOV/code/SUB/Service[/v1]/rest`` -> (service id, the rest of the path).
+def split_path(raw_path: str) -> tuple[str, str]:
+    """``/r1/VN/GOV/code/SUB/Service[/v1]/rest`` (raw, percent-encoded) -> (service id, the rest of
+    the path as opaque segments encoded again, gateway/paths.py).
 
-    The service part is five segments, or six when the sixth looks like a version (``v1``)."""
-    parts = path[len(PREFIX):].split("/")
+    The service part is five segments, or six when the sixth looks like a version (``v1``). Each
+    segment is decoded on its own, so an encoded ``/`` can neither make nor hide a segment."""
+    parts = split_raw(raw_path[len(PREFIX):])
     if len(parts) < 5 or not all(parts[:5]):
         raise UnknownService("the path must name a service: /r1/INSTANCE/CLASS/MEMBER/SUBSYSTEM/"
                              "SERVICE[/PATH]")
     n = 6 if len(parts) > 5 and _is_version(parts[5]) else 5
-    rest = "/".join(parts[n:])
-    return "/".join(parts[:n]), ("/" + rest) if rest else ""
+    rest = parts[n:]
+    return "/".join(parts[:n]), "" if rest == [""] else encode(rest)
 
 
 def _is_version(segment: str) -> bool:
@@ -83,8 +86,8 @@ class RestEntry:
         xid = fields.pop("id", None)
         if not xid or len(xid) > _MAX_ID or not xid.isprintable():
             xid = new_id()
-        path = unquote(scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]) \
-            if scope.get("raw_path") else scope["path"]
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(scope["path"], safe="/")
         ex_fields: dict[str, Any] = dict(
             id=xid, protocol="rest", received_us=time.time_ns() // 1000, method=scope["method"],
             service_id="", query=scope.get("query_string", b"").decode("latin-1"), **fields)

@@ -393,3 +393,16 @@ def _wait_state(console: Console, delivery_id: str, state: str, timeout: float =
             return
         time.sleep(0.05)
     raise AssertionError(f"delivery {delivery_id} is {got}, not {state}")
+
+
+def test_entry_page_shows_the_path_and_query_the_client_sent(console: Console) -> None:
+    token = console.token(PORTAL)
+    body = json.dumps({"SoDinhDanh": CITIZEN, "HoVaTen": "A"})
+    r = console.client.post(f"/r1/{VERIFY}?trace=on", content=body, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+        "X-Road-UserId": "VN-canbo.tran", "X-Road-Issue": "G22.99-20260101-0000001"})
+    assert r.status_code == 200, r.text
+    console.sign_in("kiemtoan")
+    page = console.client.get("/console/log/0")
+    found = re.search(r'id="entry-path">([^<]*)<', page.text)
+    assert found and found.group(1) == "?trace=on"

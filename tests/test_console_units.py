@@ -210,24 +210,6 @@ def test_overview_and_search_queries_on_each_database(database_url: str) -> None
     engine.dispose()
 
 
-def test_sign_in_throttle() -> None:
-    """Five failures for a name block it for the window; a success clears the name's count."""
-    from gateway.console.users import SignInThrottle
-
-    throttle = SignInThrottle(limit=5, window=600)
-    for _ in range(5):
-        assert not throttle.blocked("user:an", "ip:1", now=0)
-        throttle.failed("user:an", "ip:1", now=0)
-    assert throttle.blocked("user:an", now=1) and not throttle.blocked("ip:1", now=1)
-    for _ in range(15):
-        throttle.failed("ip:1", now=0)
-    assert throttle.blocked("ip:1", now=1)
-    assert not throttle.blocked("user:an", now=601)
-    throttle.failed("user:binh", now=0)
-    throttle.succeeded("user:binh")
-    assert not throttle.blocked("user:binh", now=1)
-
-
 def test_demo_accounts_and_hint(tmp_path: Path) -> None:
     """The demo makes an auditor and an operator whose printed passwords work, again on a rerun."""
     from gateway.console.demo import console_hint, demo_accounts

@@ -283,7 +283,8 @@ def test_metrics_count_the_queue(gateway: Gateway) -> None:
     gateway.answer = lambda call: (_ for _ in ()).throw(UpstreamError("x", retryable=False))
     delivery = gateway.push(PUSH, dossier(60)).json()["deliveryId"]
     gateway.wait([delivery], ("dead",))
-    text = gateway.client.get("/metrics").text
+    scraper = {"Authorization": f"Bearer {gateway.token('VN/GOV/000.00.00.G22/GIAMSAT')}"}
+    text = gateway.client.get("/metrics", headers=scraper).text
     assert f'lienthong_deliveries{{service="{PUSH}",state="dead"}} 1.0' in text
     assert f'lienthong_delivery_dead_letters{{service="{PUSH}"}} 1.0' in text
     assert "lienthong_delivery_oldest_pending_seconds 0.0" in text

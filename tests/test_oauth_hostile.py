@@ -23,6 +23,7 @@ from gateway.config import Config
 from gateway.connector import Call, Reply
 from gateway.oauth.assertion import ASSERTION_TYPE, client_assertion
 from gateway.storage.db import upgrade
+from gateway.throttle import Rule, Throttle
 from tests.helpers import FunctionConnector, rest_only_config
 from tests.oauth_helpers import (
     ECHO,
@@ -64,6 +65,7 @@ rules:
     scopes: [exchange]
 """
 NOBODY = "VN/GOV/000.00.00.H99/NOBODY"
+LENIENT = Rule(free=10_000, base=1.0, cap=1.0)
 OFFICIAL = {"X-Road-UserId": "VN-canbo.a", "X-Road-Issue": "H41.23-20261121-0000001"}
 
 
@@ -101,6 +103,11 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config, secrets = rest_only_config(base, policies_dir=str(policies))
     upgrade(config.database_url)
     with TestClient(create_app(config)) as client:
+        # The hostile cases fail to authenticate on purpose, many times in a row from one address;
+        # the throttle that would slow them has tests of its own (test_security_throttle.py).
+        security = runtime(client).security
+        security.throttle.close()
+        security.throttle = Throttle(runtime(client).engine, account=LENIENT, address=LENIENT)
         yield Gateway(client, config, secrets)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from connectors.dvcqg.dates import DateError, to_portal
 from gateway.errors import InvalidBody
+from gateway.paths import path_value
 
 __all__ = ["DOSSIER", "PROGRESS", "TRA_CUU", "portal_body"]
 
@@ -172,7 +173,7 @@ def _lookup(payload: Any, madonvi: str | None, path: str, query: str, problems: 
     if payload is not None and not isinstance(payload, dict):
         problems.append({"path": "$", "message": 'expected {"MaHoSo": "..."}'})
     asked = parse_qs(query)
-    code = (fields.get("MaHoSo") or fields.get("mahoso") or path.strip("/")
+    code = (fields.get("MaHoSo") or fields.get("mahoso") or path_value(path)
             or next(iter(asked.get("MaHoSo", []) + asked.get("mahoso", [])), None))
     if not isinstance(code, str) or not code.strip():
         problems.append({"path": "$.MaHoSo", "message": "required: the code of the dossier to look up"})

@@ -17,7 +17,7 @@ system's own failure) and a 5xx, 408 or 429 status; any other refusal is permane
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -26,6 +26,7 @@ from connectors.dvcqg import codes
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError
+from gateway.paths import path_value, segment
 from gateway.upstream import decode_json, send
 
 __all__ = ["OPERATIONS", "OneStopConnector", "create"]
@@ -51,7 +52,7 @@ class OneStopConnector:
                                   headers=_HEADERS)
         elif operation == LOOKUP:
             wire = b""
-            url = f"{self._base}/{quote(_code(call), safe='')}"
+            url = f"{self._base}/{segment(_code(call), 'the dossier code')}"
             response = await send(self._http, "GET", url, deadline=self._timeout, headers=_HEADERS)
         else:
             raise UnknownService(f"the one-stop system offers {' and '.join(OPERATIONS)}, not {operation!r}")
@@ -95,7 +96,7 @@ def _dossier(payload: Any) -> dict[str, Any]:
 def _code(call: Call) -> str:
     payload = call.payload if isinstance(call.payload, dict) else {}
     asked = parse_qs(call.query)
-    code = (payload.get("MaHoSo") or call.path.strip("/")
+    code = (payload.get("MaHoSo") or path_value(call.path)
             or next(iter(asked.get("MaHoSo", [])), None))
     if not isinstance(code, str) or not code.strip():
         raise InvalidBody("TraCuuHoSo: $.MaHoSo: required", status=422, errors=[

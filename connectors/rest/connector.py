@@ -17,6 +17,7 @@ import orjson
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError
+from gateway.paths import encode, segments
 from gateway.upstream import decode_json, send
 
 __all__ = ["FORWARDED_HEADERS", "RestConnector", "create"]
@@ -49,13 +50,17 @@ class RestConnector:
         return headers
 
     async def call(self, call: Call) -> Reply:
-        url = self._base + call.path
+        # The entry points hand over checked paths; checked again here for paths stored before
+        # (the delivery queue) and for any other caller: a dot segment never reaches httpx, which
+        # would resolve it.
+        path = encode(segments(call.path)) if call.path else ""
+        url = self._base + path
         if call.query:
             url += "?" + call.query
         response = await send(self._http, call.method, url, deadline=self._timeout,
                               content=call.body, headers=self._headers(call))
         status = response.status_code
-        target = self._base + call.path
+        target = self._base + path
         if status >= 500:
             raise UpstreamError(f"{target} failed with HTTP {status}",
                                 extra={"status": status,

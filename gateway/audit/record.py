@@ -2,8 +2,10 @@
 
 The record names who (client, acting official, represented party), what (service, operation), why
 (purpose), when, the outcome and status, the rule that decided, timings, the SHA-256 and size of the
-bodies exchanged with the client and with the upstream, and the data subjects as keyed hashes.
-Personal ids never appear in clear: ``subjects`` holds HMAC-SHA-256 values only.
+bodies exchanged with the client and with the upstream, the data subjects as keyed hashes, and the
+path and query the client added after the service (what it asked for, so that an auditor sees it).
+Personal ids from bodies never appear in clear: ``subjects`` holds HMAC-SHA-256 values only; a URL
+is recorded as sent, which is why clients put no personal id in one (docs/exchange.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import rfc8785
 LEAF_VERSION = 1
 _EPOCH = datetime(1970, 1, 1)  # naive on purpose: isoformat then has no offset, and "Z" follows
 _SAFE_INT = (1 << 53) - 1  # RFC 8785 numbers are IEEE doubles: integers beyond this are refused
+_MAX_URL_PART = 1024  # a path or query longer than this is kept cut (its digest is in the request's)
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
@@ -59,6 +62,8 @@ class AuditRecord:
     upstream_request: BodyDigest | None = None
     upstream_response: BodyDigest | None = None
     subjects: tuple[str, ...] = field(default=())  # HMAC hex digests
+    path: str = ""  # the path the client added after the service's code, as forwarded
+    query: str = ""  # the query string, as the client sent it
 
     def leaf(self) -> bytes:
         """The canonical JSON bytes of this record: what the log stores and hashes."""
@@ -86,6 +91,11 @@ class AuditRecord:
             },
             "subjects": sorted(self.subjects),
         }
+        # Only when there is one, so that the leaves of plain calls keep their bytes.
+        if self.path:
+            doc["path"] = self.path[:_MAX_URL_PART]
+        if self.query:
+            doc["query"] = self.query[:_MAX_URL_PART]
         numbers = [self.status, self.total_us, self.upstream_us, self.request.size,
                    self.response.size]
         for digest in (self.upstream_request, self.upstream_response):

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,7 @@ from gateway.audit import query
 from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.query import Entry, Filters
 from gateway.audit.service import AuditService
+from gateway.bounds import MAX_INDEX, TEXT
 from gateway.errors import ClientError, Forbidden, InvalidRequest
 from gateway.oauth.verifier import TokenInfo, bearer_token
 
@@ -98,7 +99,7 @@ def new_checkpoint(request: Request) -> Response:
 
 
 @router.get("/checkpoints", summary="Stored checkpoints, oldest first")
-def checkpoints(request: Request, after: int = -1,
+def checkpoints(request: Request, after: Annotated[int, Query(ge=-1, le=MAX_INDEX)] = -1,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
     _require(request, READ)
     service = _service(request)
@@ -128,20 +129,22 @@ def _filters(service: AuditService, *, since: datetime | None, until: datetime |
 
 Since = Annotated[datetime | None, Query(description="from this time (RFC 3339; UTC without an offset)")]
 Until = Annotated[datetime | None, Query(description="before this time")]
-ServiceQ = Annotated[str | None, Query(alias="service", description="service id")]
+Text = Annotated[str | None, Query(pattern=TEXT)]
+ServiceQ = Annotated[str | None, Query(alias="service", pattern=TEXT, description="service id")]
 Outcome = Annotated[Literal["ok", "refused", "failed"] | None, Query()]
-Official = Annotated[str | None, Query(description="the acting official (X-Road-UserId)")]
-Purpose = Annotated[str | None, Query(description="the purpose (X-Road-Issue), e.g. a dossier code")]
+Official = Annotated[str | None, Query(pattern=TEXT, description="the acting official (X-Road-UserId)")]
+Purpose = Annotated[str | None, Query(pattern=TEXT, description="the purpose (X-Road-Issue), e.g. a "
+                                                                "dossier code")]
 Subject = Annotated[str | None, Query(description="a data subject's personal id; it is hashed with "
                                                   "the gateway's key on arrival, never stored")]
 
 
 @router.get("/entries", summary="Leaves matching filters, in index order",
             description="Keyset pages: pass the answer's `next` as `after` for the next page.")
-def entries(request: Request, since: Since = None, until: Until = None, client: str | None = None,
-            service_id: ServiceQ = None, operation: str | None = None, outcome: Outcome = None,
+def entries(request: Request, since: Since = None, until: Until = None, client: Text = None,
+            service_id: ServiceQ = None, operation: Text = None, outcome: Outcome = None,
             official: Official = None, purpose: Purpose = None, subject: Subject = None,
-            after: int | None = None,
+            after: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
             limit: Annotated[int, Query(ge=1, le=query.MAX_PAGE)] = 100) -> JSONResponse:
     token = _require(request, READ)
     service = _service(request)
@@ -157,7 +160,8 @@ def entries(request: Request, since: Since = None, until: Until = None, client: 
 @router.get("/entries/{index}", summary="One leaf with its inclusion proof to a signed checkpoint",
             description="`checkpoint` names a stored checkpoint by its tree size; by default the "
                         "latest, or a new one if the latest does not include the leaf yet.")
-def entry(request: Request, index: int, checkpoint: int | None = None) -> JSONResponse:
+def entry(request: Request, index: Annotated[int, Path(ge=0, le=MAX_INDEX)],
+          checkpoint: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> JSONResponse:
     _require(request, READ)
     service = _service(request)
     found = query.entry(service.log.engine, index)
@@ -183,8 +187,8 @@ def entry(request: Request, index: int, checkpoint: int | None = None) -> JSONRe
             description="Proves that the tree of `to` leaves extends the tree of `from` leaves. "
                         "`to` is the latest checkpoint's size by default. Checkpoints stored for "
                         "either size come with the answer.")
-def consistency(request: Request, from_: Annotated[int, Query(alias="from", ge=1)],
-                to: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
+def consistency(request: Request, from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INDEX)],
+                to: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> JSONResponse:
     _require(request, READ)
     service = _service(request)
     if to is None:
@@ -234,8 +238,8 @@ def _spreadsheet_safe(value: Any) -> Any:
                         "is the leaf's canonical JSON, parsed). CSV: one row per leaf, the record "
                         "flattened (cells that a spreadsheet would run as formulas start with ').")
 def export(request: Request, format: Literal["jsonl", "csv"] = "jsonl", since: Since = None,
-           until: Until = None, client: str | None = None, service_id: ServiceQ = None,
-           operation: str | None = None, outcome: Outcome = None, official: Official = None,
+           until: Until = None, client: Text = None, service_id: ServiceQ = None,
+           operation: Text = None, outcome: Outcome = None, official: Official = None,
            purpose: Purpose = None, subject: Subject = None) -> StreamingResponse:
     token = _require(request, READ)
     service = _service(request)
@@ -277,7 +281,7 @@ class SubjectQuery(BaseModel):
                          "(số định danh cá nhân); hashed on arrival, never stored or logged")
     since: datetime | None = None
     until: datetime | None = None
-    after: int | None = None
+    after: int | None = Field(None, ge=0, le=MAX_INDEX)
     limit: int = Field(1000, ge=1, le=query.MAX_PAGE)
 
 

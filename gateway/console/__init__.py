@@ -9,9 +9,11 @@
     logquery.py     searching the audit log's index columns (pure SQL, no I/O beyond it)
     overview.py     traffic, latency, refusals, upstream health
     charts.py       SVG charts drawn on the server
-    users.py        local accounts (argon2id), roles, the sign-in throttle; cli.py: ``lienthong users``
+    users.py        local accounts (argon2id), roles; cli.py: ``lienthong users``
+                    (sign-ins are throttled by gateway/throttle.py, shared with the token endpoint)
     demo.py         the demo's accounts and the lines ``lienthong demo --keep-running`` prints
-    sessions.py     signed session cookies carrying the CSRF token
+    sessions.py     signed session cookies carrying the CSRF token and the session's id
+    sessionstore.py which sessions are open (server-side): sign-out ends one everywhere at once
     permissions.py  which role opens which page
     i18n.py, catalogue.py   Vietnamese and English
     static/verify.js        the in-browser check of an entry's inclusion proof and checkpoint

@@ -24,6 +24,7 @@ from gateway.audit import query
 from gateway.audit.log import StoredLeaf
 from gateway.audit.merkle import leaf_hash
 from gateway.audit.tree import as_bytes
+from gateway.bounds import index
 from gateway.storage.tables import audit_leaves, audit_subjects
 
 __all__ = ["OUTCOMES", "VN_TZ", "Filters", "Row", "export_rows", "parse_local", "search"]
@@ -84,18 +85,17 @@ class Filters:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Filters:
-        def text(name: str, width: int = 512) -> str:
-            return (query.get(name) or "").strip()[:width]
+        def text(name: str, width: int = 512) -> str:  # without NUL, which PostgreSQL's text refuses
+            return (query.get(name) or "").replace("\x00", "").strip()[:width]
 
         subject = text("subject", 64).lower()
         outcome = text("outcome")
-        before = query.get("before") or ""
         return cls(start=text("from", 32), end=text("to", 32), client=text("client", 255),
                    service=text("service", 255), operation=text("operation", 128),
                    outcome=outcome if outcome in OUTCOMES else "", official=text("official", 255),
                    purpose=text("purpose"), subject=subject if _HEX64.fullmatch(subject) else "",
                    console=query.get("console") in ("1", "on", "true"),
-                   before=int(before) if before.isdigit() else None)
+                   before=index(query.get("before")))
 
     def params(self, **changes: Any) -> dict[str, str]:
         """The filters as URL parameters (only those set)."""

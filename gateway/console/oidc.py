@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.console.users import User, UserError, check_username
+from gateway.public import public_base
 
 if TYPE_CHECKING:
     from gateway.console.web import Console
@@ -68,7 +69,8 @@ def routes(console: Console) -> list[Route]:
     async def start(request: Request) -> Response:
         if console.settings.oidc is None:
             return console.error_page(request, 404, "error.not_found")
-        redirect_uri = f"{request.url.scheme}://{request.url.netloc}{console.base(request)}/oidc/callback"
+        # from public.url, never the request's Host: a forged Host must not redirect the code elsewhere
+        redirect_uri = f"{public_base(console.runtime.config)}{console.base(request)}/oidc/callback"
         try:
             return await client().authorize_redirect(request, redirect_uri)  # type: ignore[no-any-return]
         except Exception as exc:
@@ -107,7 +109,7 @@ def routes(console: Console) -> list[Route]:
                                enabled=True, epoch=0, has_password=False)
         await console.audit(user=username, action="signin", status=303, note=note, started=started)
         request.scope["session"] = {}
-        console.sign_in(request, user, "oidc")
+        await console.sign_in(request, user, "oidc")
         return RedirectResponse(f"{console.base(request)}/overview", 303)
 
     return [Route("/oidc/start", start), Route("/oidc/callback", callback, name="oidc_callback")]

@@ -18,11 +18,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.bounds import index
 from gateway.console import charts, logquery, overview
 from gateway.console.i18n import translator
 from gateway.console.logquery import Filters
 from gateway.console.sessions import Session
 from gateway.console.web import Ctx, Note, csv_stream, json_block, jsonl_stream, streaming
+from gateway.public import client_address
+from gateway.throttle import Attempt, retry_after
 
 if TYPE_CHECKING:
     from gateway.console.web import Console
@@ -56,31 +59,32 @@ def routes(console: Console) -> list[Route]:
         started = time.perf_counter()
         form: dict[str, str] = request.scope.get("console.form", {})
         username = form.get("username", "").strip()[:64]
-        address = f"ip:{request.client.host}" if request.client else ""
-        keys = (f"user:{username.lower()}", address)
+        attempt = Attempt("console", username.lower(), client_address(request.scope, console.runtime.config))
         note = Note(purpose="sign-in with a local account")
-        if console.throttle.blocked(*keys):
+        verdict = await run_in_threadpool(console.throttle.admit, attempt)  # before the password check
+        if not verdict.allowed:
             note.error = "Client.TooManyAttempts"
             await console.audit(user=username or None, action="signin", status=429, note=note,
                                 started=started)
-            return console.render(request, "login.html", status=429, next=form.get("next", ""),
-                                  oidc=console.settings.oidc, error="login.throttled")
+            refused = console.render(request, "login.html", status=429, next=form.get("next", ""),
+                                     oidc=console.settings.oidc, error="login.throttled")
+            refused.headers["Retry-After"] = retry_after(verdict)
+            return refused
         user = await run_in_threadpool(console.users.authenticate, username, form.get("password", ""))
-        if user is None:
-            console.throttle.failed(*keys)
+        if user is None:  # the attempt stays counted
             note.error = "Client.SignInRefused"
             await console.audit(user=username or None, action="signin", status=401, note=note,
                                 started=started)
             return console.render(request, "login.html", status=401, next=form.get("next", ""),
                                   oidc=console.settings.oidc, error="login.failed")
-        console.throttle.succeeded(keys[0])
+        await run_in_threadpool(console.throttle.succeeded, attempt)
         await console.audit(user=user.username, action="signin", status=303, note=note, started=started)
-        console.sign_in(request, user, "local")
+        await console.sign_in(request, user, "local")
         return RedirectResponse(_safe_next(console.base(request), form.get("next")), 303)
 
     @page("account", "signout")
     def logout(ctx: Ctx) -> Response:
-        ctx.request.scope["console.session"] = Session()
+        console.sign_out(ctx.request)
         return RedirectResponse(f"{console.base(ctx.request)}/login", 303)
 
     async def language(request: Request) -> Response:
@@ -189,8 +193,8 @@ def routes(console: Console) -> list[Route]:
 
     @page("log", "log.entry")
     def entry(ctx: Ctx) -> Response:
-        idx = ctx.request.path_params["idx"]
-        row = console.data.entry(idx)
+        idx = index(ctx.request.path_params["idx"])  # not Starlette's int: it fails on 4,301 digits
+        row = console.data.entry(idx) if idx is not None else None
         ctx.note.purpose = f"entry {idx}"
         if row is None:
             return console.error_page(ctx.request, 404, "error.no_entry", ctx.user)
@@ -212,8 +216,9 @@ def routes(console: Console) -> list[Route]:
         views = data.checkpoints()
         consistency = None
         first, second = ctx.query.get("first", ""), ctx.query.get("second", "")
-        if first.isdigit() and second.isdigit():
-            consistency = data.consistency(int(first), int(second))
+        size1, size2 = index(first), index(second)
+        if size1 is not None and size2 is not None:
+            consistency = data.consistency(size1, size2)
             ctx.note.purpose = f"consistency {first} {second}"
         return console.render(ctx.request, "checkpoints.html", user=ctx.user, checkpoints=views,
                               vkey=data.vkey, origin=data.audit.origin, consistency=consistency,
@@ -266,13 +271,12 @@ def routes(console: Console) -> list[Route]:
         store = console.data.deliveries
         state = ctx.query.get("state", "dead")
         state = state if state in DELIVERY_STATES else "dead"
-        service = ctx.query.get("service", "").strip() or None
-        after = ctx.query.get("after", "")
+        service = ctx.query.get("service", "").replace("\x00", "").strip() or None  # NUL: see logquery
+        after = index(ctx.query.get("after")) or 0
         items: list[dict[str, Any]] = []
         by_state: Counter[str] = Counter()
         if store is not None:
-            items = store.find(state=state, service=service, after=int(after) if after.isdigit() else 0,
-                               limit=51)
+            items = store.find(state=state, service=service, after=after, limit=51)
             for row in store.counts():
                 by_state[row["state"]] += int(row["n"])
         more = len(items) > 50
@@ -340,7 +344,7 @@ def routes(console: Console) -> list[Route]:
         Route("/log", log_search, methods=["POST"]),
         Route("/log/export.csv", export_csv),
         Route("/log/export.jsonl", export_jsonl),
-        Route("/log/{idx:int}", entry),
+        Route("/log/{idx}", entry),
         Route("/checkpoints", checkpoints),
         Route("/subjects", subject_form, methods=["GET"]),
         Route("/subjects", subject_lookup, methods=["POST"]),

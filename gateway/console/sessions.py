@@ -2,7 +2,9 @@
 
 A cookie is ``base64url(JSON) "." base64url(HMAC-SHA-256(key, JSON))``: the browser can read it but
 not change it. It holds the username, the role, the account's session epoch (see ``tables.py``), the
-time it expires, how the person signed in (``local`` or ``oidc``) and the session's CSRF token. A
+time it expires, how the person signed in (``local`` or ``oidc``), the session's CSRF token and,
+once signed in, the session's id: the session lasts only while ``sessionstore.py`` holds it open, so
+signing out ends it even for a copy of the cookie. A
 visitor who has not signed in gets a session too, holding only a CSRF token, so that the sign-in
 form is protected like every other; signing in issues a new session with a new token.
 
@@ -56,10 +58,11 @@ class Session:
     source: str = "local"  # or "oidc"
     expires: int = 0  # seconds since the epoch; 0 for a visitor's session
     oidc: dict[str, Any] | None = None  # authlib's state while a sign-in is under way
+    sid: str | None = None  # the server-side session's id (sessionstore.py), once signed in
 
     @property
     def signed_in(self) -> bool:
-        return self.username is not None and self.role is not None
+        return self.username is not None and self.role is not None and self.sid is not None
 
     def bind(self, **changes: Any) -> Session:
         return replace(self, **changes)

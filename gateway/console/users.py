@@ -16,18 +16,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
+from gateway.console.sessionstore import end_all
 from gateway.console.tables import console_users
+from gateway.oauth.secrets import DUMMY_HASH
 
-__all__ = ["ROLES", "SignInThrottle", "User", "UserError", "UserStore"]
+__all__ = ["ROLES", "User", "UserError", "UserStore"]
 
 ROLES = ("auditor", "operator", "admin")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
-# Verifying against this when the account does not exist takes as long as a real check, so the time
-# a refusal takes does not tell which usernames exist.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
 
 
 class UserError(ValueError):
@@ -67,44 +66,6 @@ def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
     return password
-
-
-class SignInThrottle:
-    """Slows guessing: after ``limit`` failed sign-ins for one username (four times as many from one
-    address, which a whole office may share) within ``window`` seconds, further tries are refused
-    until the oldest failure ages out. Kept in
-    each process (a guesser spread over several workers gets a few more tries; argon2 still makes
-    each one slow)."""
-
-    def __init__(self, limit: int = 5, window: float = 600.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, key: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if kept:
-            self._failures[key] = kept
-        else:
-            self._failures.pop(key, None)
-        return kept
-
-    def blocked(self, *keys: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        return any(len(self._recent(k, now)) >= self.limit * (4 if k.startswith("ip:") else 1)
-                   for k in keys if k)
-
-    def failed(self, *keys: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if len(self._failures) > 100_000:  # a flood of made-up names must not grow without end
-            self._failures.clear()
-        for key in keys:
-            if key:
-                self._failures.setdefault(key, []).append(now)
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
 
 
 class UserStore:
@@ -147,7 +108,8 @@ class UserStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(console_users)
                                .where(console_users.c.username == username)).first() if username else None
-        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        # an unknown name is checked against a dummy hash: the refusal takes as long either way
+        stored = row.password_hash if row is not None and row.password_hash else DUMMY_HASH
         try:
             _hasher.verify(stored, password)
             ok = row is not None and bool(row.password_hash)
@@ -174,14 +136,17 @@ class UserStore:
         self._change(username, enabled=enabled, epoch=console_users.c.epoch + 1)
 
     def end_sessions(self, username: str) -> None:
-        """Every session of this account ends (its cookies name an older epoch)."""
+        """Every session of this account ends."""
         self._change(username, epoch=console_users.c.epoch + 1)
 
     def _change(self, username: str, **values: object) -> None:
+        """Every change (password, role, enabled) ends the account's open sessions with it."""
+        username = username.strip().lower()
         with self.engine.begin() as conn:
             result = conn.execute(sa.update(console_users)
-                                  .where(console_users.c.username == username.strip().lower())
+                                  .where(console_users.c.username == username)
                                   .values(updated_us=_now_us(), **values))
+            end_all(conn, username)
         if result.rowcount == 0:
             raise UserError(f"no user {username}")
 

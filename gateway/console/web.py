@@ -35,14 +35,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit.record import AuditRecord
+from gateway.bounds import OutOfRange
 from gateway.console import logquery, overview
 from gateway.console.i18n import LANGUAGES, choose, translator
 from gateway.console.permissions import PAGES, allowed
 from gateway.console.sessions import Session, SessionCodec, load_or_create_key
+from gateway.console.sessionstore import SessionStore
 from gateway.console.sources import ConsoleData
-from gateway.console.users import SignInThrottle, User, UserStore
+from gateway.console.users import User, UserStore
 from gateway.errors import AuditUnavailable
 from gateway.ids import new_id
+from gateway.public import is_https
+from gateway.throttle import Throttle
 
 __all__ = ["COOKIE", "LANG_COOKIE", "Console", "ConsoleMiddleware", "Ctx", "Note"]
 
@@ -189,7 +193,6 @@ class Console:
         self._get_runtime = get_runtime
         self._get_audit = get_audit or (lambda: None)
         self._data: ConsoleData | None = None
-        self.throttle = SignInThrottle()
         self._codec: SessionCodec | None = None
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -227,6 +230,16 @@ class Console:
         return UserStore(self.runtime.engine)
 
     @property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.runtime.engine)
+
+    @property
+    def throttle(self) -> Throttle:
+        """The gateway's one throttle of failed authentications, shared with the token endpoint."""
+        throttle: Throttle = self.runtime.security.throttle
+        return throttle
+
+    @property
     def settings(self) -> Any:
         return self.runtime.config.console
 
@@ -238,17 +251,22 @@ class Console:
         return self._codec
 
     def secure(self, scope: Scope) -> bool:
+        """Whether cookies get ``Secure``: ``console.secure_cookies`` when set, else whether the
+        browser reached the gateway over TLS (directly or through a trusted proxy)."""
         forced = self.settings.secure_cookies
-        return bool(forced) if forced is not None else bool(scope.get("scheme") == "https")
+        return bool(forced) if forced is not None else is_https(scope, self.runtime.config)
 
     @staticmethod
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
 
     def current_user(self, session: Session) -> User | None:
-        """The signed-in person, as the accounts table says now: an account disabled, or whose
-        password or role changed since the session began, signs out."""
-        if not session.signed_in or session.username is None:
+        """The signed-in person, while the session is open (not signed out, not ended by a change of
+        the account) and as the accounts table says now: an account disabled, or whose password or
+        role changed since the session began, signs out."""
+        if not session.signed_in or session.username is None or session.sid is None:
+            return None
+        if not self.sessions.is_open(session.sid, session.username):
             return None
         account = self.users.get(session.username)
         if account is not None:
@@ -260,11 +278,21 @@ class Console:
                         role=session.role, enabled=True, epoch=0, has_password=False)
         return None
 
-    def sign_in(self, request: Request, user: User, source: str) -> None:
-        hours = self.settings.session_hours
+    async def sign_in(self, request: Request, user: User, source: str) -> None:
+        """Open a session for the person: its row, then its cookie (a new CSRF token with it)."""
+        expires = int(time.time() + self.settings.session_hours * 3600)
+        sid = await run_in_threadpool(self.sessions.open, user.username, expires)
         request.scope["console.session"] = Session(
             username=user.username, name=user.name, role=user.role, epoch=user.epoch, source=source,
-            expires=int(time.time() + hours * 3600))
+            expires=expires, sid=sid)
+
+    def sign_out(self, request: Request) -> None:
+        """End the session (blocking: called from a page's worker thread): its row goes, so every
+        copy of its cookie is refused by every worker from now on."""
+        session: Session = request.scope["console.session"]
+        if session.sid is not None:
+            self.sessions.close(session.sid)
+        request.scope["console.session"] = Session()
 
     def render(self, request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         session: Session = request.scope["console.session"]
@@ -318,6 +346,10 @@ class Console:
                 else:
                     try:
                         response = await run_in_threadpool(body, ctx)
+                    except OutOfRange as exc:  # a number no table can hold: the caller's mistake
+                        ctx.note.error = "Client.InvalidRequest"
+                        response = self.error_page(request, 400, "error.bad_number", user)
+                        log.info("console_page_refused", page=permission, error=str(exc))
                     except Exception as exc:
                         log.error("console_page_failed", page=permission,
                                   error=f"{type(exc).__name__}: {exc}")

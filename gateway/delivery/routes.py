@@ -3,7 +3,8 @@
 ``GET /deliveries/{id}`` answers the client that made the delivery, or an operator (a token with
 the ``operator`` scope); listing, retrying, cancelling and replaying are for operators, the KPIs for
 operators and holders of the ``stats`` scope. ``GET /metrics`` is Prometheus' text format, computed
-from the database at scrape time, so every process answers for the whole queue.
+from the database at scrape time, so every process answers for the whole queue; it names services and
+their queues, so it too needs a token, with the ``metrics`` scope.
 """
 
 from __future__ import annotations
@@ -12,24 +13,28 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.bounds import MAX_INDEX, TEXT
 from gateway.delivery import stats
 from gateway.delivery.messages import portal_time
 from gateway.delivery.store import STATES, DeliveryStore
 from gateway.errors import Forbidden, InvalidRequest, UnknownService
 from gateway.oauth.verifier import TokenInfo, bearer_token
 
-__all__ = ["OPERATOR", "STATS", "QueueCollector", "router"]
+__all__ = ["METRICS", "OPERATOR", "STATS", "QueueCollector", "router"]
 
 OPERATOR = "operator"
 STATS = "stats"
+METRICS = "metrics"
 
 router = APIRouter(tags=["Deliveries"])
+Text = Annotated[str | None, Query(pattern=TEXT)]
+DeliveryId = Annotated[str, Path(pattern=TEXT)]
 
 
 def _runtime(request: Request) -> Any:
@@ -54,7 +59,7 @@ def _require(request: Request, *scopes: str) -> TokenInfo:
 
 @router.get("/deliveries/{delivery_id}", summary="One delivery: state, attempts, last error, the "
             "upstream's answer")
-def show(delivery_id: str, request: Request) -> JSONResponse:
+def show(delivery_id: DeliveryId, request: Request) -> JSONResponse:
     token = _token(request)
     found = _store(request).get(delivery_id)
     if found is None or (found["client"] != token.client_id and OPERATOR not in token.scopes):
@@ -63,8 +68,9 @@ def show(delivery_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/deliveries", summary="Deliveries, oldest first (operators)")
-def listing(request: Request, state: str | None = None, service: str | None = None,
-            dossier: str | None = None, flagged: bool = False, after: int = 0,
+def listing(request: Request, state: str | None = None, service: Text = None, dossier: Text = None,
+            flagged: bool = False,
+            after: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
     _require(request, OPERATOR)
     if state is not None and state not in STATES:
@@ -76,7 +82,7 @@ def listing(request: Request, state: str | None = None, service: str | None = No
 
 
 @router.post("/deliveries/{delivery_id}/retry", summary="Queue a dead delivery again, due now")
-def retry(delivery_id: str, request: Request) -> JSONResponse:
+def retry(delivery_id: DeliveryId, request: Request) -> JSONResponse:
     _require(request, OPERATOR)
     count = _store(request).retry(ids=[delivery_id], state=None)
     _runtime(request).deliveries.poke()
@@ -84,14 +90,14 @@ def retry(delivery_id: str, request: Request) -> JSONResponse:
 
 
 @router.post("/deliveries/{delivery_id}/cancel", summary="Give up on a pending or dead delivery")
-def cancel(delivery_id: str, request: Request) -> JSONResponse:
+def cancel(delivery_id: DeliveryId, request: Request) -> JSONResponse:
     _require(request, OPERATOR)
     return JSONResponse({"cancelled": _store(request).cancel(ids=[delivery_id])})
 
 
 @router.post("/deliveries/{delivery_id}/replay", summary="Send a delivered (or dead) delivery again, "
              "as a new delivery")
-def replay(delivery_id: str, request: Request) -> JSONResponse:
+def replay(delivery_id: DeliveryId, request: Request) -> JSONResponse:
     _require(request, OPERATOR)
     created = _store(request).replay(ids=[delivery_id])
     _runtime(request).deliveries.poke()
@@ -100,7 +106,7 @@ def replay(delivery_id: str, request: Request) -> JSONResponse:
 
 @router.get("/stats/dossiers", tags=["Statistics"], summary="KPIs per agency and period: received, "
             "share online, resolved, share resolved on time")
-def dossier_stats(request: Request, agency: str | None = None, period: str = "month",
+def dossier_stats(request: Request, agency: Text = None, period: str = "month",
                   start: Annotated[str | None, Query(alias="from")] = None,
                   end: Annotated[str | None, Query(alias="to")] = None) -> JSONResponse:
     _require(request, OPERATOR, STATS)
@@ -126,8 +132,10 @@ def moment(value: str | None, name: str) -> str | None:
     return found
 
 
-@router.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
+@router.get("/metrics", tags=["Operations"], summary="Prometheus metrics (scope metrics)",
+            response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
+    _require(request, METRICS)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(_store(request)))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")

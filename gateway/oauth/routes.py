@@ -17,6 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from gateway.oauth.clients import PRIVATE_KEY_JWT, SECRET_BASIC
 from gateway.oauth.jwks import ASSERTION_ALGORITHMS, TOKEN_ALGORITHMS
 from gateway.oauth.server import TokenRequest, TokenResponse, endpoint_urls
+from gateway.public import client_address
+from gateway.ratelimit import Verdict
+from gateway.throttle import Attempt, Throttle, retry_after
 
 log = structlog.get_logger("lienthong.oauth")
 router = APIRouter(tags=["OAuth 2.0"])
@@ -65,17 +68,58 @@ async def _answer(request: Request, endpoint: str,
     # authlib insists on an https URI; TLS is terminated in front of the gateway in production.
     uri = "https://" + runtime.config.token.issuer.split("://", 1)[-1].rstrip("/") + request.url.path
     oauth_request = TokenRequest(request.method, uri, request.headers, form)
+    address = client_address(request.scope, runtime.config)
+    # The count is per client id *and* address: client ids are public and secrets 256 random bits,
+    # so guessing is bounded by the address's own count, while an outsider who names a client from
+    # elsewhere cannot slow that client's token requests down.
+    client = _client_of(request, form)
+    attempt = Attempt("oauth", f"{client} from {address}" if client else "", address)
     try:  # argon2 and the database block: keep them off the event loop
-        answer = await run_in_threadpool(handle, runtime.token_server, oauth_request)
+        answer = await run_in_threadpool(_throttled, runtime.security.throttle, attempt,
+                                         lambda: handle(runtime.token_server, oauth_request))
     except Exception as exc:  # a store (database, Redis) failed: not the client's fault
         log.error(f"{endpoint}_failed", error=type(exc).__name__, client=_client_of(request, form))
         return _oauth_error(503, "temporarily_unavailable", "the authorization server cannot answer "
                             "now; try again shortly")
+    if isinstance(answer, Verdict):
+        log.warning(f"{endpoint}_throttled", client=_client_of(request, form), address=attempt.address)
+        refused = _oauth_error(429, "slow_down", "too many failed client authentications; try again "
+                               "after the seconds Retry-After gives")
+        refused.headers["Retry-After"] = retry_after(answer)
+        return refused
     event = f"{endpoint}_ok" if answer.status == 200 else f"{endpoint}_refused"
     log.info(event, status=answer.status, client=_client_of(request, form))
     headers = dict(answer.headers) | _NO_STORE
     return Response(answer.body, status_code=answer.status, headers=headers,
                     media_type="application/json")
+
+
+def _throttled(throttle: Throttle, attempt: Attempt,
+               answer: Callable[[], TokenResponse]) -> TokenResponse | Verdict:
+    """The answer, if the throttle admits the attempt (else its refusal). A wrong credential
+    (``invalid_client``) stays counted; a success clears the client's count; a request refused
+    before any credential was checked is not counted."""
+    verdict = throttle.admit(attempt)
+    if not verdict.allowed:
+        return verdict
+    try:
+        response = answer()
+    except Exception:
+        throttle.uncounted(attempt)
+        raise
+    if response.status == 200:
+        throttle.succeeded(attempt)
+    elif _error_of(response) != "invalid_client":
+        throttle.uncounted(attempt)
+    return response
+
+
+def _error_of(response: TokenResponse) -> str | None:
+    try:
+        error = json.loads(response.body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, str) else None
 
 
 @router.post("/oauth/token", summary="Get an access token (client credentials)",

@@ -10,7 +10,7 @@ outside issuers. A background task (``Refresher``) keeps each worker in step wit
 - the keys folder is checked for a rotation (and at once when a token names an unknown ``kid``);
 - the policies folder is checked for changes, and a valid new policy swapped in;
 - outside issuers' JWKS are fetched when due;
-- expired revocations and replay-cache rows are purged, once a minute.
+- expired revocations, replay-cache rows and forgotten throttle rows are purged, once a minute.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from gateway.oauth.store import DatabaseReplayCache, RedisReplayCache, ReplayCac
 from gateway.oauth.verifier import TokenVerifier
 from gateway.policy import Policy, PolicyWatcher
 from gateway.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from gateway.throttle import Throttle
 
 log = structlog.get_logger("lienthong.security")
 PURGE_EVERY = 60.0
@@ -117,6 +118,7 @@ class Security:
     limiter: Limiter
     external: list[ExternalIssuer]
     policies: PolicyWatcher
+    throttle: Throttle  # failed client authentications and console sign-ins, in the database
     redis: Any = None  # the synchronous Redis client of the replay cache, when configured
     refresher: Refresher | None = None
     _keys_checked: float = float("-inf")
@@ -146,7 +148,8 @@ class Security:
                              revocations=revocations)
         return cls(config=config, clients=clients, revocations=revocations, replay=replay,
                    keyring=keyring, verifier=verifier, token_server=server, limiter=limiter,
-                   external=external, policies=PolicyWatcher(policies_dir), redis=redis_sync)
+                   external=external, policies=PolicyWatcher(policies_dir), throttle=Throttle(engine),
+                   redis=redis_sync)
 
     def jwks(self) -> list[dict[str, Any]]:
         return self.keyring.jwks()
@@ -207,6 +210,7 @@ class Security:
         async def purge() -> None:
             await run_in_threadpool(self.revocations.purge)
             await run_in_threadpool(self.replay.purge)
+            await run_in_threadpool(self.throttle.purge)
 
         tick = self.config.token.refresh
         jobs = [Job("state", tick, state), Job("keys", tick, keys),
@@ -233,5 +237,6 @@ class Security:
         if self.refresher is not None:
             await self.refresher.stop()
         await self.limiter.aclose()
+        self.throttle.close()
         if self.redis is not None:
             self.redis.close()

@@ -18,10 +18,11 @@ worker thread.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import Key, KeySet
+from joserfc.jwk import ECKey, Key, KeySet
 
 from gateway.config import TokenSettings
 from gateway.errors import Unauthenticated
@@ -52,6 +53,10 @@ INTROSPECT_SCOPE = "introspect"
 MAX_ASSERTION_LIFETIME = 3600  # seconds: bounds how long the replay cache must remember a jti
 
 ClientLookup = Callable[[str], ClientRecord | None]
+# A key nobody holds, checked for clients without keys, so that their answer is a wrong signature's.
+_STRANGER = KeySet([ECKey.generate_key("P-256", parameters={"alg": "ES256"})])
+_NOBODY = ClientRecord(id="", name="", secret_hash=None, jwks=None, scopes=(), enabled=False, source="",
+                       created_us=0, updated_us=0)
 
 
 class OAuthClient(ClientMixin):
@@ -76,7 +81,7 @@ class OAuthClient(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return bool(self.client.secret_hash) and check_secret(str(self.client.secret_hash), client_secret)
+        return check_secret(self.client.secret_hash, client_secret)  # argon2 runs even without a hash
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in self.client.auth_methods
@@ -122,8 +127,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return self._audiences
 
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
-        if not client.client.jwks:
-            raise InvalidClientError(description="the client has no registered keys")
+        if not client.client.jwks:  # unknown, disabled or secret-only: fail as a bad signature does
+            return _STRANGER
         try:
             return public_jwks(client.client.jwks)
         except ValueError as exc:  # pragma: no cover - checked when registered
@@ -299,9 +304,14 @@ class TokenServer(AuthorizationServer):
         self.register_endpoint(Introspection(verifier))
         self.register_endpoint(Revocation(verifier, revocations, settings.issuer))
 
-    def query_client(self, client_id: str) -> OAuthClient | None:
+    def query_client(self, client_id: str) -> OAuthClient:
+        """The client, or for an unknown or disabled id a stand-in that fails every check the way a
+        wrong secret does, after the same argon2 work: the answer, its body and its time do not tell
+        which ids exist."""
         client = self._lookup(client_id)
-        return OAuthClient(client) if client is not None and client.enabled else None
+        if client is None or not client.enabled:
+            client = replace(_NOBODY, id=client_id)
+        return OAuthClient(client)
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """JWT access tokens are self-contained; nothing to store."""
@@ -313,9 +323,12 @@ class TokenServer(AuthorizationServer):
         if isinstance(request, OAuth2Request):
             return request
         oauth_request = _Request(request)
-        has_basic = request.headers.get("authorization", "").lower().startswith("basic ")
+        authorization = request.headers.get("authorization", "")
+        has_basic = authorization.lower().startswith("basic ")
         if has_basic and ("client_assertion" in request.form or "client_secret" in request.form):
             raise _OneMethod
+        if has_basic and not _basic_is_text(authorization[6:]):
+            raise _NotText
         return oauth_request
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> TokenResponse:
@@ -329,6 +342,10 @@ class TokenServer(AuthorizationServer):
             err = InvalidRequestError(description="use one client authentication method per request "
                                       "(RFC 6749 2.3)")
             return self.handle_response(*err())
+        except _NotText:
+            refused = InvalidClientError(status_code=401, description="the Basic credentials are not "
+                                         "UTF-8 text (RFC 7617)")
+            return self.handle_response(*refused())
 
     def issue(self, request: TokenRequest) -> TokenResponse:
         """Answer one token request (success or an RFC 6749 5.2 error)."""
@@ -347,3 +364,18 @@ class TokenServer(AuthorizationServer):
 
 class _OneMethod(Exception):
     """The request carries more than one client authentication method."""
+
+
+class _NotText(Exception):
+    """The Basic credentials decode to bytes that are not UTF-8 (authlib would fail on them)."""
+
+
+def _basic_is_text(credentials: str) -> bool:
+    """False only for valid base64 that is not UTF-8; other malformed headers authlib refuses."""
+    try:
+        base64.b64decode(credentials.strip()).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    except ValueError:
+        return True
+    return True

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote
 
 import orjson
 import structlog
@@ -43,6 +43,8 @@ from gateway.errors import (
 )
 from gateway.exchange import Decoded, Exchange, Pipeline, Rendered, Result
 from gateway.ids import new_id
+from gateway.paths import encode, split_raw
+from gateway.public import public_base
 from gateway.rest import Receive, Scope, Send, read_body, send_response
 from gateway.soap import envelope as soap
 from gateway.soap.faults import (
@@ -65,8 +67,7 @@ XML = "text/xml; charset=utf-8"
 LT = "urn:lienthong:fault"
 _HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
             b"x-road-client": "client_header", b"x-road-id": "id", b"x-road-userid": "user_id",
-            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
-            b"host": "host"}
+            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party"}
 _MAX_ID = 128
 
 
@@ -115,7 +116,8 @@ class SoapEntry:
             await self._serve(scope, receive, send)
         except Exception as exc:  # a bug here must still answer SOAP, never an HTML 500 page
             log.error("soap_entry_crashed", error=type(exc).__name__, path=scope.get("path"))
-            err = ServerError("the gateway failed unexpectedly; the error is logged")
+            err = ServerError(f"the gateway failed unexpectedly ({type(exc).__name__}) while "
+                              f"answering {scope.get('method')} {scope.get('path')}; the error is logged")
             await send_response(send, Rendered(500, [("content-type", XML)], fault_for(err, None, None)))
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,13 +126,18 @@ class SoapEntry:
             attr = _HEADERS.get(name)
             if attr is not None:
                 fields[attr] = value.decode("latin-1")
-        raw = scope.get("raw_path") or scope["path"].encode()
-        path = unquote(raw.decode("latin-1").split("?", 1)[0])
-        service_path = path[len(PREFIX):].strip("/")
+        raw = scope.get("raw_path") or quote(scope["path"], safe="/").encode()
+        raw_service = raw.decode("latin-1").split("?", 1)[0][len(PREFIX):].strip("/")
+        path_error: GatewayError | None = None
+        try:  # the same segment rules as /r1 (gateway/paths.py): no encoded '/', no dot segment
+            service_path = "/".join(split_raw(raw_service, "the service in the path"))
+        except GatewayError as err:
+            service_path, path_error = raw_service[:255], err
         if scope["method"] in ("GET", "HEAD"):
-            await send_response(send, self._get(scope, service_path, fields))
+            rendered = self._get(scope, service_path) if path_error is None else \
+                Rendered(path_error.status, [("content-type", XML)], fault_for(path_error, None, None))
+            await send_response(send, rendered)
             return
-        fields.pop("host", None)
         http_id = fields.pop("id", None)
         received_us = time.time_ns() // 1000
         base: dict[str, Any] = dict(
@@ -142,6 +149,8 @@ class SoapEntry:
         pipeline = self._pipeline_of()
         parsed: soap.Envelope | None = None
         try:
+            if path_error is not None:
+                raise path_error
             if scope["method"] != "POST":
                 raise MethodNotAllowed("SOAP requests are POSTed (GET ?wsdl for the WSDL)",
                                        headers={"Allow": "GET, POST"})
@@ -262,7 +271,7 @@ class SoapEntry:
 
     # -- WSDL -------------------------------------------------------------------------------------------
 
-    def _get(self, scope: Scope, service_path: str, fields: Mapping[str, str]) -> Rendered:
+    def _get(self, scope: Scope, service_path: str) -> Rendered:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         face = self.faces.get(service_path)
         if "wsdl" not in query and "WSDL" not in query:
@@ -272,9 +281,9 @@ class SoapEntry:
         if face is None or face.contract is None:
             err = UnknownService(f"no service {service_path} with a WSDL is registered here")
             return Rendered(404, [("content-type", XML)], fault_for(err, None, None))
-        scheme = scope.get("scheme", "http")
-        host = fields.get("host") or "{}:{}".format(*scope.get("server", ("localhost", 80)))
-        address = f"{scheme}://{host}{PREFIX}/{service_path}"
+        # The configured public address, never the request's Host: a caller must not be able to
+        # make the gateway publish a WSDL that points clients elsewhere.
+        address = f"{public_base(self._config)}{PREFIX}{encode(service_path.split('/'))}"
         return Rendered(200, [("content-type", XML)], face.contract.publish(address))
 
 

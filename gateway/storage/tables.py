@@ -88,3 +88,16 @@ audit_bodies = sa.Table(
     sa.Column("upstream_response", sa.LargeBinary),
     sa.Index("ix_audit_bodies_expires", "expires_us"),
 )
+
+# Failed authentications (console sign-ins, OAuth client authentications), one row per account or
+# client address (gateway/throttle.py). The key is SHA-256 of the door, the kind and the value, so no
+# username, client id or address is stored in clear. ``next_us`` is the earliest time the key may try
+# again; every worker and node reads and changes a row under its lock.
+auth_throttle = sa.Table(
+    "auth_throttle", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_us", sa.BigInteger, nullable=False),  # the latest counted attempt
+    sa.Column("next_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_auth_throttle_last", "last_us"),
+)

@@ -1,0 +1,172 @@
+"""Slows password guessing: the console's sign-in and the token endpoint's client authentication.
+
+Each attempt names the account it tries (a username, a client id) and the client's address; each
+of the two has its own count of failures in the ``auth_throttle`` table, which every worker process
+and node shares. ``admit`` reserves the attempt *before* the password is checked, under the rows'
+locks: concurrent attempts are counted one after another, so a burst sent at once gets no more
+checks than the rule allows and the rest are refused (429 with ``Retry-After``). A reservation
+counts as a failure until the caller says otherwise: ``succeeded`` clears the account's count and
+undoes the address's attempt (an office shares one address), ``uncounted`` undoes both (the request
+never reached a credential check).
+
+Delays grow instead of locking out: the first ``free`` failures cost nothing, then each failure
+doubles the wait before the next try (``base``, 2 x ``base``, ...) up to ``cap``. An outsider who
+knows a username can therefore keep its owner waiting at most ``cap`` seconds after they stop, and a
+guesser gets about one try per ``cap`` seconds. A refused try is not counted, so hammering does not
+lengthen the wait. Failures are forgotten ``forget`` seconds after the latest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.ratelimit import ADMITTED, Verdict
+from gateway.storage.db import WriteLock
+from gateway.storage.tables import auth_throttle
+
+__all__ = ["ACCOUNT", "ADDRESS", "Attempt", "Rule", "Throttle", "retry_after"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    free: int  # failures allowed without any wait
+    base: float  # seconds to wait after the first failure beyond ``free``
+    cap: float  # the longest wait, seconds
+    forget: float = 3600.0  # seconds after the latest failure when the count starts again
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before the next try, after ``failures`` failures."""
+        if failures < self.free:
+            return 0.0
+        return min(self.cap, self.base * 2.0 ** min(failures - self.free, 60))
+
+
+ACCOUNT = Rule(free=5, base=1.0, cap=60.0)
+ADDRESS = Rule(free=20, base=1.0, cap=300.0)  # four times the account's: a whole office may share one
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at a door (``console``, ``oauth``): the account it names and where it comes from.
+    Either may be empty (a header naming no client, an unknown address): that count is skipped."""
+
+    door: str
+    account: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    digest: str
+    rule: Rule
+    is_account: bool
+
+
+class Throttle:
+    def __init__(self, engine: Engine, *, account: Rule = ACCOUNT, address: Rule = ADDRESS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._lock = WriteLock(engine)  # SQLite: queue on the file lock, not the busy handler's sleeps
+        self.account = account
+        self.address = address
+        self._clock = clock
+
+    def admit(self, attempt: Attempt) -> Verdict:
+        """Reserve this attempt (counted as a failure from now on), or refuse it with the seconds
+        until the slowest of its counts allows another."""
+        keys = self._keys(attempt)
+        if not keys:
+            return ADMITTED
+        now = self._now_us()
+        with self._lock, self._engine.begin() as conn:
+            rows = self._locked(conn, keys, now)
+            wait = max(row.next_us for row in rows.values()) - now
+            if wait > 0:
+                return Verdict(False, wait / 1_000_000, "rate")
+            for key in keys:
+                row = rows[key.digest]
+                failures = (row.failures if now - row.last_us <= key.rule.forget * 1_000_000 else 0) + 1
+                self._store(conn, key, failures, now)
+        return ADMITTED
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The credentials were right: the account starts afresh, the address's try is undone."""
+        self._settle(attempt, clear_account=True)
+
+    def uncounted(self, attempt: Attempt) -> None:
+        """No credential was checked (a malformed request): the reservation is undone."""
+        self._settle(attempt, clear_account=False)
+
+    def purge(self) -> int:
+        """Forget rows whose failures are forgotten anyway; the number removed."""
+        now = self._now_us()
+        horizon = int(max(self.account.forget, self.address.forget, self.account.cap, self.address.cap)
+                      * 1_000_000)
+        with self._engine.begin() as conn:
+            result = conn.execute(sa.delete(auth_throttle).where(auth_throttle.c.last_us < now - horizon,
+                                                                 auth_throttle.c.next_us < now))
+        return int(result.rowcount or 0)
+
+    def close(self) -> None:
+        self._lock.close()
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    def _keys(self, attempt: Attempt) -> list[_Key]:
+        keys = [_Key(_digest(attempt.door, "account", attempt.account), self.account, True)
+                if attempt.account else None,
+                _Key(_digest(attempt.door, "address", attempt.address), self.address, False)
+                if attempt.address else None]
+        return sorted((k for k in keys if k is not None), key=lambda k: k.digest)  # one lock order
+
+    def _settle(self, attempt: Attempt, *, clear_account: bool) -> None:
+        keys = self._keys(attempt)
+        if not keys:
+            return
+        now = self._now_us()
+        with self._lock, self._engine.begin() as conn:
+            rows = self._locked(conn, keys, now)
+            for key in keys:
+                row = rows[key.digest]
+                failures = 0 if clear_account and key.is_account else max(0, row.failures - 1)
+                self._store(conn, key, failures, row.last_us)
+
+    @staticmethod
+    def _locked(conn: Connection, keys: list[_Key], now: int) -> dict[str, sa.Row]:
+        """The keys' rows, created when missing, locked until the transaction ends."""
+        values = [{"key": k.digest, "failures": 0, "last_us": now, "next_us": 0} for k in keys]
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert(auth_throttle).values(values).on_conflict_do_nothing(index_elements=["key"]))
+        query = (sa.select(auth_throttle).where(auth_throttle.c.key.in_([k.digest for k in keys]))
+                 .order_by(auth_throttle.c.key).with_for_update())
+        return {row.key: row for row in conn.execute(query)}
+
+    @staticmethod
+    def _store(conn: Connection, key: _Key, failures: int, last_us: int) -> None:
+        if failures == 0:
+            conn.execute(sa.delete(auth_throttle).where(auth_throttle.c.key == key.digest))
+            return
+        conn.execute(sa.update(auth_throttle).where(auth_throttle.c.key == key.digest).values(
+            failures=failures, last_us=last_us,
+            next_us=last_us + int(key.rule.delay(failures) * 1_000_000)))
+
+
+def retry_after(verdict: Verdict) -> str:
+    """The ``Retry-After`` header's value for a refusal: whole seconds, at least one."""
+    return str(max(1, math.ceil(verdict.retry_after)))
+
+
+def _digest(door: str, kind: str, value: str) -> str:
+    return hashlib.sha256(f"{door}\n{kind}\n{value}".encode()).hexdigest()
