@@ -18,6 +18,7 @@ lengthen the wait. Failures are forgotten ``forget`` seconds after the latest on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -28,12 +29,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from gateway.ratelimit import ADMITTED, Verdict
 from gateway.storage.db import WriteLock
 from gateway.storage.tables import auth_throttle
 
-__all__ = ["ACCOUNT", "ADDRESS", "Attempt", "Rule", "Throttle", "retry_after"]
+__all__ = ["ACCOUNT", "ADDRESS", "Attempt", "Rule", "Throttle", "admit_in_turn", "retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,26 @@ class Throttle:
         conn.execute(sa.update(auth_throttle).where(auth_throttle.c.key == key.digest).values(
             failures=failures, last_us=last_us,
             next_us=last_us + int(key.rule.delay(failures) * 1_000_000)))
+
+
+QUEUE_WAIT = 3.0  # seconds an attempt may wait for its turn behind tries still being checked
+
+
+async def admit_in_turn(throttle: Throttle, attempt: Attempt) -> Verdict:
+    """``admit``, waiting a little while the refusal is only the first step of delay.
+
+    Tries still being checked count as failures until they settle, so a client that sends several
+    right requests at once (a pool of workers starting up) would be refused for no failure at all.
+    Waiting in turn, it goes in as soon as one of them succeeds and clears the count. A refusal
+    with a longer wait is a real run of failures and is answered at once; the wait is on the event
+    loop, not in a worker thread, so waiting callers hold no thread."""
+    waited = 0.0
+    while True:
+        verdict = await run_in_threadpool(throttle.admit, attempt)
+        if verdict.allowed or verdict.retry_after > throttle.account.base or waited >= QUEUE_WAIT:
+            return verdict
+        await asyncio.sleep(0.05)
+        waited += 0.05
 
 
 def retry_after(verdict: Verdict) -> str:

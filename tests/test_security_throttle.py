@@ -231,3 +231,14 @@ def test_a_burst_of_wrong_client_secrets_gets_429_beyond_the_free_tries(gateway:
     assert all(int(r.headers["retry-after"]) >= 1 for r in answers if r.status_code == 429)
     right = httpx.post(f"{base}/oauth/token", data=form, auth=(CLIENT, secrets[CLIENT]))
     assert right.status_code == 429 and "access_token" not in right.text
+
+
+def test_a_burst_of_right_client_secrets_all_get_tokens(gateway: Any) -> None:
+    """A client whose 24 workers start at once asks for 24 tokens at once, all with the right
+    secret: tries being checked count as failures until they settle, so the ones beyond the free
+    tries wait their turn instead of being refused for failures that never happened."""
+    base, _, secrets = gateway
+    form = {"grant_type": "client_credentials"}
+    answers = _burst(base, [{"method": "POST", "url": "/oauth/token", "data": form,
+                             "auth": (CLIENT, secrets[CLIENT])} for _ in range(24)])
+    assert [r.status_code for r in answers] == [200] * 24

@@ -19,7 +19,7 @@ from gateway.oauth.jwks import ASSERTION_ALGORITHMS, TOKEN_ALGORITHMS
 from gateway.oauth.server import TokenRequest, TokenResponse, endpoint_urls
 from gateway.public import client_address
 from gateway.ratelimit import Verdict
-from gateway.throttle import Attempt, Throttle, retry_after
+from gateway.throttle import Attempt, Throttle, admit_in_turn, retry_after
 
 log = structlog.get_logger("lienthong.oauth")
 router = APIRouter(tags=["OAuth 2.0"])
@@ -75,8 +75,10 @@ async def _answer(request: Request, endpoint: str,
     client = _client_of(request, form)
     attempt = Attempt("oauth", f"{client} from {address}" if client else "", address)
     try:  # argon2 and the database block: keep them off the event loop
-        answer = await run_in_threadpool(_throttled, runtime.security.throttle, attempt,
-                                         lambda: handle(runtime.token_server, oauth_request))
+        verdict = await admit_in_turn(runtime.security.throttle, attempt)
+        answer = verdict if not verdict.allowed else await run_in_threadpool(
+            _checked, runtime.security.throttle, attempt,
+            lambda: handle(runtime.token_server, oauth_request))
     except Exception as exc:  # a store (database, Redis) failed: not the client's fault
         log.error(f"{endpoint}_failed", error=type(exc).__name__, client=_client_of(request, form))
         return _oauth_error(503, "temporarily_unavailable", "the authorization server cannot answer "
@@ -94,14 +96,10 @@ async def _answer(request: Request, endpoint: str,
                     media_type="application/json")
 
 
-def _throttled(throttle: Throttle, attempt: Attempt,
-               answer: Callable[[], TokenResponse]) -> TokenResponse | Verdict:
-    """The answer, if the throttle admits the attempt (else its refusal). A wrong credential
+def _checked(throttle: Throttle, attempt: Attempt, answer: Callable[[], TokenResponse]) -> TokenResponse:
+    """The answer to an admitted attempt, settled with the throttle: a wrong credential
     (``invalid_client``) stays counted; a success clears the client's count; a request refused
     before any credential was checked is not counted."""
-    verdict = throttle.admit(attempt)
-    if not verdict.allowed:
-        return verdict
     try:
         response = answer()
     except Exception:
