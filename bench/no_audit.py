@@ -6,8 +6,9 @@ never answers an exchange it did not audit.
 
 What is taken out is all the audit does for an exchange: the record (the digests of the response
 and of the upstream's request and response), the kept bodies, the leaf, its hash and its commit.
-The request's digest stays: the gateway sends it back as ``X-Road-Request-Hash`` whatever the
-audit does. Patched in this process only, so run the gateway with one worker (the bench does).
+The request's digest stays (the audit's SHA-256 of the body; the answer's ``X-Road-Request-Hash``
+is computed apart, whatever the audit does). Patched in this process only, so run the gateway with
+one worker (the bench does).
 """
 
 from __future__ import annotations

@@ -73,31 +73,36 @@ class Citizen:
     so_dinh_danh: str
     ho_va_ten: str
     ngay_sinh: str
+    so_cmnd: str = ""
 
 
 def known_citizen() -> Citizen:
     from connectors.population.data import citizens
 
     person = next(iter(citizens(count=1000, seed=SEED).values())).person
-    return Citizen(person.so_dinh_danh, person.ho_va_ten, person.ngay_sinh)
+    return Citizen(person.so_dinh_danh, person.ho_va_ten, person.ngay_sinh, person.so_cmnd)
 
 
 def verify_payload(citizen: Citizen) -> dict[str, str]:
     """The JSON a client sends for XacThucThongTinCongDan (MaYeuCau and MaCanBo the gateway fills)."""
-    return {"MaDVC": "1.001612", "MaDonVi": "000.00.00.G22", "SoDinhDanh": citizen.so_dinh_danh,
-            "HoVaTen": citizen.ho_va_ten, "NgayThangNamSinh": citizen.ngay_sinh}
+    return {"MaDichVu": "1.001612", "SoDinhDanh": citizen.so_dinh_danh, "SoCMND": citizen.so_cmnd,
+            "HoVaTen": citizen.ho_va_ten}
 
 
 def verify_envelope(citizen: Citizen) -> tuple[bytes, str]:
     """The SOAP envelope the gateway's connector writes for the same call, and its SOAPAction."""
     from connectors.population import WSDL
-    from connectors.population.connector import load_operation
     from gateway.resources import schemas_dir
+    from gateway.soap import envelope as soap
+    from gateway.xml.contract import load_contract
 
-    operation = load_operation(schemas_dir() / WSDL, "XacThucThongTinCongDan")
-    payload = {**verify_payload(citizen), "MaYeuCau": "0123456789abcdef0123456789abcdef",
-               "MaCanBo": USER_ID}
-    return operation.request(payload), operation.soap_action
+    operation = load_contract(schemas_dir() / WSDL).operations["XacThucThongTinCongDan"]
+    payload = {"MaYeuCau": "0123456789abcdef0123456789abcdef", "MaCanBo": USER_ID,
+               **verify_payload(citizen)}
+    root, header, body = soap.build(operation.input.nsmap)
+    root.remove(header)
+    operation.input.to_xml(payload, body)
+    return soap.serialise(root), f'"{operation.action}"'
 
 
 def population_available() -> str | None:

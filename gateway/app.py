@@ -1,6 +1,7 @@
 """The gateway as one ASGI application.
 
-``/r1/…`` goes straight to the REST entry point (the hot path), ``/soap…`` to the SOAP entry point;
+``/r1/…`` goes straight to the REST entry point (the hot path), ``/soap…`` to the SOAP entry point,
+``/listClients`` to X-Road's list of providers (gateway/listclients.py);
 everything else (OAuth, health, OpenAPI docs) is a FastAPI app. The process's ``Runtime`` is built
 at lifespan start-up.
 """
@@ -24,6 +25,7 @@ from gateway.audit.service import AuditService
 from gateway.config import Config
 from gateway.delivery.routes import router as delivery_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
+from gateway.listclients import LIST_CLIENTS, ListClients
 from gateway.logs import configure_logging
 from gateway.oauth.routes import router as oauth_router
 from gateway.openapi import OAUTH_ERRORS, problems
@@ -136,12 +138,15 @@ class GatewayApp:
         self.soap = SoapEntry(config, lambda: self.api.state.runtime.pipeline,
                               lambda: config.limits.max_body_bytes,
                               config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())
+        self.list_clients = ListClients(lambda: self.api.state.runtime.pipeline)  # X-Road's listClients
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.rest(scope, receive, send)
         elif scope["type"] == "http" and is_soap_path(scope["path"]):
             await self.soap(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == LIST_CLIENTS:
+            await self.list_clients(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import yamlfile
-from gateway.identifiers import IdentifierError, ServiceId, SubsystemId, split_id
+from gateway.identifiers import IdentifierError, ServiceId, normalise_client, split_id
 
 
 class _Model(BaseModel):
@@ -175,10 +175,32 @@ class Subsystem(_Model):
     name: str = ""
 
 
+class Routing(_Model):
+    """Which dossiers routed down by agency this member receives, and with which of its services
+    (gateway/routing.py, docs/delivery.md)."""
+
+    agencies: list[str] = Field(min_length=1, description="agency parts of dossier codes (H22 takes "
+                                "H22-..., H22.31-... and every unit below); the most specific wins")
+    dossier: str | None = Field(None, description="SUBSYSTEM/SERVICECODE[/VERSION] of the member's "
+                                "service that receives dossiers (an async service, dossier.message "
+                                "dossier)")
+    progress: str | None = Field(None, description="the same for progress updates (dossier.message "
+                                 "progress)")
+
+    @field_validator("agencies")
+    @classmethod
+    def _agency_codes(cls, value: list[str]) -> list[str]:
+        from gateway.routing import check_agency
+
+        return [check_agency(code) for code in value]
+
+
 class Member(_Model):
     id: str
     name: str = ""
     subsystems: list[Subsystem] = []
+    routing: Routing | None = Field(None, description="dossiers and progress routed down to this "
+                                    "member by the agency their dossier code names")
 
     @field_validator("id")
     @classmethod
@@ -191,8 +213,9 @@ class Member(_Model):
 
 class Service(_Model):
     id: str
-    connector: str
-    upstream: str = Field(description="base URL of the upstream system")
+    connector: str = Field("", description="required, except for a routing service")
+    upstream: str = Field("", description="base URL of the upstream system; required, except for a "
+                          "routing service")
     timeout: float = Field(10.0, gt=0, le=600)
     schema_: str | None = Field(None, alias="schema", description="path under schemas/")
     operation: str | None = Field(None, description="upstream operation; the service code by default")
@@ -202,8 +225,36 @@ class Service(_Model):
     extra_path: str | None = Field(None, description="the path a client may add after the service's "
                                    "code: none by default; '/' for any, '/items' for /items and "
                                    "below (gateway/paths.py)")
+    subjects: list[str] = Field([], description=(
+        "dotted paths where this service's requests name data subjects (personal ids): indexed, as "
+        "keyed hashes, in the audit record of every exchange with it, refused ones included, so that "
+        "a citizen's access report shows them; the deciding rule's subjects add to these"))
     options: dict[str, Any] = {}
     description: str = ""
+    route: bool = Field(False, description="a routing service: each request is stored for the "
+                        "member whose routing.agencies name the agency in its dossier code, and "
+                        "delivered by that member's service for the message (dossier.message); it "
+                        "has no connector or upstream of its own (gateway/routing.py)")
+
+    @model_validator(mode="after")
+    def _reaches_somewhere(self) -> Service:
+        if self.route:
+            if self.connector or self.upstream:
+                raise ValueError(f"service {self.id} routes (route: true): it has no connector or "
+                                 "upstream of its own, the receiving member's service has")
+            if self.delivery != "async" or self.dossier is None:
+                raise ValueError(f"service {self.id} routes (route: true): it needs delivery: async "
+                                 "and dossier: {message: dossier|progress}")
+        elif not self.connector or not self.upstream:
+            raise ValueError(f"service {self.id} needs a connector and an upstream")
+        return self
+
+    @field_validator("subjects")
+    @classmethod
+    def _subject_paths(cls, value: list[str]) -> list[str]:
+        from gateway.policy.subjects import check_paths
+
+        return check_paths(value) or []
 
     @field_validator("extra_path")
     @classmethod
@@ -246,7 +297,7 @@ class Client(_Model):
     @field_validator("id")
     @classmethod
     def _client_id(cls, value: str) -> str:
-        return str(SubsystemId.parse(value))
+        return normalise_client(value)  # a subsystem, or a member acting as itself (X-Road allows both)
 
     @field_validator("jwks")
     @classmethod
@@ -306,13 +357,19 @@ class Config(_Model):
                 raise _CatalogError(("services", i, "id"), f"service {service.id} is listed twice")
             seen.add(service.id)
         clients: set[str] = set()
+        declared = subsystems | {m.id for m in self.members}
         for i, client in enumerate(self.clients):
-            if client.id not in subsystems:
-                raise _CatalogError(("clients", i, "id"),
-                                    f"client {client.id} is not a subsystem declared in 'members'")
+            if client.id not in declared:
+                raise _CatalogError(("clients", i, "id"), f"client {client.id} is not a member or a "
+                                    "subsystem declared in 'members'")
             if client.id in clients:
                 raise _CatalogError(("clients", i, "id"), f"client {client.id} is listed twice")
             clients.add(client.id)
+        from gateway.routing import catalog_problem
+
+        problem = catalog_problem(self)
+        if problem is not None:
+            raise _CatalogError(*problem)
         return self
 
     def path(self, value: str) -> Path:
@@ -338,6 +395,15 @@ class Config(_Model):
             cache = {s.id: s for s in self.services}
             self.__dict__["_services_by_id"] = cache
         return cache
+
+    def declares(self, client_id: str) -> bool:
+        """Whether ``members`` declares this member or subsystem: X-Road's registered client."""
+        declared = self.__dict__.get("_declared")
+        if declared is None:
+            declared = frozenset({m.id for m in self.members}
+                                 | {f"{m.id}/{s.code}" for m in self.members for s in m.subsystems})
+            self.__dict__["_declared"] = declared
+        return client_id in declared
 
     def client(self, client_id: str) -> Client | None:
         for client in self.clients:

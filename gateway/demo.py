@@ -7,6 +7,8 @@ database, generated keys and secrets), then plays the scenario a newcomer should
    update (JSON in, the portal's JSON form upstream), while the portal is down: the gateway accepts
    them (202, store-and-forward), rides out the outage and, once the portal is back, delivers each
    dossier once with its update after it (gateway/delivery/demo.py);
+   then the portal routes two nationally filed dossiers down by the agency in their code, and their
+   updates after them, to Hà Giang's one-stop system (gateway/routing.py);
 2. the national portal verifies 20 citizens against the population database (JSON in, SOAP
    upstream, JSON out);
 3. a call without a token, and a call to a service the client may not use, are refused;
@@ -66,6 +68,7 @@ class Scenario:
     base: str
     secrets: dict[str, str]
     sim_dvcqg: str  # the portal simulator's base URL, to check what arrived upstream
+    sim_onestop: str = ""  # Hà Giang's one-stop simulator, to check what was routed down
     sent: dict[str, str] = field(default_factory=dict)  # exchange id -> what it was
     checks: list[Outcome] = field(default_factory=list)
     refused: list[tuple[str, int, str]] = field(default_factory=list)
@@ -146,6 +149,10 @@ async def play(sc: Scenario) -> None:
         sc.doing("pushing 20 dossiers while the portal is down, then waiting for their delivery")
         await ride_out_portal_outage(http, sc.base, t_motcua, motcua, sc.sim_dvcqg, batch, exchange,
                                      sc.check)
+        from gateway.delivery.demo import route_down
+
+        sc.doing("routing nationally filed dossiers down to Hà Giang, then their updates")
+        await route_down(http, sc.base, t_portal, portal, sc.sim_onestop, exchange, sc.check)
 
         from connectors.synthetic import people
 
@@ -154,9 +161,9 @@ async def play(sc: Scenario) -> None:
         async def verify(i: int) -> bool:
             p = citizens[i]
             name = p.ho_va_ten if i % 10 else f"{p.ho} {p.ten}"  # two with a wrong name
-            body = {"MaYeuCau": f"DEMO-{i:04d}", "MaDVC": "1.001193.000.00.00.H22",
-                    "MaCanBo": "canbo.nguyenvanan", "MaDonVi": "000.00.00.G22",
-                    "SoDinhDanh": p.so_dinh_danh, "HoVaTen": name, "NgayThangNamSinh": p.ngay_sinh}
+            body = {"MaYeuCau": f"DEMO-{i:04d}", "MaDichVu": "1.001193.000.00.00.H22",
+                    "MaCanBo": "canbo.nguyenvanan", "SoDinhDanh": p.so_dinh_danh,
+                    "SoCMND": p.so_cmnd, "HoVaTen": name}
             r = await exchange("XacThucThongTinCongDan", t_portal, portal,
                                f"{POPULATION}/CSDLDC/XacThucThongTinCongDan", body,
                                **{"X-Road-UserId": "VN-canbo.nguyenvanan",
@@ -294,6 +301,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
             _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
             _wait_ready(f"{base}/readyz", procs)
         sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}",
+                      sim_onestop=f"http://127.0.0.1:{ports.onestop}",
                       client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()})
         with console.status("playing the scenario…"):
             asyncio.run(play(sc))

@@ -8,7 +8,9 @@ own dialect (problem+json for REST, a SOAP Fault for SOAP) without knowing where
     │   ├── InvalidRequest            400 Client.InvalidRequest
     │   │   └── InvalidBody           400/422 Client.InvalidBody (bad JSON, schema errors)
     │   ├── Unauthenticated           401 + WWW-Authenticate (RFC 6750)
-    │   ├── Forbidden                 403 Client.AccessDenied (policy refused, client mismatch)
+    │   ├── Forbidden                 403 Client.AccessDenied (the token is not the named client's)
+    │   │   ├── AccessDenied          403 Server.ServerProxy.AccessDenied (a policy refused the call)
+    │   │   └── UnknownMember         403 Server.ClientProxy.UnknownMember (an undeclared client)
     │   ├── UnknownService            404 Client.UnknownService
     │   ├── MethodNotAllowed          405
     │   ├── PayloadTooLarge           413
@@ -116,13 +118,37 @@ class Forbidden(ClientError):
     code = "Client.AccessDenied"
     type_slug = "forbidden"
 
-    def __init__(self, detail: str, *, rule: str | None = None, scope: str | None = None) -> None:
+    def __init__(self, detail: str, *, rule: str | None = None, scope: str | None = None,
+                 challenge: str | None = None) -> None:
+        # RFC 6750 section 3.1: a valid token that does not reach this far is insufficient_scope
+        # (403), naming the scope that would, or saying why (``challenge``: no quotes, no user input).
         headers = {}
-        if scope:
-            headers["WWW-Authenticate"] = (
-                f'Bearer realm="lienthong", error="insufficient_scope", scope="{scope}"')
+        if scope or challenge:
+            value = 'Bearer realm="lienthong", error="insufficient_scope"'
+            if scope:
+                value += f', scope="{scope}"'
+            if challenge:
+                value += f', error_description="{challenge}"'
+            headers["WWW-Authenticate"] = value
         super().__init__(detail, extra={"rule": rule} if rule else None, headers=headers)
         self.rule = rule
+
+
+class AccessDenied(Forbidden):
+    """No policy rule gives the client this call (or the deciding rule wants a scope, an official or
+    a purpose the call lacks): X-Road's missing access right, which its provider side refuses as
+    ``Server.ServerProxy.AccessDenied``; the gateway plays that side too."""
+
+    code = "Server.ServerProxy.AccessDenied"
+
+
+class UnknownMember(Forbidden):
+    """``X-Road-Client`` (or the SOAP header's ``client``) names a member or subsystem the catalog
+    does not declare. The code is X-Road's (its client proxy refuses an unregistered client so)."""
+
+    title = "Unknown member"
+    code = "Server.ClientProxy.UnknownMember"
+    type_slug = "unknown-member"
 
 
 class UnknownService(ClientError):

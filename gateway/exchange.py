@@ -35,6 +35,7 @@ from gateway.errors import (
     InvalidBody,
     RateLimited,
     ServerError,
+    UnknownMember,
     UnknownService,
     UpstreamError,
     UpstreamTimeout,
@@ -123,6 +124,7 @@ class Rendered:
 
 
 Render = Callable[[Result], Rendered]
+Answer = Callable[[Result], Result]  # an authenticated call -> its reply or error
 Intake = Callable[[Result], Awaitable[Reply]]
 Validator = Callable[[Any], None]  # raises a GatewayError (InvalidBody, 422) for an invalid payload
 
@@ -170,6 +172,17 @@ class Pipeline:
                      error=error)
         return await self._finish(ctx, render)
 
+    async def answer(self, exchange: Exchange, answer: Answer, render: Render) -> Rendered:
+        """A call the gateway answers itself (X-Road's metadata services, gateway/metadata.py):
+        authenticated, rendered and audited like any exchange; ``answer`` takes the place of the
+        service, policy and connector steps and sets the reply or the error."""
+        ctx = Result(exchange=exchange, request_sha256=hashlib.sha256(exchange.body).hexdigest())
+        try:
+            ctx = answer(self.authenticate(ctx))
+        except _Stop as stop:
+            ctx = stop.result
+        return await self._finish(ctx, render)
+
     async def deliver(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
         """A stored async exchange, handed over by a delivery worker: authenticated, authorised,
         parsed and validated when it was accepted, so only the connector step runs now; rendered
@@ -184,6 +197,8 @@ class Pipeline:
         return (await self._complete(ctx, render))[1]
 
     async def _complete(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
+        if ctx.error is not None and not ctx.subjects:
+            ctx = replace(ctx, subjects=self._named_subjects(ctx))
         try:
             rendered = render(ctx)
         except GatewayError as err:  # the reply cannot be said in the entry point's dialect
@@ -213,11 +228,22 @@ class Pipeline:
             try:
                 claimed = normalise_client(ex.client_header)
             except IdentifierError as err:
-                raise self._fail(ctx, Forbidden(f"X-Road-Client is not a subsystem id: {err}")) from None
+                raise self._fail(ctx, Forbidden(f"X-Road-Client is not a member or subsystem id: {err}")) \
+                    from None
             if claimed != token.client_id:
-                raise self._fail(ctx, Forbidden(
-                    f"X-Road-Client {claimed} is not the client the token was issued to"))
+                raise self._fail(ctx, self._not_the_token_client(claimed, token.client_id))
         return ctx
+
+    def _not_the_token_client(self, claimed: str, holder: str) -> GatewayError:
+        """A token acts only as the client it was issued to, member and subsystem alike: as in
+        X-Road, where an information system is authenticated per client, a member and each of its
+        subsystems are different clients. A claimed client nobody declared is X-Road's unknown
+        member; a declared one is a 403 whose challenge says the token does not reach that far."""
+        if not self.config.declares(claimed):
+            return UnknownMember(f"client {claimed} is not registered here")
+        return Forbidden(f"X-Road-Client {claimed} is not the client the token was issued to ({holder})",
+                         challenge="the token was issued to another client than the one X-Road-Client "
+                                   "names")
 
     def resolve(self, ctx: Result) -> Result:
         ex = ctx.exchange
@@ -239,8 +265,8 @@ class Pipeline:
                                                   user_id=ex.user_id, issue=ex.issue))
         except Forbidden as err:
             raise _Stop(replace(ctx, error=err, rule=err.rule)) from None
-        return replace(ctx, rule=decision.rule_name, subject_paths=tuple(decision.rule.subjects),
-                       decision=decision)
+        paths = tuple(dict.fromkeys([*ctx.service.subjects, *decision.rule.subjects]))
+        return replace(ctx, rule=decision.rule_name, subject_paths=paths, decision=decision)
 
     async def admit(self, ctx: Result) -> Result:
         """The deciding rule's rate limit and quota, per client and service; a refusal names the
@@ -282,6 +308,29 @@ class Pipeline:
         if ctx.subject_paths and payload is not None:
             subjects = tuple(self.subjects(s) for s in subject_ids(payload, list(ctx.subject_paths)))
         return replace(ctx, payload=payload, decoded=decoded, subjects=subjects)
+
+    def _named_subjects(self, ctx: Result) -> tuple[str, ...]:
+        """The data subjects a refused (or failed) request names, by its service's subject paths:
+        a refused look-up is what a citizen most wants to see in their report. Read from the body
+        here when the steps stopped before parsing it; a body that cannot be read names no one."""
+        ex = ctx.exchange
+        service = ctx.service or self.config.service(ex.service_id)
+        if service is None:
+            return ()
+        paths = list(dict.fromkeys([*service.subjects, *ctx.subject_paths]))
+        if not paths:
+            return ()
+        payload = ctx.payload
+        if payload is None and ex.body:
+            try:
+                payload = self.parse(replace(ctx, service=service, subject_paths=(),
+                                             operation=ctx.operation or ex.operation
+                                             or service.operation_name)).payload
+            except _Stop:
+                return ()
+        if payload is None:
+            return ()
+        return tuple(self.subjects(s) for s in subject_ids(payload, paths))
 
     def validate(self, ctx: Result) -> Result:
         """The service's JSON Schema, when it has one: 422 listing every error's path."""

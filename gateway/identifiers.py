@@ -3,6 +3,9 @@
 ``VN/GOV/000.00.00.H22`` is a member, ``VN/GOV/000.00.00.H22/MOTCUA`` a subsystem and
 ``VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC[/v1]`` a service. The colon form
 (``VN:GOV:000.00.00.G22:DVCQG``) is accepted everywhere an id is read.
+
+A client is a member or a subsystem, as in X-Road (its message protocols let ``client`` and
+``X-Road-Client`` name either); a service always belongs to a subsystem here.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ class MemberId:
     instance: str
     member_class: str
     code: str
+
+    @classmethod
+    def parse(cls, text: str) -> MemberId:
+        parts = split_id(text)
+        if len(parts) != 3:
+            raise IdentifierError(f"{text!r} is not a member id (INSTANCE/CLASS/CODE)")
+        return cls(*parts)
 
     def __str__(self) -> str:
         return f"{self.instance}/{self.member_class}/{self.code}"
@@ -85,6 +95,17 @@ class ServiceId:
         return f"{base}/{self.version}" if self.version else base
 
 
+def parse_client(text: str) -> MemberId | SubsystemId:
+    """A client id: a member (three parts) or a subsystem (four)."""
+    parts = split_id(text)
+    if len(parts) == 3:
+        return MemberId(*parts)
+    if len(parts) == 4:
+        return SubsystemId(*parts)
+    raise IdentifierError(f"{text!r} is not a client id (INSTANCE/CLASS/CODE for a member, "
+                          "INSTANCE/CLASS/CODE/SUBSYSTEM for a subsystem)")
+
+
 def normalise_client(text: str) -> str:
-    """A client id in canonical slash form, whichever form it came in."""
-    return str(SubsystemId.parse(text))
+    """A client id (member or subsystem) in canonical slash form, whichever form it came in."""
+    return str(parse_client(text))

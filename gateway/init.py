@@ -64,11 +64,28 @@ STORE_AND_FORWARD: dict[str, dict[str, object]] = {
                             "dossier": {"message": "progress"}},
     "NhanHoSo": {"delivery": "async", "schema": "dvcqg/dossier.json",
                  "dossier": {"message": "dossier", "agency": "provider"}},
+    "CapNhatTienDoHoSo": {"delivery": "async", "schema": "dvcqg/progress.json",
+                          "dossier": {"message": "progress", "agency": "provider"}},
 }
 
 
 # Services that take a path after their code (gateway/paths.py); every other takes none.
 CODE_IN_PATH = {"TraCuuHoSo": {"extra_path": "/"}}  # .../TraCuuHoSo/{MaHoSo}
+# Where requests name a citizen (audit subjects, refused calls included): a dossier's owner, the
+# person looked up in the population database.
+OWNER = {"subjects": ["MaDoiTuong"]}
+PERSON = {"subjects": ["SoDinhDanh", "SoCMND"]}
+# The gateway's own routing services (gateway/routing.py): the portal sends a dossier, or its
+# progress, and the agency in its code picks the province's receiving service (members[].routing).
+ROUTER = f"{PORTAL}/LIENTHONG"
+ROUTES = [{"id": f"{ROUTER}/{name}", "route": True, "description": text,
+           **STORE_AND_FORWARD[receiver], "dossier": {"message": message, "agency": "provider"},
+           **(OWNER if message == "dossier" else {})}
+          for name, receiver, message, text in [
+              ("ChuyenHoSoVeDiaPhuong", "NhanHoSo", "dossier",
+               "Chuyển hồ sơ nộp trên Cổng DVCQG về một cửa của cơ quan trong mã hồ sơ"),
+              ("ChuyenTienDoVeDiaPhuong", "CapNhatTienDoHoSo", "progress",
+               "Chuyển tiến độ xử lý hồ sơ về một cửa của cơ quan trong mã hồ sơ")]]
 
 
 def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
@@ -79,21 +96,27 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     services: list[dict[str, object]] = [
         *({"id": f"{PORTAL}/DVCQG/{name}", "connector": "dvcqg", "upstream": up(ports.dvcqg),
            "timeout": 10, "options": portal_opts, "description": text, **STORE_AND_FORWARD.get(name, {}),
-           **CODE_IN_PATH.get(name, {})}
+           **CODE_IN_PATH.get(name, {}), **(OWNER if name == "DongBoHoSoMC" else {})}
           for name, text in [("DongBoHoSoMC", "Đồng bộ hồ sơ một cửa lên Cổng DVCQG"),
                              ("CapNhatTienDoHoSoMC", "Cập nhật tiến độ xử lý hồ sơ"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ trên Cổng DVCQG")]),
-        *({"id": f"{POPULATION}/CSDLDC/{name}", "connector": "population",
+        # The population database: the generic SOAP connector with its WSDL (the published schemas'
+        # fields); the request id and the acting official come from the exchange when left out.
+        *({"id": f"{POPULATION}/CSDLDC/{name}", "connector": "soap",
            "upstream": up(ports.population, "/dancu"), "schema": "population/dancu.wsdl",
-           "timeout": 10, "description": text}
+           "timeout": 10, "description": text, **PERSON,
+           "options": {"fill": {"MaYeuCau": "id", "MaCanBo": "userId"}}}
           for name, text in [("XacThucThongTinCongDan", "Xác thực thông tin công dân"),
+                             ("XacMinhThongTinNhanThan", "Xác minh thông tin nhân thân"),
                              ("TraCuuThongTinCongDan", "Tra cứu thông tin công dân")]),
         *({"id": f"{member}/MOTCUA/{name}", "connector": "onestop", "upstream": up(ports.onestop),
            "timeout": 10, "description": text, **STORE_AND_FORWARD.get(name, {}),
-           **CODE_IN_PATH.get(name, {})}
+           **CODE_IN_PATH.get(name, {}), **(OWNER if name == "NhanHoSo" else {})}
           for member in (HA_GIANG,)
           for name, text in [("NhanHoSo", "Nhận hồ sơ từ Cổng DVCQG"),
+                             ("CapNhatTienDoHoSo", "Nhận tiến độ xử lý hồ sơ từ Cổng DVCQG"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
+        *ROUTES,
         {"id": f"{NGHE_AN}/DANHMUC/echo", "connector": "rest", "upstream": up(ports.rest, "/echo"),
          "timeout": 10, "description": "Dịch vụ REST mẫu: trả lại yêu cầu"},
         {"id": f"{NGHE_AN}/DANHMUC/items", "connector": "rest", "upstream": up(ports.rest, "/items"),
@@ -104,11 +127,14 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
             {"id": PORTAL, "name": "Văn phòng Chính phủ", "subsystems": [
                 {"code": "DVCQG", "name": "Cổng Dịch vụ công quốc gia"},
                 {"code": "KIEMTOAN", "name": "Kiểm toán nhật ký liên thông"},
-                {"code": "GIAMSAT", "name": "Giám sát vận hành cổng liên thông"}]},
+                {"code": "GIAMSAT", "name": "Giám sát vận hành cổng liên thông"},
+                {"code": "LIENTHONG", "name": "Định tuyến hồ sơ về địa phương (cổng liên thông)"}]},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
                 {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"}]},
             {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "subsystems": [
-                {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}]},
+                {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
+             "routing": {"agencies": ["H22"], "dossier": "MOTCUA/NhanHoSo",
+                         "progress": "MOTCUA/CapNhatTienDoHoSo"}},
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An", "subsystems": [
                 {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"},
                 {"code": "DANHMUC", "name": "Danh mục dùng chung"}]},

@@ -122,7 +122,8 @@ def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
 
 
 _XROAD_HEADERS = [
-    _header("X-Road-Client", "the calling subsystem; when present it must be the token's client",
+    _header("X-Road-Client", "the calling client (a subsystem, or a member); when present it must be the "
+            "token's client",
             example="VN/GOV/000.00.00.H22/MOTCUA"),
     _header("X-Road-Id", "the exchange id (generated when absent)", maxLength=128),
     _header("X-Road-UserId", "the acting official (required by rules with require_user_id)"),
@@ -131,7 +132,10 @@ _XROAD_HEADERS = [
 ]
 _ANSWER_HEADERS = {
     "X-Road-Id": {"description": "the exchange id, also the audit record's id", **_TEXT},
-    "X-Road-Request-Hash": {"description": "hex SHA-256 of the request body as received", **_TEXT},
+    "X-Road-Request-Hash": {"description": "X-Road REST r1: base64 SHA-512(SHA-512(request line and "
+                                           "X-Road headers) + SHA-512(body)) (docs/exchange.md)", **_TEXT},
+    "X-Road-Error": {"description": "on an error the gateway produced: its code, e.g. "
+                                    "Server.ServerProxy.AccessDenied (X-Road REST r1 section 4.6)", **_TEXT},
 }
 _EXCHANGE_ERRORS = problems(400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 502, 503, 504)
 
@@ -211,6 +215,65 @@ def _soap_wsdl() -> dict[str, Any]:
     }
 
 
+_PROVIDER_PARAMS = _SERVICE_PARAMS[:4]
+_IDENTIFIER = {"type": "object", "properties": {
+    name: {"type": "string"} for name in ("object_type", "xroad_instance", "member_class", "member_code",
+                                          "subsystem_code")}}
+_REST_SERVICES = {"type": "object", "description": "X-Road PR-MREST's list of REST services", "properties": {
+    "service": {"type": "array", "items": {"type": "object", "properties": {
+        **{name: {"type": "string"} for name in ("object_type", "xroad_instance", "member_class",
+                                                  "member_code", "subsystem_code", "service_code",
+                                                  "service_version")},
+        "service_type": {"type": "string", "enum": ["REST", "OPENAPI", "WSDL"]},
+        "endpoint_list": {"type": "array", "items": {"type": "object", "properties": {
+            "method": {"type": "string"}, "path": {"type": "string"}}}}}}}}}
+_META_ERRORS = problems(400, 401, 403, 404, 405, 500, 503)
+
+
+def _metaservice(code: str, summary: str, answer: dict[str, Any],
+                 parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An X-Road metaservice of the REST face (docs/exchange.md, gateway/metadata.py)."""
+    return {"get": {
+        "tags": ["Metadata"], "summary": summary, "operationId": f"metadata_{code}",
+        "description": "X-Road's service metadata protocol for REST (PR-MREST), answered from the "
+                       "catalog and the policies. A bearer token is needed, as for every exchange; "
+                       "the call is audited like one.",
+        "security": [{"bearerToken": []}],
+        "parameters": [*_PROVIDER_PARAMS, *(parameters or []), *_XROAD_HEADERS[:2]],
+        "responses": {"200": {"description": "The answer", "headers": _ANSWER_HEADERS,
+                              "content": {"application/json": {"schema": answer}}},
+                      **{str(code_): item for code_, item in _META_ERRORS.items()}}}}
+
+
+_PROVIDER_PATH = "{instance}/{class}/{member}/{subsystem}"
+METADATA_ENTRY_POINTS: dict[str, dict[str, Any]] = {
+    f"/r1/{_PROVIDER_PATH}/listMethods": _metaservice(
+        "listMethods", "The provider's services", _REST_SERVICES),
+    f"/r1/{_PROVIDER_PATH}/allowedMethods": _metaservice(
+        "allowedMethods", "The provider's services that a policy rule lets the calling client call",
+        _REST_SERVICES),
+    f"/r1/{_PROVIDER_PATH}/getOpenAPI": _metaservice(
+        "getOpenAPI", "An OpenAPI description of one of the provider's services",
+        {"type": "object", "description": "an OpenAPI 3 document"},
+        [{"name": "serviceCode", "in": "query", "required": True, "schema": {"type": "string"},
+          "example": "XacThucThongTinCongDan"}]),
+    "/listClients": {"get": {
+        "tags": ["Metadata"], "summary": "The members and subsystems of the catalog",
+        "operationId": "metadata_listClients",
+        "description": "X-Road's listClients (PR-META): the clientList XML, or JSON when the request "
+                       "accepts application/json. A bearer token is needed; the call is audited.",
+        "security": [{"bearerToken": []}],
+        "parameters": [{"name": "xRoadInstance", "in": "query", "required": False,
+                        "schema": {"type": "string"}, "description": "this gateway's by default"}],
+        "responses": {"200": {"description": "The list", "content": {
+            "text/xml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object", "properties": {"member": {
+                "type": "array", "items": {"type": "object", "properties": {
+                    "id": _IDENTIFIER, "name": {"type": "string"},
+                    "subsystem_name": {"type": "string"}}}}}}}}},
+            **{str(code_): item for code_, item in problems(400, 401, 405, 500, 503).items()}}}},
+}
+
 _SERVICE_PATH = "{instance}/{class}/{member}/{subsystem}/{service}"
 ENTRY_POINTS: dict[str, dict[str, Any]] = {
     f"/r1/{_SERVICE_PATH}": {m: _rest_operation(m, False) for m in ("get", "post", "put", "patch", "delete")},
@@ -218,6 +281,7 @@ ENTRY_POINTS: dict[str, dict[str, Any]] = {
                                       for m in ("get", "post", "put", "patch", "delete")},
     f"/soap/{_SERVICE_PATH}": {"post": _soap_post(True), "get": _soap_wsdl()},
     "/soap": {"post": _soap_post(False)},
+    **METADATA_ENTRY_POINTS,
 }
 
 

@@ -8,6 +8,8 @@ gateway's endpoints live in the FastAPI app beside it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -15,6 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
+from gateway import metadata
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
 from gateway.ids import new_id
@@ -52,13 +55,37 @@ def _is_version(segment: str) -> bool:
     return len(segment) > 1 and segment[0] == "v" and segment[1:].replace(".", "").isdigit()
 
 
+def request_hash(ex: Exchange) -> str:
+    """``X-Road-Request-Hash`` as the X-Road REST message protocol (r1, section 4.3) defines it:
+    base64 of SHA-512(SHA-512(headers) + SHA-512(body)), or of SHA-512(headers) when there is no
+    body. "Headers" is the request as the gateway read it, serialised like X-Road's ``RestRequest``:
+    the method, CRLF, ``/r1/{service id}{path}[?query]``, CRLF, then ``name:value`` CRLF for each
+    X-Road header the exchange carries, in this order: x-road-client (as sent), x-road-id (sent or
+    generated), x-road-userid, x-road-issue, x-road-represented-party. The audit record keeps the
+    body's own SHA-256 (docs/audit.md); this hash binds the answer to the whole request."""
+    query = f"?{ex.query}" if ex.query else ""
+    lines = [ex.method, f"{PREFIX}{ex.service_id}{ex.path}{query}"]
+    for name, value in (("x-road-client", ex.client_header), ("x-road-id", ex.id),
+                        ("x-road-userid", ex.user_id), ("x-road-issue", ex.issue),
+                        ("x-road-represented-party", ex.represented_party)):
+        if value is not None:
+            lines.append(f"{name}:{value}")
+    digest = hashlib.sha512("".join(f"{line}\r\n" for line in lines).encode("utf-8")).digest()
+    if ex.body:
+        digest = hashlib.sha512(digest + hashlib.sha512(ex.body).digest()).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
 def render(result: Result) -> Rendered:
     ex = result.exchange
-    headers = [("x-road-id", ex.id), ("x-road-request-hash", result.request_sha256)]
+    headers = [("x-road-id", ex.id), ("x-road-request-hash", request_hash(ex))]
     if result.error is not None:
         err = result.error
         body = problem_bytes(err, instance=f"{PREFIX}{ex.service_id}{ex.path}", exchange_id=ex.id)
         headers.append(("content-type", PROBLEM_TYPE))
+        # X-Road REST r1 section 4.6: the error arose in the gateway (not the provider), so say so
+        # and name its type; the detail is in the body.
+        headers.append(("x-road-error", err.code))
         headers.extend((k.lower(), v) for k, v in err.headers.items())
         return Rendered(err.status, headers, body)
     reply = result.reply
@@ -102,8 +129,11 @@ class RestEntry:
                 ex_fields["service_id"] = path[len(PREFIX):][:255]
         exchange = Exchange(**ex_fields)
         pipeline = self._pipeline_of()
+        answer = metadata.rest_answer(pipeline, exchange) if error is None else None
         if error is not None:
             rendered = await pipeline.refuse(exchange, error, render)
+        elif answer is not None:  # an X-Road metaservice: listMethods, allowedMethods, getOpenAPI
+            rendered = await pipeline.answer(exchange, answer, render)
         else:
             rendered = await pipeline.run(exchange, render)
         await send_response(send, rendered)

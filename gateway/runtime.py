@@ -75,6 +75,8 @@ class Runtime:
             schemas_dir=config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())
         connectors: dict[str, Connector] = {}
         for service in config.services:
+            if service.route:
+                continue  # stored for the receiving member's service, whose connector delivers it
             try:
                 factory = plugins.load(plugins.CONNECTORS, service.connector)
                 connectors[service.id] = factory(service, context)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from fastapi.testclient import TestClient
 
 from gateway.config import Config, load_config
 from gateway.connector import Call, Reply
 from gateway.init import initialise
+from gateway.runtime import Runtime
 
 
 @dataclass
@@ -32,7 +34,30 @@ def rest_only_config(tmp_path: Path, **overrides: object) -> tuple[Config, dict[
     """The demo configuration cut down to its REST services (no simulator needed to start)."""
     init = initialise(tmp_path / "gw")
     data = yaml.safe_load(init.config_path.read_text())
-    data["services"] = [s for s in data["services"] if s["connector"] == "rest"]
+    data["services"] = [s for s in data["services"] if s.get("connector") == "rest"]
+    for member in data["members"]:
+        member.pop("routing", None)  # its receiving services are gone
     data.update(overrides)
     init.config_path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return load_config(init.config_path), init.secrets
+
+
+class InProcess:
+    """A gateway app under TestClient, the clients' secrets, and one token per client, kept."""
+
+    def __init__(self, client: TestClient, secrets: dict[str, str]) -> None:
+        self.client = client
+        self.secrets = secrets
+        self._tokens: dict[str, str] = {}
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.client.app.api.state.runtime  # type: ignore[attr-defined,no-any-return]
+
+    def token(self, client: str) -> str:
+        if client not in self._tokens:
+            r = self.client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                 auth=(client, self.secrets[client]))
+            assert r.status_code == 200, r.text
+            self._tokens[client] = r.json()["access_token"]
+        return self._tokens[client]

@@ -75,7 +75,8 @@ def test_exchange_is_audited_before_the_answer(app: tuple[TestClient, Config, st
     assert leaf["id"] == "demo-1" and leaf["outcome"] == "ok" and leaf["status"] == 200
     assert leaf["userId"] == "canbo.a" and leaf["purpose"] == "H22.23-20261121-0000001"
     assert leaf["rule"] == "danh-muc-dung-chung" and leaf["client"] == CLIENT
-    assert leaf["request"] == {"sha256": r.headers["x-road-request-hash"], "size": len(r.request.content)}
+    # The leaf keeps the body's SHA-256; X-Road-Request-Hash is X-Road's own (tests/test_xroad_errors.py)
+    assert leaf["request"] == {"sha256": _sha(r.request.content), "size": len(r.request.content)}
     assert leaf["upstream"] == {"request": {"sha256": _sha(b"req"), "size": 3},
                                 "response": {"sha256": _sha(b"resp"), "size": 4}}
     assert seen[0] == runtime(client).audit.size() - 1  # not yet stored while upstream answered

@@ -112,13 +112,13 @@ def test_population_verify_through_the_generic_connector() -> None:
     official filled in from the exchange, the answer exactly {"TonTai": true}."""
     person = citizen()
     verify = population("XacThucThongTinCongDan", {"fill": {"MaYeuCau": "id", "MaCanBo": "userId"},
-                                                   "defaults": {"MaDonVi": "000.00.00.G22"}})
-    reply = call(verify, {"MaDVC": "1.001193", "SoDinhDanh": person.so_dinh_danh,
-                          "HoVaTen": person.ho_va_ten, "NgayThangNamSinh": person.ngay_sinh})
+                                                   "defaults": {"MaDichVu": "1.001193"}})
+    reply = call(verify, {"SoDinhDanh": person.so_dinh_danh, "SoCMND": person.so_cmnd,
+                          "HoVaTen": person.ho_va_ten})
     assert reply.payload == {"TonTai": True}
     body = etree.fromstring(reply.wire_request).find(f"{{{SOAP}}}Body")[0]
-    assert [etree.QName(e).localname for e in body][:5] == ["MaYeuCau", "MaDVC", "MaCanBo", "MaDonVi",
-                                                            "SoDinhDanh"]
+    assert [etree.QName(e).localname for e in body] == ["MaYeuCau", "MaDichVu", "MaCanBo", "SoDinhDanh",
+                                                        "SoCMND", "HoVaTen"]
     assert body.findtext(f"{{{DAN}}}MaYeuCau") == "ex-1" and body.findtext(f"{{{DAN}}}MaCanBo") == "canbo.mai"
 
 
@@ -126,7 +126,7 @@ def test_upstream_fault_keeps_code_string_and_detail() -> None:
     """An upstream SOAP Fault is an UpstreamFault with the fault's code, string and typed detail."""
     lookup = population("TraCuuThongTinCongDan", {"fill": {"MaYeuCau": "id", "MaCanBo": "userId"}})
     with pytest.raises(UpstreamFault) as fault:
-        call(lookup, {"MaDVC": "1", "MaDonVi": "000.00.00.G22", "SoDinhDanh": "000000000000"})
+        call(lookup, {"MaDichVu": "1", "SoDinhDanh": "000000000000"})
     extra = fault.value.extra
     assert extra["faultcode"].endswith("Client")
     assert extra["faultstring"] == "Không tìm thấy công dân có số định danh này"
@@ -160,8 +160,8 @@ def test_hostile_answer_is_refused_not_expanded() -> None:
     verify = connector({"id": VERIFY, "connector": "soap", "upstream": "http://bomb/",
                         "schema": "population/dancu.wsdl"}, app)
     with pytest.raises(UpstreamError) as failed:
-        call(verify, {"MaYeuCau": "1", "MaDVC": "1", "MaCanBo": "c", "MaDonVi": "d",
-                      "SoDinhDanh": "001090012345"})
+        call(verify, {"MaYeuCau": "1", "MaDichVu": "1", "MaCanBo": "c", "SoDinhDanh": "001090012345",
+                      "SoCMND": "", "HoVaTen": ""})
     assert "DTD" in failed.value.detail
 
 

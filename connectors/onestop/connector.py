@@ -6,8 +6,12 @@ JSON over HTTP; the operation (``service.operation_name``, or the call's operati
                                                 "SoBienNhan", ...}; a repeated dossier keeps its receipt
     TraCuuHoSo  GET  {upstream}{path}/{MaHoSo}  {"MaHoSo"}, a path /{MaHoSo} or ?MaHoSo= ->
                                                 {"error_code": "00", "data": {...}}
+    CapNhatTienDoHoSo  POST {upstream}{progress_path}  a progress record (CapNhatTienDoHoSoMC's
+                                                fields), a list or {"data": [...]} of one dossier ->
+                                                {"error_code": "00", "MaHoSo", "TrangThaiHoSo"}
 
-``path`` is ``service.options["path"]`` (default ``/hoso``). An answer whose ``error_code`` is not
+``path`` is ``service.options["path"]`` (default ``/hoso``), ``progress_path`` likewise (default
+``/tiendo``). An answer whose ``error_code`` is not
 "00" is an ``UpstreamError`` carrying ``error_code`` and ``message``, except a lookup's 404, which is
 the one-stop system saying "no such dossier" and comes back to the client as a 404 reply. Transport
 failures are mapped as in ``connectors.rest.connector.send``. Refusals are ``retryable`` for "99" (the
@@ -33,7 +37,8 @@ __all__ = ["OPERATIONS", "OneStopConnector", "create"]
 
 RECEIVE = "NhanHoSo"
 LOOKUP = "TraCuuHoSo"
-OPERATIONS = (RECEIVE, LOOKUP)
+PROGRESS = "CapNhatTienDoHoSo"
+OPERATIONS = (RECEIVE, LOOKUP, PROGRESS)
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -43,6 +48,7 @@ class OneStopConnector:
         self._http = http
         self._timeout = service.timeout
         self._base = service.upstream.rstrip("/") + service.options.get("path", "/hoso")
+        self._progress = service.upstream.rstrip("/") + service.options.get("progress_path", "/tiendo")
 
     async def call(self, call: Call) -> Reply:
         operation = call.operation or self._service.operation_name
@@ -54,8 +60,12 @@ class OneStopConnector:
             wire = b""
             url = f"{self._base}/{segment(_code(call), 'the dossier code')}"
             response = await send(self._http, "GET", url, deadline=self._timeout, headers=_HEADERS)
+        elif operation == PROGRESS:
+            wire = orjson.dumps(_progress(call.payload))
+            response = await send(self._http, "POST", self._progress, deadline=self._timeout,
+                                  content=wire, headers=_HEADERS)
         else:
-            raise UnknownService(f"the one-stop system offers {' and '.join(OPERATIONS)}, not {operation!r}")
+            raise UnknownService(f"the one-stop system offers {', '.join(OPERATIONS)}, not {operation!r}")
         return self._reply(operation, wire, response)
 
     def _reply(self, operation: str, wire: bytes, response: httpx.Response) -> Reply:
@@ -90,6 +100,24 @@ def _dossier(payload: Any) -> dict[str, Any]:
     if not isinstance(code, str) or not code.strip():
         raise InvalidBody("NhanHoSo: $.MaHoSo: required", status=422, errors=[
             {"path": "$.MaHoSo", "message": "required: the dossier code, a non-empty string"}])
+    return payload
+
+
+def _progress(payload: Any) -> Any:
+    """One progress record, a list of them or the portal's ``{"data": [...]}``, each naming its
+    dossier."""
+    if isinstance(payload, list):
+        items = [(f"$[{i}]", item) for i, item in enumerate(payload)]
+    elif isinstance(payload, dict) and "MaHoSo" not in payload and isinstance(payload.get("data"), list):
+        items = [(f"$.data[{i}]", item) for i, item in enumerate(payload["data"])]
+    else:
+        items = [("$", payload)]
+    for where, item in items or [("$", None)]:
+        code = item.get("MaHoSo") if isinstance(item, dict) else None
+        if not isinstance(code, str) or not code.strip():
+            raise InvalidBody(f"CapNhatTienDoHoSo: {where}.MaHoSo: required", status=422, errors=[
+                {"path": f"{where}.MaHoSo", "message": "required: the code of the dossier this step "
+                 "belongs to"}])
     return payload
 
 

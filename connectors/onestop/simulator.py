@@ -6,6 +6,11 @@ Routes::
                            "NgayTiepNhan"}; the same MaHoSo again keeps its receipt (and takes the
                            new content); no MaHoSo -> HTTP 400 {"error_code": "02", ...}
     GET  /hoso/{MaHoSo}    {"error_code": "00", "data": {...}} or HTTP 404 {"error_code": "04", ...}
+    POST /tiendo           progress (a CapNhatTienDoHoSoMC-shaped record, a list or {"data": [...]}):
+                           each step is appended to its dossier's "TienDo" (a step already held is
+                           not added twice) and its TrangThai becomes the dossier's TrangThaiHoSo ->
+                           {"error_code": "00", "MaHoSo", "TrangThaiHoSo"}; a dossier not held ->
+                           HTTP 404 {"error_code": "04", ...}, nothing applied
     GET  /hoso, GET /_sim/dossiers   {"total", "items"}: every dossier held
     GET|POST /_sim/mode    the failure switches of connectors.rest.simulator.Faults ("error_code"
                            answers {"error_code": "99"})
@@ -65,6 +70,20 @@ class _OneStop:
         self.dossiers[dossier["MaHoSo"]] = record
         return record, True
 
+    def advance(self, steps: list[dict[str, Any]]) -> str | None:
+        """Apply progress steps, all or none; the code of a dossier not held, else None."""
+        for step in steps:
+            if step.get("MaHoSo") not in self.dossiers:
+                return str(step.get("MaHoSo"))
+        for step in steps:
+            held = self.dossiers[step["MaHoSo"]]
+            history = held.setdefault("TienDo", [])
+            if step not in history:
+                history.append(step)
+            if step.get("TrangThai") not in (None, ""):
+                held["TrangThaiHoSo"] = str(step["TrangThai"])
+        return None
+
 
 def create_app(seed: int = 2026) -> ASGIApp:
     """The one-stop simulator, holding three seeded dossiers."""
@@ -100,12 +119,36 @@ def create_app(seed: int = 2026) -> ASGIApp:
                                   "message": f"Không tìm thấy hồ sơ {code}"}, 404)
         return json_response({"error_code": codes.OK, "message": "Thành công", "data": record})
 
+    async def progress(request: Request) -> Response:
+        body = await request.body()
+        recorder.add("CapNhatTienDoHoSo", body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json_response({"error_code": codes.INVALID_REQUEST,
+                                  "message": "Dữ liệu gửi lên không đúng định dạng JSON"}, 400)
+        items = payload.get("data") if isinstance(payload, dict) and "MaHoSo" not in payload else payload
+        steps: list[dict[str, Any]] = [s for s in (items if isinstance(items, list) else [items])
+                                       if isinstance(s, dict) and isinstance(s.get("MaHoSo"), str)
+                                       and s["MaHoSo"]]
+        if not steps or len(steps) != (len(items) if isinstance(items, list) else 1):
+            return json_response({"error_code": codes.INVALID_DATA, "message": "Thiếu mã hồ sơ (MaHoSo)"},
+                                 400)
+        missing = office.advance(steps)
+        if missing is not None:
+            return json_response({"error_code": codes.NOT_FOUND,
+                                  "message": f"Không tìm thấy hồ sơ {missing}"}, 404)
+        last = office.dossiers[steps[-1]["MaHoSo"]]
+        return json_response({"error_code": codes.OK, "message": "Cập nhật tiến độ thành công",
+                              "MaHoSo": last["MaHoSo"], "TrangThaiHoSo": last["TrangThaiHoSo"]})
+
     async def everything(request: Request) -> Response:
         return json_response({"total": len(office.dossiers), "items": list(office.dossiers.values())})
 
     app = Starlette(routes=[Route("/hoso", receive, methods=["POST"]),
                             Route("/hoso", everything, methods=["GET"]),
                             Route("/hoso/{code}", lookup, methods=["GET"]),
+                            Route("/tiendo", progress, methods=["POST"]),
                             Route("/_sim/dossiers", everything, methods=["GET"]),
                             *faults.routes(reset=office.reset), *recorder.routes()])
     return faults.wrap(app)

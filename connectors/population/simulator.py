@@ -1,17 +1,23 @@
 """A simulator of the national population database: a real SOAP 1.1 server over synthetic citizens.
 
-``POST /dancu`` (or ``/``) answers the WSDL's three operations from ``data.citizens(1000, seed)``:
+``POST /dancu`` (or ``/``) answers the WSDL's three operations from ``data.citizens(1000, seed)``, in
+the published shapes (each request's element in its own namespace, as ``population/dancu.wsdl``):
 
-- ``XacThucThongTinCongDan``: ``TonTai`` true when the id exists and the name (if given, ignoring case
-  and spacing) and birth date (if given; ``yyyy`` or ``yyyyMM`` match the date's start) and old card
-  number (if given) are the citizen's;
-- ``XacMinhThongTinNhanThan``: the identity record when id, name and birth date match, else none;
+- ``XacThucThongTinCongDan``: ``TonTai`` true when the id exists and the name (if not empty,
+  ignoring case, spacing and Unicode form) and old card number (if not empty) are the citizen's;
+- ``XacMinhThongTinNhanThan``: a ``CongdanCollection`` with the citizen (and parents) when id, name
+  and birth date match (``yyyy`` or ``yyyyMM`` match the date's start); the published collection
+  holds at least one citizen, so no match is a ``soap:Client`` Fault (``KHONG_KHOP``);
 - ``TraCuuThongTinCongDan``: the whole record, or a ``soap:Client`` Fault for an unknown id.
 
-``GET /dancu?wsdl`` serves the WSDL with this server's address. What arrived is kept by a
-``Recorder`` (``GET /_sim/received``, ``POST /_sim/reset``). Tests steer failures with
-``POST /_sim/mode`` ``{"delay_ms": int, "fail": "fault" | "http500" | "garbage" | "invalid" | null}``
-(``GET`` reads it back), or per request with the same names in the query string.
+Requests are read with the gateway's hardened parser. ``GET /dancu?wsdl`` serves the WSDL with this
+server's address. What arrived is kept by a ``Recorder`` (``GET /_sim/received``,
+``POST /_sim/reset``). Tests steer failures with ``POST /_sim/mode``
+``{"delay_ms": int, "fail": "fault" | "http500" | "garbage" | "invalid" | "dtd" | "bad-value" | null}``
+(``GET`` reads it back), or per request with the same names in the query string: ``dtd`` answers with
+a document type declaration (and an entity in the answer), ``bad-value`` with a value its XSD type
+does not allow (``TonTai`` ``banana``, a ``ThoiDiemDuLieu`` that is no date, a ``GioiTinh`` outside
+its enumeration).
 
 Answers are bytes built once (verify) or once per citizen (lookups): the simulator is on the
 benchmark's path.
@@ -32,23 +38,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from connectors.population import NAMESPACE, WSDL
+from connectors.population import DANCU, NAMESPACE, QLDC, WSDL
 from connectors.population.data import Address, Citizen, Relative, citizens
 from gateway.resources import schemas_dir
 from gateway.simulation import Recorder
+from gateway.xml import safe
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XML = "text/xml; charset=utf-8"
-FAILURES = ("fault", "http500", "garbage", "invalid")
-REQUIRED = ("MaYeuCau", "MaDVC", "MaCanBo", "MaDonVi", "SoDinhDanh")
-_RESPONSES = {"XacThucThongTinCongDan": "KetQuaXacThucResponse",
-              "XacMinhThongTinNhanThan": "XacMinhThongTinNhanThanResponse",
-              "TraCuuThongTinCongDan": "TraCuuThongTinCongDanResponse"}
+FAILURES = ("fault", "http500", "garbage", "invalid", "dtd", "bad-value")
+VERIFY, IDENTITY, LOOKUP = "XacThucThongTinCongDan", "XacMinhThongTinNhanThan", "TraCuuThongTinCongDan"
+# The fields each request must carry with a value: the published schemas make every field an
+# element, and the database refuses a request that leaves these empty.
+REQUIRED = {
+    VERIFY: ("MaYeuCau", "MaDichVu", "MaCanBo", "SoDinhDanh"),
+    IDENTITY: ("MaYeuCau", "MaDVC", "MaTichHop", "MaDonVi", "MaCanBo", "SoDinhDanh", "HoVaTen",
+               "NgayThangNamSinh"),
+    LOOKUP: ("MaYeuCau", "MaDichVu", "MaCanBo", "SoDinhDanh"),
+}
+_REQUESTS = {f"{{{NAMESPACE}}}{VERIFY}Request": VERIFY, f"{{{QLDC}}}{IDENTITY}Request": IDENTITY,
+             f"{{{NAMESPACE}}}{LOOKUP}Request": LOOKUP}
+SNAPSHOT = "2026-11-20T00:00:00+07:00"  # ThoiDiemDuLieu: when the simulated data were taken
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-_HEAD = (b'<?xml version="1.0" encoding="UTF-8"?>'
-         b'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">'
+_LIMITS = safe.Limits(max_bytes=1_048_576, max_depth=32, max_elements=2_000)
+_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>'
+_OPEN = (b'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">'
          b"<SOAP-ENV:Header/><SOAP-ENV:Body>")
+_HEAD = _DECLARATION + _OPEN
 _TAIL = b"</SOAP-ENV:Body></SOAP-ENV:Envelope>"
 
 
@@ -92,28 +108,29 @@ class PopulationDatabase:
         self.mode = Mode()
         self._wsdl = (schemas_dir() / WSDL).read_text(encoding="utf-8")
         self._operations: dict[str, Callable[[dict[str, str]], bytes]] = {
-            f"{{{NAMESPACE}}}XacThucThongTinCongDanRequest": self.verify,
-            f"{{{NAMESPACE}}}XacMinhThongTinNhanThanRequest": self.identity,
-            f"{{{NAMESPACE}}}TraCuuThongTinCongDanRequest": self.lookup,
-        }
-        self._answers: dict[tuple[str, str | None], bytes] = {}
+            VERIFY: self.verify, IDENTITY: self.identity, LOOKUP: self.lookup}
+        self._answers: dict[tuple[str, str], bytes] = {}
 
     # --- the three operations: request fields in, SOAP body bytes out -------------------------------
 
     def verify(self, fields: dict[str, str]) -> bytes:
+        _require(fields, REQUIRED[VERIFY])
         return _VERIFIED if self._matches(fields) else _NOT_VERIFIED
 
     def identity(self, fields: dict[str, str]) -> bytes:
-        _require(fields, ("HoVaTen", "NgayThangNamSinh"))
-        citizen = self.citizens[fields["SoDinhDanh"]] if self._matches(fields) else None
-        return self._answer("XacMinhThongTinNhanThan", citizen)
+        _require(fields, REQUIRED[IDENTITY])
+        if not self._matches(fields):
+            raise SoapFault("Client", "Không có công dân khớp với thông tin nhân thân đã cung cấp",
+                            "KHONG_KHOP", fields["SoDinhDanh"])
+        return self._answer(IDENTITY, self.citizens[fields["SoDinhDanh"]])
 
     def lookup(self, fields: dict[str, str]) -> bytes:
+        _require(fields, REQUIRED[LOOKUP])
         citizen = self.citizens.get(fields["SoDinhDanh"])
         if citizen is None:
             raise SoapFault("Client", "Không tìm thấy công dân có số định danh này", "KHONG_TIM_THAY",
                             fields["SoDinhDanh"])
-        return self._answer("TraCuuThongTinCongDan", citizen)
+        return self._answer(LOOKUP, citizen)
 
     def _matches(self, fields: dict[str, str]) -> bool:
         citizen = self.citizens.get(fields["SoDinhDanh"])
@@ -127,8 +144,8 @@ class PopulationDatabase:
             return False
         return not (card and card != person.so_cmnd)
 
-    def _answer(self, operation: str, citizen: Citizen | None) -> bytes:
-        key = (operation, None if citizen is None else citizen.person.so_dinh_danh)
+    def _answer(self, operation: str, citizen: Citizen) -> bytes:
+        key = (operation, citizen.person.so_dinh_danh)
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answers[key] = _answer(operation, citizen)
@@ -149,23 +166,39 @@ class PopulationDatabase:
         except SoapFault as fault:
             self.recorder.add("invalid", body, soap_action=request.headers.get("soapaction"))
             return _fault_response(fault)
-        operation = etree.QName(node).localname.removesuffix("Request")
+        operation = _REQUESTS.get(node.tag) or etree.QName(node).localname.removesuffix("Request")
         self.recorder.add(operation, body, soap_action=request.headers.get("soapaction"))
         if mode.delay_ms:
             await asyncio.sleep(mode.delay_ms / 1000)
         if mode.fail is not None:
-            return _failure(mode.fail, operation)
-        handler = self._operations.get(node.tag)
+            return self._failure(mode.fail, operation)
+        handler = self._operations.get(_REQUESTS.get(node.tag, ""))
         try:
             if handler is None:
-                raise SoapFault("Client", f"Không hỗ trợ thao tác {etree.QName(node).localname}",
-                                "THAO_TAC_KHONG_HO_TRO")
+                raise SoapFault("Client", f"Không hỗ trợ thao tác {node.tag}", "THAO_TAC_KHONG_HO_TRO")
             fields = {etree.QName(child).localname: (child.text or "").strip()
                       for child in node.iterchildren(tag=etree.Element)}
-            _require(fields, REQUIRED)
             return Response(handler(fields), media_type=XML)
         except SoapFault as fault:
             return _fault_response(fault)
+
+    def _failure(self, fail: str, operation: str) -> Response:
+        if fail == "fault":
+            busy = SoapFault("Server", "Hệ thống CSDL quốc gia về dân cư đang bận, vui lòng thử lại sau",
+                             "HE_THONG_BAN")
+            return _fault_response(busy)
+        if fail == "http500":
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        if fail == "garbage":
+            return Response(_HEAD + b"<ns2:KetQua", media_type=XML)  # cut short, not well-formed
+        if fail == "dtd":
+            return Response(_WITH_DTD, media_type=XML)
+        someone = next(iter(self.citizens.values()))
+        if fail == "bad-value":
+            return Response(_bad_value(operation, someone), media_type=XML)
+        namespace, element = _RESPONSES.get(operation, _RESPONSES[VERIFY])
+        wrong = f'<ns2:{element} xmlns:ns2="{namespace}"><ns2:KetQua>1</ns2:KetQua></ns2:{element}>'
+        return Response(_HEAD + wrong.encode() + _TAIL, media_type=XML)
 
     def wsdl(self, request: Request) -> Response:
         if "wsdl" not in request.query_params:
@@ -202,14 +235,14 @@ def create_app(seed: int = 2026) -> Starlette:
 
 # --- SOAP on the wire ------------------------------------------------------------------------------
 
-def _q(name: str) -> str:
-    return f"{{{NAMESPACE}}}{name}"
+_RESPONSES = {VERIFY: (NAMESPACE, "KetQuaXacThucResponse"), IDENTITY: (DANCU, f"{IDENTITY}Response"),
+              LOOKUP: (NAMESPACE, f"{LOOKUP}Response")}
 
 
 def _request_element(body: bytes) -> Any:
     try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as exc:
+        root = safe.parse(body, _LIMITS)
+    except safe.XmlRefused as exc:
         raise SoapFault("Client", f"Yêu cầu không phải XML hợp lệ: {exc}", "XML_KHONG_HOP_LE") from exc
     body_node = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
     node = None if body_node is None else next(body_node.iterchildren(tag=etree.Element), None)
@@ -222,7 +255,7 @@ def _require(fields: dict[str, str], names: tuple[str, ...]) -> None:
     missing = [name for name in names if not fields.get(name)]
     if missing:
         raise SoapFault("Client", f"Thiếu trường bắt buộc: {', '.join(missing)}", "THIEU_TRUONG")
-    if "SoDinhDanh" in names and not re.fullmatch(r"[0-9]{12}", fields["SoDinhDanh"]):
+    if not re.fullmatch(r"[0-9]{12}", fields["SoDinhDanh"]):
         raise SoapFault("Client", "Số định danh cá nhân phải có 12 chữ số", "SAI_DINH_DANG",
                         fields["SoDinhDanh"])
 
@@ -240,113 +273,121 @@ def _fault_bytes(fault: SoapFault) -> bytes:
     element = etree.Element(f"{{{SOAP_ENV}}}Fault", nsmap={"SOAP-ENV": SOAP_ENV})
     etree.SubElement(element, "faultcode").text = f"SOAP-ENV:{fault.code}"
     etree.SubElement(element, "faultstring").text = fault.text
-    error = etree.SubElement(etree.SubElement(element, "detail"), _q("LoiNghiepVu"), nsmap={"ns2": NAMESPACE})
-    _text(error, "MaLoi", fault.error)
-    _text(error, "MoTa", fault.text)
-    _text(error, "SoDinhDanh", fault.id)
+    detail = etree.SubElement(element, "detail")
+    error = etree.SubElement(detail, f"{{{NAMESPACE}}}LoiNghiepVu", nsmap={"ns2": NAMESPACE})
+    for name, value in (("MaLoi", fault.error), ("MoTa", fault.text), ("SoDinhDanh", fault.id)):
+        if value is not None:
+            etree.SubElement(error, f"{{{NAMESPACE}}}{name}").text = value
     return _HEAD + _bytes(element) + _TAIL
 
 
-def _failure(fail: str, operation: str) -> Response:
-    if fail == "fault":
-        busy = SoapFault("Server", "Hệ thống CSDL quốc gia về dân cư đang bận, vui lòng thử lại sau",
-                         "HE_THONG_BAN")
-        return _fault_response(busy)
-    if fail == "http500":
-        return PlainTextResponse("Internal Server Error", status_code=500)
-    if fail == "garbage":
-        return Response(_HEAD + b"<ns2:KetQua", media_type=XML)  # cut short, not well-formed
-    element = _RESPONSES.get(operation, "KetQuaXacThucResponse")
-    wrong = f'<ns2:{element} xmlns:ns2="{NAMESPACE}"><ns2:KetQua>1</ns2:KetQua></ns2:{element}>'
-    return Response(_HEAD + wrong.encode() + _TAIL, media_type=XML)
+def _answer(operation: str, citizen: Citizen) -> bytes:
+    if operation == IDENTITY:
+        answer = etree.Element(f"{{{DANCU}}}{IDENTITY}Response", nsmap={"ns2": DANCU})
+        collection = etree.SubElement(answer, f"{{{DANCU}}}CongdanCollection",
+                                      SoCongDan="1", ThoiDiemDuLieu=SNAPSHOT)
+        _identity(Writer(DANCU), etree.SubElement(collection, f"{{{DANCU}}}CongDan"), citizen)
+        return _HEAD + _bytes(answer) + _TAIL
+    record = etree.Element(f"{{{NAMESPACE}}}{LOOKUP}Response", nsmap={"ns2": NAMESPACE})
+    _record(Writer(NAMESPACE), record, citizen)
+    return _HEAD + _bytes(record) + _TAIL
 
 
-def _answer(operation: str, citizen: Citizen | None) -> bytes:
-    element = etree.Element(_q(_RESPONSES[operation]), nsmap={"ns2": NAMESPACE})
-    if operation == "TraCuuThongTinCongDan" and citizen is not None:
-        _record(element, citizen)
-    elif citizen is not None:
-        _identity(etree.SubElement(element, _q("CongDan")), citizen)
-    return _HEAD + _bytes(element) + _TAIL
+def _verify_answer(value: str) -> bytes:
+    return (_HEAD + f'<ns2:KetQuaXacThucResponse xmlns:ns2="{NAMESPACE}"><ns2:TonTai>{value}</ns2:TonTai>'
+            "</ns2:KetQuaXacThucResponse>".encode() + _TAIL)
 
 
-def _verify_answer(exists: bool) -> bytes:
-    element = etree.Element(_q("KetQuaXacThucResponse"), nsmap={"ns2": NAMESPACE})
-    _text(element, "TonTai", "true" if exists else "false")
-    return _HEAD + _bytes(element) + _TAIL
+def _bad_value(operation: str, citizen: Citizen) -> bytes:
+    """A well-formed answer in the right shape with one value its XSD type does not allow."""
+    if operation == IDENTITY:
+        return _answer(IDENTITY, citizen).replace(SNAPSHOT.encode(), b"banana")
+    if operation == LOOKUP:
+        return re.sub(rb"<ns2:GioiTinh>[^<]*<", b"<ns2:GioiTinh>banana<", _answer(LOOKUP, citizen))
+    return _verify_answer("banana")
 
 
 # --- records as the WSDL's types -------------------------------------------------------------------
 
-def _text(parent: Any, name: str, value: str | None) -> None:
-    if value is not None:
-        etree.SubElement(parent, _q(name)).text = value
+class Writer:
+    """Child elements in one namespace: the identity check's answer and the lookup's use different ones."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def text(self, parent: Any, name: str, value: str | None) -> None:
+        if value is not None:
+            etree.SubElement(parent, f"{{{self.namespace}}}{name}").text = value
+
+    def node(self, parent: Any, name: str) -> Any:
+        return etree.SubElement(parent, f"{{{self.namespace}}}{name}")
+
+    def name(self, parent: Any, ho: str, chu_dem: str, ten: str) -> None:
+        node = self.node(parent, "HoVaTen")
+        self.text(node, "Ho", ho)
+        self.text(node, "ChuDem", chu_dem)  # required, as published: empty when there is none
+        self.text(node, "Ten", ten)
+
+    def born(self, parent: Any, date: str) -> None:
+        self.text(self.node(parent, "NgayThangNamSinh"), "NgayThangNam", date)
+
+    def relative(self, parent: Any, name: str, relative: Relative, *, id_required: bool = False) -> None:
+        node = self.node(parent, name)
+        self.text(node, "SoDinhDanh", relative.so_dinh_danh or ("" if id_required else None))
+        self.text(node, "QuocTich", relative.quoc_tich)
+        self.name(node, relative.ho, relative.chu_dem, relative.ten)
+
+    def address(self, parent: Any, name: str, address: Address) -> None:
+        node = self.node(parent, name)
+        self.text(node, "MaTinhThanh", address.ma_tinh_thanh)
+        self.text(node, "QuocGia", address.quoc_gia)
+        self.text(node, "ChiTiet", address.chi_tiet)
 
 
-def _name(parent: Any, ho: str, chu_dem: str, ten: str) -> None:
-    node = etree.SubElement(parent, _q("HoVaTen"))
-    _text(node, "Ho", ho)
-    _text(node, "ChuDem", chu_dem or None)
-    _text(node, "Ten", ten)
-
-
-def _born(parent: Any, date: str) -> None:
-    _text(etree.SubElement(parent, _q("NgayThangNamSinh")), "NgayThangNam", date)
-
-
-def _address(parent: Any, name: str, address: Address) -> None:
-    node = etree.SubElement(parent, _q(name))
-    _text(node, "MaTinhThanh", address.ma_tinh_thanh)
-    _text(node, "QuocGia", address.quoc_gia)
-    _text(node, "ChiTiet", address.chi_tiet)
-
-
-def _relative(parent: Any, name: str, relative: Relative) -> None:
-    node = etree.SubElement(parent, _q(name))
-    _text(node, "SoDinhDanh", relative.so_dinh_danh)
-    _name(node, relative.ho, relative.chu_dem, relative.ten)
-    _text(node, "QuocTich", relative.quoc_tich)
-
-
-def _identity(node: Any, citizen: Citizen) -> None:
+def _identity(w: Writer, node: Any, citizen: Citizen) -> None:
+    """One CongDan of a CongdanCollection, as published: ids, name, birth date, parents."""
     person = citizen.person
-    _text(node, "SoDinhDanh", person.so_dinh_danh)
-    _text(node, "SoCMND", person.so_cmnd)
-    _name(node, person.ho, person.chu_dem, person.ten)
-    _text(node, "GioiTinh", person.gioi_tinh)
-    _born(node, person.ngay_sinh)
-    _relative(node, "Cha", citizen.cha)
-    _relative(node, "Me", citizen.me)
+    w.text(node, "SoDinhDanh", person.so_dinh_danh)
+    w.text(node, "SoCMND", person.so_cmnd)
+    w.name(node, person.ho, person.chu_dem, person.ten)
+    w.born(node, person.ngay_sinh)
+    w.relative(node, "Cha", citizen.cha, id_required=True)
+    w.relative(node, "Me", citizen.me, id_required=True)
 
 
-def _record(node: Any, citizen: Citizen) -> None:
+def _record(w: Writer, node: Any, citizen: Citizen) -> None:
     person = citizen.person
-    _text(node, "SoDinhDanh", person.so_dinh_danh)
-    _text(node, "SoCMND", person.so_cmnd)
-    _name(node, person.ho, person.chu_dem, person.ten)
-    _text(node, "GioiTinh", person.gioi_tinh)
-    _text(node, "DanToc", person.dan_toc)
-    _text(node, "TonGiao", person.ton_giao)
-    _text(node, "QuocTich", "VN")
-    _text(node, "TinhTrangHonNhan", person.tinh_trang_hon_nhan)
-    _born(node, person.ngay_sinh)
-    _address(node, "NoiDangKyKhaiSinh", citizen.noi_dang_ky_khai_sinh)
-    _address(node, "QueQuan", citizen.que_quan)
-    _address(node, "ThuongTru", citizen.thuong_tru)
-    _address(node, "NoiOHienTai", citizen.noi_o_hien_tai)
-    _relative(node, "Cha", citizen.cha)
-    _relative(node, "Me", citizen.me)
+    w.text(node, "SoDinhDanh", person.so_dinh_danh)
+    w.text(node, "SoCMND", person.so_cmnd)
+    w.name(node, person.ho, person.chu_dem, person.ten)
+    w.text(node, "GioiTinh", person.gioi_tinh)
+    w.text(node, "DanToc", person.dan_toc)
+    w.text(node, "TonGiao", person.ton_giao)
+    w.text(node, "QuocTich", "VN")
+    w.text(node, "TinhTrangHonNhan", person.tinh_trang_hon_nhan)
+    w.born(node, person.ngay_sinh)
+    w.address(node, "NoiDangKyKhaiSinh", citizen.noi_dang_ky_khai_sinh)
+    w.address(node, "QueQuan", citizen.que_quan)
+    w.address(node, "ThuongTru", citizen.thuong_tru)
+    w.address(node, "NoiOHienTai", citizen.noi_o_hien_tai)
+    w.relative(node, "Cha", citizen.cha)
+    w.relative(node, "Me", citizen.me)
     if citizen.vo_chong is not None:
-        _relative(node, "VoChong", citizen.vo_chong)
-    head = etree.SubElement(node, _q("ChuHo"))
-    _text(head, "SoDinhDanh", citizen.chu_ho.so_dinh_danh)
-    _name(head, citizen.chu_ho.ho, citizen.chu_ho.chu_dem, citizen.chu_ho.ten)
-    _text(head, "QuanHe", citizen.quan_he_voi_chu_ho)
+        w.relative(node, "VoChong", citizen.vo_chong)
+    head = w.node(node, "ChuHo")
+    w.text(head, "SoDinhDanh", citizen.chu_ho.so_dinh_danh)
+    w.name(head, citizen.chu_ho.ho, citizen.chu_ho.chu_dem, citizen.chu_ho.ten)
+    w.text(head, "QuanHe", citizen.quan_he_voi_chu_ho)
 
 
 def _fold(name: str) -> str:
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
-_VERIFIED = _verify_answer(True)
-_NOT_VERIFIED = _verify_answer(False)
+_VERIFIED = _verify_answer("true")
+_NOT_VERIFIED = _verify_answer("false")
+# An answer a careless upstream (or someone between it and the gateway) might send: a DTD whose
+# entity stands in for the verdict.
+_WITH_DTD = (_DECLARATION + b'<!DOCTYPE SOAP-ENV:Envelope [<!ENTITY verdict "true">]>' + _OPEN
+             + f'<ns2:KetQuaXacThucResponse xmlns:ns2="{NAMESPACE}"><ns2:TonTai>&verdict;</ns2:TonTai>'
+               "</ns2:KetQuaXacThucResponse>".encode() + _TAIL)

@@ -17,7 +17,7 @@ Catalog entry::
       schema: population/dancu.wsdl            # WSDL, or XSD with options.operations (see contract.py)
       options:
         operations: [XacThucThongTinCongDan]    # which operations this service may call (default: its own)
-        defaults: {MaDonVi: "000.00.00.G01"}    # fields the client may leave out
+        defaults: {MaDichVu: "1.001193"}        # fields the client may leave out
         fill: {MaYeuCau: id, MaCanBo: userId}   # fields taken from the exchange when left out
         xroad_headers: true                      # send X-Road headers (default: when the WSDL declares them)
         validate_response: true
@@ -39,7 +39,7 @@ from lxml import etree
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError, UpstreamFault
-from gateway.identifiers import IdentifierError, ServiceId, SubsystemId
+from gateway.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
 from gateway.soap import envelope as soap
 from gateway.soap.faults import PassedFault
 from gateway.upstream import send
@@ -261,12 +261,14 @@ def xroad_header(call: Call) -> list[Any]:
     client = _header(call.headers, "X-Road-Client")
     if client:
         try:
-            sub = SubsystemId.parse(client)
+            who = parse_client(client)
         except IdentifierError:
-            sub = None
-        if sub is not None:
-            out.append(_identifier("client", "SUBSYSTEM", [sub.instance, sub.member_class, sub.code,
-                                                           sub.subsystem], nsmap))
+            who = None
+        if isinstance(who, SubsystemId):
+            out.append(_identifier("client", "SUBSYSTEM", [who.instance, who.member_class, who.code,
+                                                           who.subsystem], nsmap))
+        elif who is not None:  # a member acting as itself
+            out.append(_identifier("client", "MEMBER", [who.instance, who.member_class, who.code], nsmap))
     sid = ServiceId.parse(call.service.id)
     codes = [sid.instance, sid.member_class, sid.code, sid.subsystem, call.operation]
     if sid.version:

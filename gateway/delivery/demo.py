@@ -4,6 +4,10 @@ Hà Giang's one-stop system pushes dossiers, each followed by a status update, w
 simulator drops every connection. The gateway accepts each push once it is stored (202), tries,
 backs off, opens its circuit; when the portal is back every dossier arrives, once, its update after
 it. ``lienthong demo`` (gateway/demo.py) plays it and prints the checks and the KPIs.
+
+Then the other way (``route_down``): the portal hands dossiers filed nationally to the gateway's
+routing service, which sends each to the one-stop system of the agency its code names (Hà Giang's),
+and their progress follows them there.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import httpx
 import sqlalchemy as sa
 from rich.table import Table
 
-__all__ = ["kpi_table", "progress_of", "ride_out_portal_outage"]
+__all__ = ["kpi_table", "progress_of", "ride_out_portal_outage", "route_down"]
 
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
+ROUTE = "VN/GOV/000.00.00.G22/LIENTHONG/ChuyenHoSoVeDiaPhuong"
+ROUTE_PROGRESS = "VN/GOV/000.00.00.G22/LIENTHONG/ChuyenTienDoVeDiaPhuong"
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 Exchange = Callable[..., Awaitable[httpx.Response]]  # (label, token, client, service, body) -> answer
@@ -77,6 +83,38 @@ async def ride_out_portal_outage(http: httpx.AsyncClient, base: str, token: str,
     check("the portal holds each dossier once, with its status update applied after it",
           len(in_order) == len(batch), f"{len(in_order)}/{len(batch)} in order; {repeats} repeated "
           "sends absorbed by the portal's idempotency")
+
+
+async def route_down(http: httpx.AsyncClient, base: str, token: str, client: str, onestop_sim: str,
+                     exchange: Exchange, check: Check, *, count: int = 2, patience: float = 60.0) -> None:
+    """The portal routes ``count`` nationally filed dossiers down by their agency, then a step of
+    each; both arrive at Hà Giang's one-stop system, the step after its dossier."""
+    from connectors.dvcqg import data
+
+    batch = [data.dossier(7000, i, agency="000.20.31.H22") for i in range(count)]
+    steps = {d["MaHoSo"]: data.progress(d, 1) for d in batch}
+    answers = []
+    for dossier in batch:  # each dossier, then its step: the order the province must see them in
+        answers.append(await exchange("ChuyenHoSoVeDiaPhuong", token, client, ROUTE, dossier))
+        answers.append(await exchange("ChuyenTienDoVeDiaPhuong", token, client, ROUTE_PROGRESS,
+                                      steps[dossier["MaHoSo"]]))
+    accepted = [r for r in answers if r.status_code == 202]
+    where = sorted({r.json().get("routedTo", {}).get("service", "?") for r in accepted})
+    started = time.monotonic()
+    states: dict[str, int] = {}
+    while accepted and time.monotonic() - started < patience:
+        states = await _states(http, base, token, accepted)
+        if states.get("delivered", 0) == len(accepted):
+            break
+        await asyncio.sleep(0.2)
+    held = await _held(http, onestop_sim)
+    arrived = [d for d in batch if held.get(d["MaHoSo"], {}).get("TienDo") == [steps[d["MaHoSo"]]]]
+    check(f"the portal routes {count} nationally filed dossiers down by the agency in their code "
+          "(H22.31.20: Hà Giang), each arrives at its one-stop system with its update after it",
+          len(accepted) == len(answers) and states.get("delivered", 0) == len(accepted)
+          and len(arrived) == count,
+          f"{len(accepted)}/{len(answers)} accepted for {', '.join(where)}; {len(arrived)}/{count} held "
+          "with their update")
 
 
 async def _held(http: httpx.AsyncClient, portal_sim: str) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,12 @@ dossier (``MaHoSo``): that code puts it in its chain (deliveries of one dossier 
 out in the order they were accepted) and, with the content, makes its idempotency key. The 202
 carries the delivery's id, its state and ``Location: /deliveries/{id}``; a repeated push gets the
 first delivery's (``duplicate: true``).
+
+A routing service (``route: true``) owns no upstream: the agency its dossier code names picks the
+member and that member's receiving service (gateway/routing.py), and the delivery is stored for that
+service, as if the client had called it: its lane, breaker, connector and per-dossier order, shared
+with direct pushes to it. The 202 says where it went (``routedTo``); an agency no member receives is
+refused here, 422, naming it, before anything is stored.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from gateway.config import Config, Service
 from gateway.connector import Reply
 from gateway.delivery.messages import dossier_code, idempotency_key, records, status_of
 from gateway.delivery.store import DeliveryStore, NewDelivery
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidBody, InvalidRequest
 from gateway.exchange import Result
 from gateway.identifiers import ServiceId, split_id
 from gateway.ids import new_id
+from gateway.routing import Routes, Target
 
 __all__ = ["Intake", "agency_of"]
 
@@ -50,22 +57,44 @@ class Intake:
         self.store = store
         self.config = config
         self._notify = notify
+        self.routes = Routes.of(config)
 
     async def __call__(self, ctx: Result) -> Reply:
-        accepted = await self.store.accept(self.new_delivery(ctx))
+        target = self.route(ctx)
+        accepted = await self.store.accept(self.new_delivery(ctx, target))
         if self._notify is not None and not accepted.duplicate:
             self._notify()
         body: dict[str, Any] = {"deliveryId": accepted.id, "state": accepted.state,
                                 "duplicate": accepted.duplicate}
         if accepted.flag:
             body["flag"] = accepted.flag
+        if target is not None:
+            body["routedTo"] = {"agency": target.agency, "member": target.member,
+                                "service": target.service}
         location = f"/deliveries/{accepted.id}"
         return Reply(payload={**body, "location": location}, status=202,
                      headers={"Location": location})
 
-    def new_delivery(self, ctx: Result) -> NewDelivery:
-        ex, service = ctx.exchange, ctx.service
-        assert service is not None and ctx.client is not None and ctx.operation is not None
+    def route(self, ctx: Result) -> Target | None:
+        """Where a routing service's request goes; None for any other service."""
+        service = ctx.service
+        assert service is not None
+        if not service.route:
+            return None
+        assert service.dossier is not None
+        code = dossier_code(ctx.payload)
+        target = self.routes.target(code, service.dossier.message)
+        if target is None:
+            refusal = Routes.refusal(code, service.dossier.message)
+            raise InvalidBody(refusal, status=422, errors=[{"path": "$.MaHoSo", "message": refusal}])
+        return target
+
+    def new_delivery(self, ctx: Result, target: Target | None = None) -> NewDelivery:
+        ex, service, operation = ctx.exchange, ctx.service, ctx.operation
+        if target is not None:  # stored for the receiving service, as if the client had called it
+            service = self.config.service(target.service)
+            operation = service.operation_name if service is not None else None
+        assert service is not None and ctx.client is not None and operation is not None
         explicit = ex.idempotency_key.strip() if ex.idempotency_key else None
         if explicit is not None and (len(explicit) > MAX_KEY or not explicit.isprintable()):
             raise InvalidRequest(f"Idempotency-Key must be at most {MAX_KEY} printable characters")
@@ -82,7 +111,7 @@ class Intake:
             id=delivery_id,
             idem_key=idempotency_key(ctx.client, service.id, explicit, code, ctx.payload, ex.body),
             order_key=f"{owner}|{code}" if code is not None else delivery_id, dossier=code,
-            service=service.id, operation=ctx.operation, client=ctx.client, rule=ctx.rule,
+            service=service.id, operation=operation, client=ctx.client, rule=ctx.rule,
             exchange_id=ex.id, user_id=ex.user_id, purpose=ex.issue,
             represented_party=ex.represented_party, method=ex.method, path=ex.path, query=ex.query,
             content_type=ex.content_type, body=ex.body, body_sha256=ctx.request_sha256,

@@ -89,8 +89,8 @@ class Dispatcher:
         self.worker = worker
         self.lanes: dict[str, Lane] = {}
         for service in config.services:
-            if service.delivery != "async":
-                continue
+            if service.delivery != "async" or service.route:
+                continue  # a routing service's deliveries are stored for the receiving service
             key = upstream_key(service)
             lane = self.lanes.get(key)
             if lane is None:

@@ -124,10 +124,9 @@ def add(config_path: Path, client_id: str, name: str, scopes: tuple[str, ...], j
         raise click.UsageError("--no-secret needs --jwks: the client must have some credential")
     jwks = _read_jwks(jwks_path) if jwks_path else None
     secret = None if no_secret else new_secret()
-    subsystems = {f"{m.id}/{s.code}" for m in config.members for s in m.subsystems}
-    if cid not in subsystems:
-        click.echo(f"warning: {cid} is not a subsystem declared in the configuration's members",
-                   err=True)
+    if not config.declares(cid):
+        click.echo(f"warning: {cid} is not a member or subsystem declared in the configuration's "
+                   "members", err=True)
     try:
         record = _store(config).add(cid, name=name, scopes=scopes,
                                     secret_hash=hash_secret(secret) if secret else None, jwks=jwks)

@@ -199,7 +199,7 @@ class TokenVerifier:
         try:
             client_id = normalise_client(client_id)
         except IdentifierError:
-            raise Unauthenticated("the token's client is not a subsystem id") from None
+            raise Unauthenticated("the token's client is not a member or subsystem id") from None
         scope = claims.get("scope", "")
         return TokenInfo(client_id=client_id, scopes=frozenset(str(scope).split()),
                          expires_at=int(exp), jti=jti, issuer=issuer.issuer)

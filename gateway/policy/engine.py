@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from gateway import yamlfile
-from gateway.errors import Forbidden
+from gateway.errors import AccessDenied
 from gateway.policy.minimise import Tree, compile_fields
 from gateway.policy.rules import Rule, load_folder
 from gateway.ratelimit import Quota, Rate
@@ -146,13 +146,13 @@ class Policy:
         """Allow, naming the rule, or raise Forbidden naming the rule that refused."""
         i = self._index(req.client, req.service, req.operation)
         if i < 0:
-            raise Forbidden(f"no policy rule allows client {req.client} to call {req.service}",
-                            rule=DEFAULT_DENY)
+            raise AccessDenied(f"no policy rule allows client {req.client} to call {req.service}",
+                               rule=DEFAULT_DENY)
         decision = self._decisions[i]
         problem = _lacking(decision.rule, req)
         if problem is not None:
             detail, scope = problem
-            raise Forbidden(detail, rule=decision.rule.name, scope=scope)
+            raise AccessDenied(detail, rule=decision.rule.name, scope=scope)
         return decision
 
     def explain(self, req: Request, *, check_scopes: bool = True) -> Explanation:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import yamlfile
+from gateway.policy.subjects import check_paths
 from gateway.ratelimit import Quota, Rate
 
 _PER_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -67,11 +68,7 @@ class Rule(_Model):
     @field_validator("response_fields", "subjects")
     @classmethod
     def _paths(cls, value: list[str] | None) -> list[str] | None:
-        for path in value or []:
-            parts = path.removeprefix("$.").split(".")
-            if not path.strip() or any(not p.strip() for p in parts):
-                raise ValueError(f"{path!r} is not a dotted path such as 'HoVaTen.Ten'")
-        return value
+        return check_paths(value)
 
     @model_validator(mode="after")
     def _names_someone(self) -> Rule:

@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 
+def check_paths(value: list[str] | None) -> list[str] | None:
+    """``value`` if every item is a dotted path such as ``HoVaTen.Ten``; ValueError naming one that
+    is not (a validator for rules' and services' path lists)."""
+    for path in value or []:
+        parts = path.removeprefix("$.").split(".")
+        if not path.strip() or any(not p.strip() for p in parts):
+            raise ValueError(f"{path!r} is not a dotted path such as 'HoVaTen.Ten'")
+    return value
+
+
 def subject_ids(payload: Any, paths: list[str]) -> list[str]:
     """The data subjects' ids found at dotted paths of a JSON payload (lists are walked)."""
     found: list[str] = []

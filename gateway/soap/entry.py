@@ -7,7 +7,7 @@
 - ``GET /soap/{service-id}?wsdl``: the service's WSDL, its address pointing here.
 
 Authentication is the REST face's: the OAuth bearer token in the HTTP ``Authorization`` header, and
-the X-Road ``client`` header (a subsystem id) in the role of ``X-Road-Client``. The entry point
+the X-Road ``client`` header (a subsystem id, or a member's) in the role of ``X-Road-Client``. The entry point
 reads the envelope (hardened parser, X-Road checks: ``gateway.soap.envelope``), builds the same
 ``Exchange`` as REST (protocol ``soap``, the operation named by the body's element) and runs the
 same ``Pipeline``. It hands the pipeline a ``decode``: after authorisation, the body element is read
@@ -54,6 +54,7 @@ from gateway.soap.faults import (
     InvalidSoapBody,
     PassedFault,
 )
+from gateway.soap.metadata import SoapMetadata
 from gateway.xml import safe
 from gateway.xml.codec import TranslationError
 from gateway.xml.contract import Contract, Operation, SchemaError, allowed_operations, load_contract
@@ -94,6 +95,7 @@ class SoapEntry:
         self.faces: dict[str, Face] = {}
         for service in config.services:  # every schema compiled now, once: start-up
             self.faces[service.id] = self._build_face(service)
+        self.metadata = SoapMetadata(config, self.faces)  # listMethods, allowedMethods, getWsdl
 
     def _build_face(self, service: Service) -> Face:
         schema = service.schema_
@@ -169,6 +171,11 @@ class SoapEntry:
             await send_response(send, rendered)
             return
         base["id"] = _exchange_id(parsed.xroad.id, http_id)
+        answer = self.metadata.answer(pipeline, parsed, base["service_id"])
+        if answer is not None:  # an X-Road metaservice (gateway/soap/metadata.py)
+            rendered = await pipeline.answer(Exchange(**base), answer, functools.partial(self.render, parsed))
+            await send_response(send, rendered)
+            return
         face = self.faces.get(base["service_id"])
         if face is not None and face.contract is not None:
             operation = face.contract.by_input.get(parsed.body.tag)
@@ -226,7 +233,9 @@ class SoapEntry:
 
     def render(self, parsed: soap.Envelope | None, result: Result) -> Rendered:
         ex = result.exchange
-        headers = [("x-road-id", ex.id), ("x-road-request-hash", result.request_sha256)]
+        # X-Road's requestHash (base64 SHA-512 of the SOAP message as received), as in the echoed header
+        request_hash = parsed.request_hash if parsed is not None else soap.hash_of(ex.body)
+        headers = [("x-road-id", ex.id), ("x-road-request-hash", request_hash)]
         if result.error is not None:
             err = result.error
             headers.extend((k.lower(), v) for k, v in err.headers.items())

@@ -23,6 +23,7 @@ from lxml import etree
 
 from gateway.errors import PayloadTooLarge
 from gateway.soap.faults import (
+    ClientFault,
     DuplicateHeaderField,
     InconsistentHeaders,
     InvalidClientIdentifier,
@@ -31,9 +32,12 @@ from gateway.soap.faults import (
     InvalidServiceIdentifier,
     InvalidSoap,
     InvalidSoapBody,
+    InvalidXml,
+    MimeParsingFailed,
     MissingBody,
     MissingHeader,
     MissingHeaderField,
+    MissingSoap,
 )
 from gateway.xml import safe
 
@@ -107,7 +111,12 @@ class Envelope:
     @property
     def request_hash(self) -> str:
         """X-Road's requestHash: base64 SHA-512 of the SOAP message as received."""
-        return base64.b64encode(hashlib.sha512(self.soap).digest()).decode()
+        return hash_of(self.soap)
+
+
+def hash_of(data: bytes) -> str:
+    """Base64 SHA-512, X-Road's request hash."""
+    return base64.b64encode(hashlib.sha512(data).digest()).decode()
 
 
 def media_type(content_type: str) -> str:
@@ -115,13 +124,20 @@ def media_type(content_type: str) -> str:
 
 
 def split_mime(data: bytes, content_type: str, limit: int) -> bytes:
-    """The SOAP part of a MIME multipart message (the ``start`` part, else the first)."""
+    """The SOAP part of a MIME multipart message (the ``start`` part, else the first).
+
+    Every part is checked as X-Road's decoder checks it: a part whose header is broken is refused
+    (``Client.MimeParsingFailed``), a part with no ``Content-Type`` and a SOAP part that is not
+    ``text/xml`` (or XOP) are ``Client.InvalidContentType``, a message with no part at all is
+    ``Client.MissingSoap``."""
     if len(data) > limit:
         raise PayloadTooLarge(f"the body is larger than the {limit} bytes this gateway accepts")
     head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\nMIME-Version: 1.0\r\n\r\n"
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + data)
     if not message.is_multipart():
-        raise InvalidSoap("the multipart message has no boundary or no parts")
+        if message.get_boundary() is None:
+            raise InvalidSoap("the multipart message has no boundary")
+        raise MissingSoap("the multipart message has no parts, so no SOAP message")
     broken = [d for d in message.defects if type(d).__name__ in (
         "StartBoundaryNotFoundDefect", "CloseBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
         "NoBoundaryInMultipartDefect")]
@@ -129,7 +145,9 @@ def split_mime(data: bytes, content_type: str, limit: int) -> bytes:
         raise InvalidSoap(f"the multipart message is malformed: {type(broken[0]).__name__}")
     parts = list(message.iter_parts())
     if not parts:
-        raise InvalidSoap("the multipart message has no parts")
+        raise MissingSoap("the multipart message has no parts, so no SOAP message")
+    for number, part in enumerate(parts, 1):
+        _check_part(part, number)
     start = message.get_param("start", header="content-type")
     root = parts[0]
     if isinstance(start, str) and start:
@@ -137,11 +155,23 @@ def split_mime(data: bytes, content_type: str, limit: int) -> bytes:
         root = next((p for p in parts if str(p.get("content-id", "")).strip().strip("<>") == wanted), root)
     part_type = root.get_content_type()
     if root.is_multipart() or part_type not in (*XML_TYPES, "application/xop+xml"):
-        raise InvalidSoap(f"the multipart message's first part is {part_type}, not a SOAP message")
+        raise InvalidContentType(f"the multipart message's SOAP part is {part_type}, not text/xml")
     payload = root.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload.strip():
         raise InvalidSoap("the multipart message's SOAP part is empty")
     return payload
+
+
+_HEADER_DEFECTS = ("MissingHeaderBodySeparatorDefect", "InvalidHeaderDefect", "HeaderMissingRequiredValue",
+                   "NonPrintableDefect", "InvalidMultipartContentTransferEncodingDefect")
+
+
+def _check_part(part: Any, number: int) -> None:
+    broken = [type(d).__name__ for d in part.defects if type(d).__name__ in _HEADER_DEFECTS]
+    if broken:
+        raise MimeParsingFailed(f"part {number} of the multipart message has a broken header ({broken[0]})")
+    if part.get("content-type") is None:
+        raise InvalidContentType(f"part {number} of the multipart message has no Content-Type")
 
 
 def read(data: bytes, content_type: str, limits: safe.Limits, *, xroad: bool) -> Envelope:
@@ -149,6 +179,8 @@ def read(data: bytes, content_type: str, limits: safe.Limits, *, xroad: bool) ->
     kind = media_type(content_type)
     multipart = kind in MULTIPART
     if not data.strip():
+        if multipart:  # X-Road: an empty multipart request has no SOAP part
+            raise MissingSoap("the multipart request is empty: it has no SOAP part")
         raise InvalidSoap("the request is empty: a SOAP envelope was expected")
     if multipart:
         soap = split_mime(data, content_type, limits.max_bytes)
@@ -176,7 +208,8 @@ def read(data: bytes, content_type: str, limits: safe.Limits, *, xroad: bool) ->
         raise InvalidSoapBody(f"the SOAP Body must hold exactly one element, not {len(children)}")
     element = children[0]
     if element.tag == FAULT:
-        raise InvalidSoapBody("a SOAP Fault is not a request")
+        code = (element.findtext("faultcode") or "").strip()
+        raise ClientFault(f"a SOAP Fault is not a request (it says {code[:64]!r})", faultcode=code)
     header_info = read_xroad(header, required=xroad)
     if header_info.service is not None and header_info.service.service_code:
         local = etree.QName(element).localname
@@ -260,10 +293,10 @@ def _party(node: Any) -> str:
 def _identifier(node: Any, types: tuple[str, ...], error: type[Exception]) -> Identifier:
     name = etree.QName(node).localname
     object_type = node.get(f"{{{IDEN}}}objectType")
-    if object_type is None:
-        raise error(f"{name} has no objectType")
+    if object_type is None:  # X-Road's parser: the header is not valid XML for its schema
+        raise InvalidXml(f"{name} has no objectType")
     if object_type not in types:
-        raise error(f"{name} has objectType {object_type}; expected {' or '.join(types)}")
+        raise InvalidXml(f"{name} has objectType {object_type[:32]!r}; expected {' or '.join(types)}")
     codes: dict[str, str] = {}
     for child in node.iterchildren(tag=etree.Element):
         qname = etree.QName(child)

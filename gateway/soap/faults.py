@@ -4,8 +4,14 @@ Each is a ``ClientError`` whose ``code`` is an X-Road message protocol fault cod
 audits it like any other refusal and the REST face could render it too::
 
     SoapClientError                    400
-    ├── InvalidSoap                    Client.InvalidSoap        not XML, not a SOAP 1.1 envelope, a DTD
-    ├── InvalidContentType             Client.InvalidContentType not text/xml or multipart/related (415)
+    ├── InvalidSoap                    Client.InvalidSoap        not XML, not a SOAP 1.1 envelope, a DTD,
+    │                                                            a processing instruction
+    ├── InvalidContentType             Client.InvalidContentType not text/xml or multipart/related (415);
+    │                                                            a MIME part with no Content-Type, a SOAP
+    │                                                            part that is not text/xml (400)
+    ├── MimeParsingFailed              Client.MimeParsingFailed  a MIME part whose header is broken
+    ├── MissingSoap                    Client.MissingSoap        a multipart message with no part at all
+    ├── InvalidXml                     Client.InvalidXml         an identifier without a known objectType
     ├── MissingHeader                  Client.MissingHeader      /soap without a SOAP Header
     ├── MissingHeaderField             Client.MissingHeaderField client, service, id or protocolVersion
     ├── DuplicateHeaderField           Client.DuplicateHeaderField
@@ -13,7 +19,9 @@ audits it like any other refusal and the REST face could render it too::
     ├── InvalidClientIdentifier        Client.InvalidClientIdentifier
     ├── InvalidServiceIdentifier       Client.InvalidServiceIdentifier
     ├── MissingBody                    Client.MissingBody
-    ├── InvalidSoapBody                Client.InvalidBody        not exactly one element; a Fault
+    ├── InvalidSoapBody                Client.InvalidBody        not exactly one element
+    ├── ClientFault                    Client.{its faultcode}    a SOAP Fault sent as a request (X-Road
+    │                                                            answers the client's own fault back)
     └── InconsistentHeaders            Client.InconsistentHeaders  body element vs service, path vs header
 
 ``PassedFault`` is an upstream's SOAP Fault on a pass-through: the SOAP face answers the upstream's
@@ -22,14 +30,16 @@ own envelope; the REST face its code, string and detail as problem+json.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.errors import ClientError, UpstreamFault
 
 __all__ = [
-    "DuplicateHeaderField", "InconsistentHeaders", "InvalidClientIdentifier", "InvalidContentType",
-    "InvalidProtocolVersion", "InvalidServiceIdentifier", "InvalidSoap", "InvalidSoapBody",
-    "MissingBody", "MissingHeader", "MissingHeaderField", "PassedFault", "SoapClientError",
+    "ClientFault", "DuplicateHeaderField", "InconsistentHeaders", "InvalidClientIdentifier",
+    "InvalidContentType", "InvalidProtocolVersion", "InvalidServiceIdentifier", "InvalidSoap",
+    "InvalidSoapBody", "InvalidXml", "MimeParsingFailed", "MissingBody", "MissingHeader",
+    "MissingHeaderField", "MissingSoap", "PassedFault", "SoapClientError",
 ]
 
 
@@ -46,6 +56,18 @@ class InvalidContentType(SoapClientError):
     status = 415
     code = "Client.InvalidContentType"
     type_slug = "unsupported-media-type"
+
+
+class MimeParsingFailed(SoapClientError):
+    code = "Client.MimeParsingFailed"
+
+
+class MissingSoap(SoapClientError):
+    code = "Client.MissingSoap"
+
+
+class InvalidXml(SoapClientError):
+    code = "Client.InvalidXml"
 
 
 class MissingHeader(SoapClientError):
@@ -82,6 +104,22 @@ class InvalidSoapBody(SoapClientError):
 
 class InconsistentHeaders(SoapClientError):
     code = "Client.InconsistentHeaders"
+
+
+class ClientFault(SoapClientError):
+    """A SOAP Fault sent where a request belongs. X-Road's client proxy takes it as the client's own
+    error and answers it back prefixed ``Client.`` (its proxy test ``SoapFaultToClientProxy``); a
+    fault code that is not a plain dotted name is answered ``Client.InvalidBody`` instead."""
+
+    code = "Client.InvalidBody"
+
+    def __init__(self, detail: str, *, faultcode: str) -> None:
+        super().__init__(detail)
+        if _FAULT_CODE.fullmatch(faultcode):
+            self.code = f"Client.{faultcode}"
+
+
+_FAULT_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 
 
 class PassedFault(UpstreamFault):

@@ -10,10 +10,15 @@ Every XML document that enters the gateway (a SOAP request, an upstream's answer
   (another encoding) is read without expanding or fetching anything, then refused;
 - more than ``Limits.max_elements`` elements or ``Limits.max_depth`` levels: a document whose
   ``<`` count could exceed the element limit is parsed incrementally and abandoned as soon as it
-  crosses either limit, so memory stays bounded by the limits, not by the body size.
+  crosses either limit, so memory stays bounded by the limits, not by the body size;
+- any processing instruction (``<?target ...?>``, anywhere, before or after the root included; the
+  XML declaration is not one): SOAP 1.1 section 3 forbids them in a SOAP message, and no document
+  the gateway reads (SOAP requests, upstream answers, WSDL and XSD) needs one. They used to be
+  dropped silently, so a pass-through forwarded them verbatim; now the document is refused.
 
 Refusals raise ``XmlRefused`` with a ``kind`` (``malformed``, ``dtd``, ``too-large``, ``too-deep``,
-``too-many-elements``) that entry points and connectors map to their own errors.
+``too-many-elements``, ``processing-instruction``) that entry points and connectors map to their
+own errors.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ class XmlRefused(ValueError):
 
 _OPTIONS: dict[str, Any] = dict(resolve_entities=False, no_network=True, load_dtd=False,
                                 dtd_validation=False, huge_tree=False, remove_comments=True,
-                                remove_pis=True, collect_ids=False, strip_cdata=True)
+                                remove_pis=False, collect_ids=False, strip_cdata=True)
 _local = threading.local()
 
 
@@ -78,7 +83,20 @@ def parse(data: bytes, limits: Limits = Limits()) -> Any:
             _check_depth(root, limits.max_depth)
     if root.getroottree().docinfo.doctype:
         raise XmlRefused("dtd", "XML with a document type declaration (DTD) is refused")
+    _refuse_pis(root)
     return root
+
+
+def _refuse_pis(root: Any) -> None:
+    """Refuse a processing instruction inside the root, or beside it (before or after)."""
+    found = next(root.iter(etree.ProcessingInstruction), None)
+    if found is None:
+        found = next((n for n in (*root.itersiblings(preceding=True), *root.itersiblings())
+                      if n.tag is etree.ProcessingInstruction), None)
+    if found is not None:
+        target = str(found.target)[:40]
+        raise XmlRefused("processing-instruction", f"XML with a processing instruction (<?{target} ...?>) "
+                         "is refused: SOAP 1.1 forbids them in a message")
 
 
 def _syntax(exc: etree.XMLSyntaxError) -> XmlRefused:

@@ -49,10 +49,9 @@ def play(stack: Stack) -> Played:
                   *((p, f"H22.20-20260604-000020{n}") for n, p in enumerate(OTHERS)),
                   (CITIZEN, "H41.10-20260611-0000007")]
         for i, (person, purpose) in enumerate(people):
-            r = call(portal, PORTAL, VERIFY, {"MaYeuCau": f"KT-{i:04d}", "MaDVC": "1.001193.000.00.00.H22",
-                                              "MaCanBo": "canbo.tranthimai", "MaDonVi": "000.00.00.G22",
-                                              "SoDinhDanh": person, "HoVaTen": "Nguyễn Văn An",
-                                              "NgayThangNamSinh": "19900101"},
+            r = call(portal, PORTAL, VERIFY, {"MaYeuCau": f"KT-{i:04d}", "MaDichVu": "1.001193.000.00.00.H22",
+                                              "MaCanBo": "canbo.tranthimai", "SoDinhDanh": person,
+                                              "SoCMND": "", "HoVaTen": "Nguyễn Văn An"},
                      **{"X-Road-UserId": "VN-canbo.tranthimai", "X-Road-Issue": purpose})
             assert r.status_code == 200, r.text
             if person == CITIZEN:
