@@ -189,7 +189,13 @@ class Pipeline:
         and audited (protocol "delivery") like every exchange. The rule that allowed it at intake
         still decides which fields of the answer are kept."""
         rule = next((r for r in self.policy.rules if r.name == ctx.rule), None)
-        ctx = replace(ctx, decision=Decision.of(rule) if rule is not None else None)
+        if rule is None:
+            # A policy reload renamed or removed the rule: what it let leave is unknown now, so
+            # the message is not sent (fail closed, never unminimised) and dies as forbidden.
+            return await self._complete(replace(ctx, error=Forbidden(
+                f"rule {ctx.rule!r}, which allowed this request when it was accepted, is no longer "
+                "in the policies; the request is not sent", rule=ctx.rule)), render)
+        ctx = replace(ctx, decision=Decision.of(rule))
         ctx = await self.invoke(ctx)
         return await self._complete(ctx, render)
 
