@@ -38,6 +38,11 @@ from gateway.storage.tables import auth_throttle
 __all__ = ["ACCOUNT", "ADDRESS", "Attempt", "Rule", "Throttle", "admit_in_turn", "retry_after"]
 
 
+# Seconds a try may wait for its turn behind tries still being checked (admit_in_turn): long enough
+# for a burst of right requests to drain on a busy machine with several workers.
+QUEUE_WAIT = 15.0
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     free: int  # failures allowed without any wait
@@ -75,8 +80,9 @@ class _Key:
 
 class Throttle:
     def __init__(self, engine: Engine, *, account: Rule = ACCOUNT, address: Rule = ADDRESS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, queue_wait: float = QUEUE_WAIT) -> None:
         self._engine = engine
+        self.queue_wait = queue_wait  # see admit_in_turn
         self._lock = WriteLock(engine)  # SQLite: queue on the file lock, not the busy handler's sleeps
         self.account = account
         self.address = address
@@ -165,9 +171,6 @@ class Throttle:
             next_us=last_us + int(key.rule.delay(failures) * 1_000_000)))
 
 
-QUEUE_WAIT = 3.0  # seconds an attempt may wait for its turn behind tries still being checked
-
-
 async def admit_in_turn(throttle: Throttle, attempt: Attempt) -> Verdict:
     """``admit``, waiting a little while the refusal is only the first step of delay.
 
@@ -175,11 +178,13 @@ async def admit_in_turn(throttle: Throttle, attempt: Attempt) -> Verdict:
     right requests at once (a pool of workers starting up) would be refused for no failure at all.
     Waiting in turn, it goes in as soon as one of them succeeds and clears the count. A refusal
     with a longer wait is a real run of failures and is answered at once; the wait is on the event
-    loop, not in a worker thread, so waiting callers hold no thread."""
+    loop, not in a worker thread, so waiting callers hold no thread. Waiting cannot buy a guesser
+    more checks: once the tries in flight settle as failures the delay doubles past the first step,
+    and the waiters are refused."""
     waited = 0.0
     while True:
         verdict = await run_in_threadpool(throttle.admit, attempt)
-        if verdict.allowed or verdict.retry_after > throttle.account.base or waited >= QUEUE_WAIT:
+        if verdict.allowed or verdict.retry_after > throttle.account.base or waited >= throttle.queue_wait:
             return verdict
         await asyncio.sleep(0.05)
         waited += 0.05

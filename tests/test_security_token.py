@@ -52,7 +52,8 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
     with TestClient(create_app(config)) as client:
         rt = runtime(client)
         rt.security.throttle.close()
-        rt.security.throttle = Throttle(rt.engine, clock=Frozen())  # no delay runs out mid-test
+        # No delay runs out mid-test; nor would the first one for a try waiting its turn: a short wait.
+        rt.security.throttle = Throttle(rt.engine, clock=Frozen(), queue_wait=0.3)
         portal = rt.clients.get(PORTAL)
         assert portal is not None and portal.jwks
         rt.clients.add(KEY_ONLY, jwks=portal.jwks)
