@@ -2,12 +2,14 @@
 
 Each attempt names the account it tries (a username, a client id) and the client's address; each
 of the two has its own count of failures in the ``auth_throttle`` table, which every worker process
-and node shares. ``admit`` reserves the attempt *before* the password is checked, under the rows'
-locks: concurrent attempts are counted one after another, so a burst sent at once gets no more
-checks than the rule allows and the rest are refused (429 with ``Retry-After``). A reservation
-counts as a failure until the caller says otherwise: ``succeeded`` clears the account's count and
-undoes the address's attempt (an office shares one address), ``uncounted`` undoes both (the request
-never reached a credential check).
+and node shares. ``admit`` reserves the attempt on the account's count *before* the password is
+checked, under the rows' locks: concurrent attempts on one account are counted one after another, so
+a burst sent at once gets no more checks than the rule allows and the rest are refused (429 with
+``Retry-After``). The reservation counts as a failure until the caller says otherwise: ``succeeded``
+clears the account's count and gives the address one try back (an office shares one address),
+``failed`` adds the failure to the address's count, ``uncounted`` undoes the reservation (the
+request never reached a credential check). The address counts settled failures only: a whole
+office's right requests in flight must not add up to its address's delay.
 
 Delays grow instead of locking out: the first ``free`` failures cost nothing, then each failure
 doubles the wait before the next try (``base``, 2 x ``base``, ...) up to ``cap``. An outsider who
@@ -100,19 +102,24 @@ class Throttle:
             wait = max(row.next_us for row in rows.values()) - now
             if wait > 0:
                 return Verdict(False, wait / 1_000_000, "rate")
+            # Only the account's count is reserved: the address's grows when a try fails (failed),
+            # else an office's right requests in flight would add up to its address's delay.
             for key in keys:
-                row = rows[key.digest]
-                failures = (row.failures if now - row.last_us <= key.rule.forget * 1_000_000 else 0) + 1
-                self._store(conn, key, failures, now)
+                if key.is_account:
+                    self._store(conn, key, self._current(key, rows[key.digest], now) + 1, now)
         return ADMITTED
 
     def succeeded(self, attempt: Attempt) -> None:
-        """The credentials were right: the account starts afresh, the address's try is undone."""
-        self._settle(attempt, clear_account=True)
+        """The credentials were right: the account starts afresh, the address gets one try back."""
+        self._settle(attempt, account=lambda f: 0, address=lambda f: max(0, f - 1))
+
+    def failed(self, attempt: Attempt) -> None:
+        """The credentials were wrong: the account's reservation stays, the address counts it."""
+        self._settle(attempt, account=lambda f: f, address=lambda f: f + 1)
 
     def uncounted(self, attempt: Attempt) -> None:
         """No credential was checked (a malformed request): the reservation is undone."""
-        self._settle(attempt, clear_account=False)
+        self._settle(attempt, account=lambda f: max(0, f - 1), address=lambda f: f)
 
     def purge(self) -> int:
         """Forget rows whose failures are forgotten anyway; the number removed."""
@@ -139,7 +146,13 @@ class Throttle:
                 if attempt.address else None]
         return sorted((k for k in keys if k is not None), key=lambda k: k.digest)  # one lock order
 
-    def _settle(self, attempt: Attempt, *, clear_account: bool) -> None:
+    @staticmethod
+    def _current(key: _Key, row: sa.Row, now: int) -> int:
+        """The key's failures, or none once they are forgotten."""
+        return int(row.failures) if now - row.last_us <= key.rule.forget * 1_000_000 else 0
+
+    def _settle(self, attempt: Attempt, *, account: Callable[[int], int],
+                address: Callable[[int], int]) -> None:
         keys = self._keys(attempt)
         if not keys:
             return
@@ -148,8 +161,10 @@ class Throttle:
             rows = self._locked(conn, keys, now)
             for key in keys:
                 row = rows[key.digest]
-                failures = 0 if clear_account and key.is_account else max(0, row.failures - 1)
-                self._store(conn, key, failures, row.last_us)
+                before = self._current(key, row, now)
+                after = (account if key.is_account else address)(before)
+                if after != before:
+                    self._store(conn, key, after, now if after > before else row.last_us)
 
     @staticmethod
     def _locked(conn: Connection, keys: list[_Key], now: int) -> dict[str, sa.Row]:
@@ -172,19 +187,18 @@ class Throttle:
 
 
 async def admit_in_turn(throttle: Throttle, attempt: Attempt) -> Verdict:
-    """``admit``, waiting a little while the refusal is only the first step of delay.
+    """``admit``, waiting for its turn when the delay ends within ``throttle.queue_wait``.
 
     Tries still being checked count as failures until they settle, so a client that sends several
-    right requests at once (a pool of workers starting up) would be refused for no failure at all.
-    Waiting in turn, it goes in as soon as one of them succeeds and clears the count. A refusal
-    with a longer wait is a real run of failures and is answered at once; the wait is on the event
-    loop, not in a worker thread, so waiting callers hold no thread. Waiting cannot buy a guesser
-    more checks: once the tries in flight settle as failures the delay doubles past the first step,
-    and the waiters are refused."""
+    right requests at once (a pool of workers starting up) would be refused for failures that never
+    happened. Waiting in turn, each goes in as the tries ahead of it succeed and clear the count.
+    Waiting buys a guesser nothing: the tries it gets are still one per delay, which doubles with
+    each failure, and a delay longer than the wait left is refused at once. The wait is on the
+    event loop, not in a worker thread, so waiting callers hold no thread."""
     waited = 0.0
     while True:
         verdict = await run_in_threadpool(throttle.admit, attempt)
-        if verdict.allowed or verdict.retry_after > throttle.account.base or waited >= throttle.queue_wait:
+        if verdict.allowed or verdict.retry_after > throttle.queue_wait - waited:
             return verdict
         await asyncio.sleep(0.05)
         waited += 0.05

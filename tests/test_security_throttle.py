@@ -76,10 +76,12 @@ def test_the_address_counts_across_accounts_and_a_success_only_undoes_its_own_tr
     throttle = Throttle(create_engine(database_url), clock=Clock())
     for i in range(ADDRESS.free):
         assert throttle.admit(Attempt("console", f"user{i}", "10.0.0.9")).allowed
+        throttle.failed(Attempt("console", f"user{i}", "10.0.0.9"))
     refused = throttle.admit(Attempt("console", "fresh", "10.0.0.9"))
     assert not refused.allowed and refused.retry_after == pytest.approx(ADDRESS.base)
     throttle.succeeded(Attempt("console", "user0", "10.0.0.9"))
     assert throttle.admit(Attempt("console", "fresh", "10.0.0.9")).allowed
+    throttle.failed(Attempt("console", "fresh", "10.0.0.9"))  # the address counts settled failures
     assert not throttle.admit(Attempt("console", "other", "10.0.0.9")).allowed
     assert throttle.admit(Attempt("console", "other", "10.0.0.10")).allowed
     assert throttle.admit(Attempt("oauth", "other", "10.0.0.9")).allowed

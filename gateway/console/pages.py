@@ -71,7 +71,8 @@ def routes(console: Console) -> list[Route]:
             refused.headers["Retry-After"] = retry_after(verdict)
             return refused
         user = await run_in_threadpool(console.users.authenticate, username, form.get("password", ""))
-        if user is None:  # the attempt stays counted
+        if user is None:  # the attempt stays counted, and the address counts it too
+            await run_in_threadpool(console.throttle.failed, attempt)
             note.error = "Client.SignInRefused"
             await console.audit(user=username or None, action="signin", status=401, note=note,
                                 started=started)

@@ -107,7 +107,9 @@ def _checked(throttle: Throttle, attempt: Attempt, answer: Callable[[], TokenRes
         raise
     if response.status == 200:
         throttle.succeeded(attempt)
-    elif _error_of(response) != "invalid_client":
+    elif _error_of(response) == "invalid_client":
+        throttle.failed(attempt)
+    else:
         throttle.uncounted(attempt)
     return response
 
