@@ -122,13 +122,14 @@ class Throttle:
         self._settle(attempt, account=lambda f: max(0, f - 1), address=lambda f: f)
 
     def purge(self) -> int:
-        """Forget rows whose failures are forgotten anyway; the number removed."""
+        """Forget rows whose failures are cleared or forgotten anyway; the number removed."""
         now = self._now_us()
         horizon = int(max(self.account.forget, self.address.forget, self.account.cap, self.address.cap)
                       * 1_000_000)
+        forgotten = sa.and_(auth_throttle.c.last_us < now - horizon, auth_throttle.c.next_us < now)
         with self._engine.begin() as conn:
-            result = conn.execute(sa.delete(auth_throttle).where(auth_throttle.c.last_us < now - horizon,
-                                                                 auth_throttle.c.next_us < now))
+            result = conn.execute(sa.delete(auth_throttle).where(
+                sa.or_(auth_throttle.c.failures == 0, forgotten)))
         return int(result.rowcount or 0)
 
     def close(self) -> None:
@@ -169,18 +170,23 @@ class Throttle:
     @staticmethod
     def _locked(conn: Connection, keys: list[_Key], now: int) -> dict[str, sa.Row]:
         """The keys' rows, created when missing, locked until the transaction ends."""
-        values = [{"key": k.digest, "failures": 0, "last_us": now, "next_us": 0} for k in keys]
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        conn.execute(insert(auth_throttle).values(values).on_conflict_do_nothing(index_elements=["key"]))
         query = (sa.select(auth_throttle).where(auth_throttle.c.key.in_([k.digest for k in keys]))
                  .order_by(auth_throttle.c.key).with_for_update())
-        return {row.key: row for row in conn.execute(query)}
+        while True:
+            values = [{"key": k.digest, "failures": 0, "last_us": now, "next_us": 0} for k in keys]
+            conn.execute(insert(auth_throttle).values(values)
+                         .on_conflict_do_nothing(index_elements=["key"]))
+            rows = {row.key: row for row in conn.execute(query)}
+            # PostgreSQL: a purge may delete a row between the insert (which found it) and the lock;
+            # the locked select then skips it. Insert it again: the purge has committed by now.
+            if len(rows) == len(keys):
+                return rows
 
     @staticmethod
     def _store(conn: Connection, key: _Key, failures: int, last_us: int) -> None:
-        if failures == 0:
-            conn.execute(sa.delete(auth_throttle).where(auth_throttle.c.key == key.digest))
-            return
+        # A cleared count stays as a row of zero (the purge removes it later): deleting it here
+        # would pull the row from under tries waiting for its lock.
         conn.execute(sa.update(auth_throttle).where(auth_throttle.c.key == key.digest).values(
             failures=failures, last_us=last_us,
             next_us=last_us + int(key.rule.delay(failures) * 1_000_000)))

@@ -122,6 +122,32 @@ def test_every_worker_shares_the_count_under_concurrency(database_url: str) -> N
     assert admitted.count(True) == ACCOUNT.free and len(admitted) == 40
 
 
+def test_right_tries_settling_at_once_on_two_workers_never_fail(database_url: str) -> None:
+    """Right credentials from two workers at once: each success clears the counts while other tries
+    are locking the same rows. No try fails for a row cleared under it (a 503 at the token endpoint
+    in a two-worker run on PostgreSQL)."""
+    workers = [Throttle(create_engine(database_url)) for _ in range(2)]
+    attempt = Attempt("oauth", CLIENT, "10.0.0.1")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(40):
+                if workers[i % 2].admit(attempt).allowed:
+                    workers[i % 2].succeeded(attempt)
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 @pytest.mark.parametrize(("peer", "forwarded", "address"), [
     ("10.0.0.2", "198.51.100.4, 10.0.0.3", "198.51.100.4"),  # through two of our proxies
     ("10.0.0.2", "", "10.0.0.2"),
