@@ -7,13 +7,17 @@ tokens. Invalid files fail at start with the file, the line and what is wrong.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import yamlfile
 from gateway.identifiers import IdentifierError, ServiceId, normalise_client, split_id
+
+if TYPE_CHECKING:
+    from gateway.agencies import Agencies
 
 
 class _Model(BaseModel):
@@ -195,20 +199,71 @@ class Routing(_Model):
         return [check_agency(code) for code in value]
 
 
+class Split(_Model):
+    """Part of a former agency's work that went to one of several successors (a district's units
+    split among communes): the agency codes of dossiers that now go to ``successor``."""
+
+    agencies: list[str] = Field(min_length=1, description="agency parts of dossier codes (H22.31.20) "
+                                "whose dossiers go to this successor; the most specific wins")
+    successor: str = Field(description="the member id that took this part over")
+
+    @field_validator("successor")
+    @classmethod
+    def _member_id(cls, value: str) -> str:
+        return member_id(value)
+
+    @field_validator("agencies")
+    @classmethod
+    def _agency_codes(cls, value: list[str]) -> list[str]:
+        from gateway.routing import check_agency
+
+        return [check_agency(code) for code in value]
+
+
 class Member(_Model):
     id: str
     name: str = ""
     subsystems: list[Subsystem] = []
     routing: Routing | None = Field(None, description="dossiers and progress routed down to this "
                                     "member by the agency their dossier code names")
+    valid_from: date | None = Field(None, description="the first day the agency exists (Vietnamese "
+                                    "time); since ever when left out")
+    valid_until: date | None = Field(None, description="the last day the agency exists; after it the "
+                                     "agency is former: what is addressed to it goes to its successor "
+                                     "and its clients are refused (gateway/agencies.py)")
+    successor: str | None = Field(None, description="the member id that took the agency's work over "
+                                  "after valid_until (several former agencies may name one successor)")
+    split: list[Split] = Field([], description="instead of one successor: which agency codes of the "
+                               "agency's dossiers went to which successor; a dossier whose code none "
+                               "names is refused, naming them")
+    carry_policies: bool = Field(False, description="after valid_until, policy rules written for this "
+                                 "agency's services also allow the same calls to its successor's "
+                                 "same-named services; off by default, so a merger widens no access")
 
-    @field_validator("id")
+    @field_validator("id", "successor")
     @classmethod
-    def _member_id(cls, value: str) -> str:
-        parts = split_id(value)
-        if len(parts) != 3:
-            raise ValueError(f"{value!r} is not a member id (INSTANCE/CLASS/CODE)")
-        return "/".join(parts)
+    def _member_id(cls, value: str | None) -> str | None:
+        return None if value is None else member_id(value)
+
+    @model_validator(mode="after")
+    def _succession(self) -> Member:
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError(f"member {self.id}: valid_until {self.valid_until} is before valid_from "
+                             f"{self.valid_from}")
+        if self.successor and self.split:
+            raise ValueError(f"member {self.id}: name one successor or a split, not both")
+        if (self.successor or self.split) and self.valid_until is None:
+            raise ValueError(f"member {self.id}: a successor takes over after valid_until: set the "
+                             "agency's last day")
+        return self
+
+
+def member_id(value: str) -> str:
+    """``INSTANCE/CLASS/CODE`` (the colon form accepted); ValueError otherwise."""
+    parts = split_id(value)
+    if len(parts) != 3:
+        raise ValueError(f"{value!r} is not a member id (INSTANCE/CLASS/CODE)")
+    return "/".join(parts)
 
 
 class Service(_Model):
@@ -365,9 +420,10 @@ class Config(_Model):
             if client.id in clients:
                 raise _CatalogError(("clients", i, "id"), f"client {client.id} is listed twice")
             clients.add(client.id)
+        from gateway.agencies import succession_problem
         from gateway.routing import catalog_problem
 
-        problem = catalog_problem(self)
+        problem = succession_problem(self) or catalog_problem(self)
         if problem is not None:
             raise _CatalogError(*problem)
         return self
@@ -404,6 +460,16 @@ class Config(_Model):
                                  | {f"{m.id}/{s.code}" for m in self.members for s in m.subsystems})
             self.__dict__["_declared"] = declared
         return client_id in declared
+
+    @property
+    def agencies(self) -> Agencies:
+        """The members' validity periods and successors (gateway/agencies.py)."""
+        cache = self.__dict__.get("_agencies")
+        if cache is None:
+            from gateway.agencies import Agencies
+
+            cache = self.__dict__["_agencies"] = Agencies(self.members)
+        return cache
 
     def client(self, client_id: str) -> Client | None:
         for client in self.clients:

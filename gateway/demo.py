@@ -42,7 +42,7 @@ from rich.table import Table
 from gateway.client import tool_client
 from gateway.config import load_config
 from gateway.errors import describe
-from gateway.init import HA_GIANG, POPULATION, PORTAL, Ports, initialise
+from gateway.init import POPULATION, PORTAL, TUYEN_QUANG, Ports, initialise
 from gateway.simulation import free_port
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -96,14 +96,14 @@ def dossiers(count: int) -> list[dict[str, Any]]:
         code, name, field_code, field_name = PROCEDURES[i % len(PROCEDURES)]
         received = now - timedelta(days=i % 5, hours=i)
         out.append({
-            "MaHoSo": f"H22.23-{now:%Y%m%d}-{i + 1:07d}",
+            "MaHoSo": f"H60.23-{now:%Y%m%d}-{i + 1:07d}",
             "MaTTHC": code, "TenTTHC": name, "MaLinhVuc": field_code, "TenLinhVuc": field_name,
             "SoBienNhan": f"{i + 1:06d}/BN", "ChuHoSo": person.ho_va_ten, "LoaiDoiTuong": "1",
             "MaDoiTuong": person.so_dinh_danh, "Email": person.email,
             "SoDienThoai": person.so_dien_thoai, "TrichYeuHoSo": f"{name} cho {person.ho_va_ten}",
             "NgayTiepNhan": _ts(received), "NgayHenTra": _ts(received + timedelta(days=5)),
             "TrangThaiHoSo": "2", "HinhThuc": "1" if i % 3 else "0",
-            "DonViXuLy": "UBND tỉnh Hà Giang", "GhiChu": "",
+            "DonViXuLy": "UBND tỉnh Tuyên Quang", "GhiChu": "",
             "TaiLieuNop": [{"TenTepDinhKem": "to-khai.pdf", "DuongDanTaiTep": f"/hoso/{i + 1}/to-khai.pdf"}],
             "DanhSachLePhi": [], "DanhSachHoSoBoSung": [], "DanhSachGiayToKetQua": [],
         })
@@ -126,7 +126,7 @@ async def _token(http: httpx.AsyncClient, base: str, client: str, secret: str,
 
 
 async def play(sc: Scenario) -> None:
-    motcua, portal = f"{HA_GIANG}/MOTCUA", f"{PORTAL}/DVCQG"
+    motcua, portal = f"{TUYEN_QUANG}/MOTCUA", f"{PORTAL}/DVCQG"
     async with tool_client() as http:
         sc.doing("asking for tokens")
         t_motcua = await _token(http, sc.base, motcua, sc.secrets[motcua])
@@ -151,7 +151,7 @@ async def play(sc: Scenario) -> None:
                                      sc.check)
         from gateway.delivery.demo import route_down
 
-        sc.doing("routing nationally filed dossiers down to Hà Giang, then their updates")
+        sc.doing("routing dossiers addressed to former Hà Giang down to Tuyên Quang, then their updates")
         await route_down(http, sc.base, t_portal, portal, sc.sim_onestop, exchange, sc.check)
 
         from connectors.synthetic import people
@@ -313,7 +313,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
 
             console.print(console_hint(base, f"sqlite:///{db_file}",
                                        people(1000, seed=2026)[1].so_dinh_danh), highlight=False)
-            motcua = f"{HA_GIANG}/MOTCUA"
+            motcua = f"{TUYEN_QUANG}/MOTCUA"
             console.print(
                 f"\nThe gateway serves at {base} (OpenAPI docs: {base}/docs). Try:\n"
                 f"  TOKEN=$(curl -s -u '{motcua}:{init.secrets[motcua]}' "

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.agencies import Ended, member_of, today
 from gateway.audit.bodies import Bodies
 from gateway.audit.log import AuditLog
 from gateway.audit.record import AuditRecord, BodyDigest, SubjectHasher
@@ -90,6 +91,15 @@ Decode = Callable[[Service, str], Decoded]
 
 
 @dataclass(frozen=True, slots=True)
+class Addressed:
+    """The agency a message was addressed to (a dossier code's, a called service's member) and the
+    one that got it: the same, or its successor once it is former (gateway/agencies.py)."""
+
+    addressed: str
+    actual: str
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """What became of an exchange: a reply or an error, and what the steps learnt on the way."""
 
@@ -108,6 +118,7 @@ class Result:
     reply: Reply | None = None
     error: GatewayError | None = None
     upstream_us: int | None = None
+    agency: Addressed | None = None  # a message addressed to an agency: where it went
 
     @property
     def status(self) -> int:
@@ -125,7 +136,7 @@ class Rendered:
 
 Render = Callable[[Result], Rendered]
 Answer = Callable[[Result], Result]  # an authenticated call -> its reply or error
-Intake = Callable[[Result], Awaitable[Reply]]
+Intake = Callable[[Result], Awaitable[Result]]  # stores an async request: the context with its 202
 Validator = Callable[[Any], None]  # raises a GatewayError (InvalidBody, 422) for an invalid payload
 
 
@@ -150,6 +161,7 @@ class Pipeline:
         self.subjects = subjects
         self.intake = intake  # stores an async service's request and answers 202 (gateway/delivery)
         self.validators = validators or {}  # JSON Schema checks by service id
+        self.agencies = config.agencies  # validity periods and successors (gateway/agencies.py)
         # A step returns the new context, or an awaitable of it (a step that does I/O).
         self._steps: tuple[Callable[[Result], Any], ...] = (
             self.authenticate, self.resolve, self.authorise, self.admit, self.parse, self.validate)
@@ -230,6 +242,12 @@ class Pipeline:
         except GatewayError as err:
             raise self._fail(ctx, err) from None
         ctx = replace(ctx, client=token.client_id, scopes=token.scopes)
+        if self.agencies.changes:
+            refusal = self.agencies.refusal(member_of(token.client_id), today())
+            if refusal is not None:  # a former agency's client, after its last day
+                raise self._fail(ctx, UnknownMember(f"client {token.client_id} is not registered "
+                                                    f"here now: {refusal}; use a client of the "
+                                                    "agency current today"))
         if ex.client_header is not None:
             try:
                 claimed = normalise_client(ex.client_header)
@@ -254,6 +272,8 @@ class Pipeline:
     def resolve(self, ctx: Result) -> Result:
         ex = ctx.exchange
         service = self.config.service(ex.service_id)
+        if self.agencies.changes:
+            service, ctx = self._successor_service(ctx, ex.service_id, service)
         if service is None:
             raise self._fail(ctx, UnknownService(f"no service {ex.service_id} is registered here"))
         try:
@@ -262,17 +282,57 @@ class Pipeline:
             raise self._fail(replace(ctx, service=service), err) from None
         return replace(ctx, service=service, operation=ex.operation or service.operation_name)
 
+    def _successor_service(self, ctx: Result, service_id: str,
+                           service: Service | None) -> tuple[Service | None, Result]:
+        """A service of a former agency, called after its last day (listed still or not): the
+        successor's service of the same subsystem and code takes the call, and the record keeps
+        both agencies; when the successor has none, the call is refused naming the successor."""
+        try:
+            addressed = member_of(service_id)
+        except IdentifierError:
+            return service, ctx
+        day = today()
+        if not self.agencies.ended(addressed, day):
+            return service, ctx
+        try:
+            actual = self.agencies.current(addressed, day)
+        except Ended as err:
+            raise self._fail(ctx, UnknownService(f"no service {service_id}: {err}")) from None
+        successor_id = actual + service_id[len(addressed):]
+        successor = self.config.service(successor_id)
+        if successor is None:
+            raise self._fail(ctx, UnknownService(
+                f"no service {service_id}: {self.agencies.refusal(addressed, day)}, which has no "
+                f"service {successor_id}"))
+        return successor, replace(ctx, agency=Addressed(addressed, actual))
+
     def authorise(self, ctx: Result) -> Result:
         ex = ctx.exchange
         assert ctx.client is not None and ctx.service is not None and ctx.operation is not None
+        request = Request(client=ctx.client, service=ctx.service.id, operation=ctx.operation,
+                          scopes=ctx.scopes, user_id=ex.user_id, issue=ex.issue)
         try:
-            decision = self.policy.decide(Request(client=ctx.client, service=ctx.service.id,
-                                                  operation=ctx.operation, scopes=ctx.scopes,
-                                                  user_id=ex.user_id, issue=ex.issue))
+            decision = self.policy.decide(request)
         except Forbidden as err:
-            raise _Stop(replace(ctx, error=err, rule=err.rule)) from None
+            carried = self._carried(ctx, request)
+            if carried is None:
+                raise _Stop(replace(ctx, error=err, rule=err.rule)) from None
+            decision = carried
         paths = tuple(dict.fromkeys([*ctx.service.subjects, *decision.rule.subjects]))
         return replace(ctx, rule=decision.rule_name, subject_paths=paths, decision=decision)
+
+    def _carried(self, ctx: Result, request: Request) -> Decision | None:
+        """For a call that went to a former agency's successor: the decision the former agency's
+        rules give, where the operator let them carry over (``carry_policies``); else None."""
+        if ctx.agency is None or ctx.exchange.service_id == request.service:
+            return None
+        former = self.agencies.member(ctx.agency.addressed)
+        if former is None or not former.carry_policies:
+            return None
+        try:
+            return self.policy.decide(replace(request, service=ctx.exchange.service_id))
+        except Forbidden:
+            return None
 
     async def admit(self, ctx: Result) -> Result:
         """The deciding rule's rate limit and quota, per client and service; a refusal names the
@@ -359,7 +419,7 @@ class Pipeline:
             return replace(ctx, error=ServerError(f"{ctx.service.id} is delivered asynchronously and "
                                                   "this gateway runs no delivery queue"))
         try:
-            return replace(ctx, reply=await self.intake(ctx))
+            return await self.intake(ctx)
         except GatewayError as err:
             return replace(ctx, error=err)
 
@@ -429,6 +489,7 @@ class Pipeline:
             upstream_request=BodyDigest.of(reply.wire_request) if reply else None,
             upstream_response=BodyDigest.of(reply.wire_response) if reply else None,
             subjects=ctx.subjects, path=ex.path, query=ex.query,
+            agency=(ctx.agency.addressed, ctx.agency.actual) if ctx.agency is not None else None,
         )
 
     def kept_bodies(self, ctx: Result, rendered: Rendered) -> Bodies | None:

@@ -2,8 +2,10 @@
 
 The catalog it writes is the demo's: the national portal (Văn phòng Chính phủ, 000.00.00.G22), the
 national population database (here under the example code 000.00.00.G01), and the one-stop systems
-of Hà Giang (000.00.00.H22) and Nghệ An (000.00.00.H41), each service pointing at the simulator of
-its upstream on loopback.
+of Tuyên Quang (000.00.00.H60, an example code) and Nghệ An (000.00.00.H41), each service pointing at
+the simulator of its upstream on loopback. Hà Giang (000.00.00.H22) is there as a former agency:
+merged into Tuyên Quang on 1 July 2025 (gateway/agencies.py), so what is still addressed to it goes
+to Tuyên Quang.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from gateway.resources import policies_dir
 
 PORTAL = "VN/GOV/000.00.00.G22"
 POPULATION = "VN/GOV/000.00.00.G01"
-HA_GIANG = "VN/GOV/000.00.00.H22"
+HA_GIANG = "VN/GOV/000.00.00.H22"  # former: merged into Tuyên Quang (Resolution 202/2025/QH15)
+TUYEN_QUANG = "VN/GOV/000.00.00.H60"
 NGHE_AN = "VN/GOV/000.00.00.H41"
+MERGED = "2025-06-30"  # Hà Giang's last day; the new Tuyên Quang exists from 1 July 2025
+REORGANISED = "2025-07-01"
 
 CLIENTS = {
-    f"{HA_GIANG}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Hà Giang",
+    f"{TUYEN_QUANG}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Tuyên Quang",
     f"{NGHE_AN}/MOTCUA": "Hệ thống một cửa điện tử tỉnh Nghệ An",
     f"{PORTAL}/DVCQG": "Cổng Dịch vụ công quốc gia",
     f"{PORTAL}/KIEMTOAN": "Kiểm toán nhật ký liên thông",
@@ -112,7 +117,7 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
         *({"id": f"{member}/MOTCUA/{name}", "connector": "onestop", "upstream": up(ports.onestop),
            "timeout": 10, "description": text, **STORE_AND_FORWARD.get(name, {}),
            **CODE_IN_PATH.get(name, {}), **(OWNER if name == "NhanHoSo" else {})}
-          for member in (HA_GIANG,)
+          for member in (TUYEN_QUANG,)
           for name, text in [("NhanHoSo", "Nhận hồ sơ từ Cổng DVCQG"),
                              ("CapNhatTienDoHoSo", "Nhận tiến độ xử lý hồ sơ từ Cổng DVCQG"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
@@ -131,10 +136,15 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
                 {"code": "LIENTHONG", "name": "Định tuyến hồ sơ về địa phương (cổng liên thông)"}]},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
                 {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"}]},
-            {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "subsystems": [
-                {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
-             "routing": {"agencies": ["H22"], "dossier": "MOTCUA/NhanHoSo",
+            {"id": TUYEN_QUANG, "name": "UBND tỉnh Tuyên Quang", "valid_from": REORGANISED,
+             "subsystems": [{"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
+             "routing": {"agencies": ["H60"], "dossier": "MOTCUA/NhanHoSo",
                          "progress": "MOTCUA/CapNhatTienDoHoSo"}},
+            # A former agency: its dossier codes (H22...) and services now reach Tuyên Quang.
+            {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "valid_until": MERGED,
+             "successor": TUYEN_QUANG,
+             "subsystems": [{"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
+             "routing": {"agencies": ["H22"]}},
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An", "subsystems": [
                 {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"},
                 {"code": "DANHMUC", "name": "Danh mục dùng chung"}]},

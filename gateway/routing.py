@@ -10,20 +10,25 @@ of message (``members[].routing``)::
       dossier: MOTCUA/NhanHoSo             # the member's service receiving dossiers
       progress: MOTCUA/CapNhatTienDoHoSo   # ... and progress updates
 
-The most specific code wins: ``H22.31`` given to another member takes that unit's dossiers. A
-routing service (``route: true``) hands each request to the service found here (gateway/delivery/
-intake.py stores it for that service). Pure: the table is read from the configuration once.
+The most specific code wins: ``H22.31`` given to another member takes that unit's dossiers. A former
+agency (gateway/agencies.py) keeps its codes here, with or without receiving services of its own:
+until its last day its dossiers go to it, afterwards to its successor's receiving service, and the
+target names both (``addressed`` and ``member``). A routing service (``route: true``) hands each
+request to the service found here (gateway/delivery/intake.py stores it for that service). Pure: the
+table is read from the configuration once, and the day is passed in.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 from gateway.identifiers import IdentifierError, ServiceId
 
 if TYPE_CHECKING:
+    from gateway.agencies import Agencies
     from gateway.config import Config
 
 __all__ = ["Routes", "Target", "agency_part", "catalog_problem", "check_agency"]
@@ -49,45 +54,57 @@ def agency_part(dossier_code: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a routed message goes: the dossier's agency, the configured code it matched, the
-    member and its receiving service."""
+    member that code names (``addressed``), the member that receives it that day (``member``: the
+    addressed one, or its successor once it is former, gateway/agencies.py) and its receiving
+    service."""
 
     agency: str
     matched: str
+    addressed: str
     member: str
     service: str
 
 
 class Routes:
-    def __init__(self, table: dict[str, tuple[str, dict[str, str]]]) -> None:
-        self._table = table  # agency code -> (member id, {message: receiving service id})
+    def __init__(self, table: dict[str, str], receivers: dict[str, dict[str, str]],
+                 agencies: Agencies) -> None:
+        self._table = table  # agency code -> member id
+        self._receivers = receivers  # member id -> {message: receiving service id}
+        self._agencies = agencies
 
     @classmethod
     def of(cls, config: Config) -> Routes:
-        table: dict[str, tuple[str, dict[str, str]]] = {}
+        table: dict[str, str] = {}
+        receivers: dict[str, dict[str, str]] = {}
         for member in config.members:
             routing = member.routing
             if routing is None:
                 continue
-            receivers = {message: str(ServiceId.parse(f"{member.id}/{relative}"))
-                         for message in MESSAGES if (relative := getattr(routing, message)) is not None}
+            receivers[member.id] = {
+                message: str(ServiceId.parse(f"{member.id}/{relative}"))
+                for message in MESSAGES if (relative := getattr(routing, message)) is not None}
             for code in routing.agencies:
-                table[code] = (member.id, receivers)
-        return cls(table)
+                table[code] = member.id
+        return cls(table, receivers, config.agencies)
 
-    def target(self, dossier_code: str, message: str) -> Target | None:
+    def target(self, dossier_code: str, message: str, day: date) -> Target | None:
         """The member of the most specific configured code that the dossier's agency is, or is a
-        unit of, and its service for ``message``; None when there is none (the member found may
-        receive only the other kind of message: then too)."""
+        unit of, followed to its successor when it is former on ``day``, and that member's
+        service for ``message``; None when there is none (the member found may receive only the
+        other kind of message: then too). Raises ``Ended`` when a former agency's work went nowhere
+        the code names."""
         agency = agency_part(dossier_code)
         groups = agency.split(".")
         for n in range(len(groups), 0, -1):
             code = ".".join(groups[:n])
-            found = self._table.get(code)
-            if found is not None:
-                service = found[1].get(message)
+            addressed = self._table.get(code)
+            if addressed is not None:
+                member = self._agencies.current(addressed, day, agency)
+                service = self._receivers.get(member, {}).get(message)
                 if service is None:
                     return None
-                return Target(agency=agency, matched=code, member=found[0], service=service)
+                return Target(agency=agency, matched=code, addressed=addressed, member=member,
+                              service=service)
         return None
 
     @staticmethod
@@ -111,9 +128,10 @@ def catalog_problem(config: Config) -> Problem | None:
                 problem = _receiver_problem(config, member.id, message, relative)
                 if problem is not None:
                     return ("members", i, "routing", message), problem
-        if routing.dossier is None and routing.progress is None:
+        receives = routing.dossier is not None or routing.progress is not None
+        if not receives and not (member.successor or member.split):
             return ("members", i, "routing"), f"member {member.id}: routing names no receiving service " \
-                                              "(dossier, progress)"
+                                              "(dossier, progress), and the member no successor"
         for j, code in enumerate(routing.agencies):
             other = claimed.setdefault(code, member.id)
             if j != routing.agencies.index(code) or other != member.id:

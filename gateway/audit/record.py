@@ -3,7 +3,9 @@
 The record names who (client, acting official, represented party), what (service, operation), why
 (purpose), when, the outcome and status, the rule that decided, timings, the SHA-256 and size of the
 bodies exchanged with the client and with the upstream, the data subjects as keyed hashes, and the
-path and query the client added after the service (what it asked for, so that an auditor sees it).
+path and query the client added after the service (what it asked for, so that an auditor sees it),
+and for a message addressed to an agency (a routed dossier, a former agency's service) the agency
+addressed and the one that got it, its successor when it is former (gateway/agencies.py).
 Personal ids from bodies never appear in clear: ``subjects`` holds HMAC-SHA-256 values only; a URL
 is recorded as sent, which is why clients put no personal id in one (docs/exchange.md).
 """
@@ -64,6 +66,7 @@ class AuditRecord:
     subjects: tuple[str, ...] = field(default=())  # HMAC hex digests
     path: str = ""  # the path the client added after the service's code, as forwarded
     query: str = ""  # the query string, as the client sent it
+    agency: tuple[str, str] | None = None  # (addressed, actual) member ids of a message to an agency
 
     def leaf(self) -> bytes:
         """The canonical JSON bytes of this record: what the log stores and hashes."""
@@ -96,6 +99,8 @@ class AuditRecord:
             doc["path"] = self.path[:_MAX_URL_PART]
         if self.query:
             doc["query"] = self.query[:_MAX_URL_PART]
+        if self.agency is not None:
+            doc["agency"] = {"addressed": self.agency[0], "actual": self.agency[1]}
         numbers = [self.status, self.total_us, self.upstream_us, self.request.size,
                    self.response.size]
         for digest in (self.upstream_request, self.upstream_response):

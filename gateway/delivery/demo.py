@@ -88,7 +88,8 @@ async def ride_out_portal_outage(http: httpx.AsyncClient, base: str, token: str,
 async def route_down(http: httpx.AsyncClient, base: str, token: str, client: str, onestop_sim: str,
                      exchange: Exchange, check: Check, *, count: int = 2, patience: float = 60.0) -> None:
     """The portal routes ``count`` nationally filed dossiers down by their agency, then a step of
-    each; both arrive at Hà Giang's one-stop system, the step after its dossier."""
+    each. Their codes name a unit of Hà Giang (H22.31.20), a former agency since its merger into
+    Tuyên Quang: both arrive at Tuyên Quang's one-stop system, the step after its dossier."""
     from connectors.dvcqg import data
 
     batch = [data.dossier(7000, i, agency="000.20.31.H22") for i in range(count)]
@@ -100,6 +101,8 @@ async def route_down(http: httpx.AsyncClient, base: str, token: str, client: str
                                       steps[dossier["MaHoSo"]]))
     accepted = [r for r in answers if r.status_code == 202]
     where = sorted({r.json().get("routedTo", {}).get("service", "?") for r in accepted})
+    successor = all(r.json().get("routedTo", {}).get("addressedMember") == "VN/GOV/000.00.00.H22"
+                    for r in accepted)
     started = time.monotonic()
     states: dict[str, int] = {}
     while accepted and time.monotonic() - started < patience:
@@ -110,9 +113,10 @@ async def route_down(http: httpx.AsyncClient, base: str, token: str, client: str
     held = await _held(http, onestop_sim)
     arrived = [d for d in batch if held.get(d["MaHoSo"], {}).get("TienDo") == [steps[d["MaHoSo"]]]]
     check(f"the portal routes {count} nationally filed dossiers down by the agency in their code "
-          "(H22.31.20: Hà Giang), each arrives at its one-stop system with its update after it",
+          "(H22.31.20: former Hà Giang, merged into Tuyên Quang), each arrives at Tuyên Quang's "
+          "one-stop system with its update after it",
           len(accepted) == len(answers) and states.get("delivered", 0) == len(accepted)
-          and len(arrived) == count,
+          and len(arrived) == count and successor,
           f"{len(accepted)}/{len(answers)} accepted for {', '.join(where)}; {len(arrived)}/{count} held "
           "with their update")
 

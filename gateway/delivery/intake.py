@@ -10,22 +10,25 @@ first delivery's (``duplicate: true``).
 A routing service (``route: true``) owns no upstream: the agency its dossier code names picks the
 member and that member's receiving service (gateway/routing.py), and the delivery is stored for that
 service, as if the client had called it: its lane, breaker, connector and per-dossier order, shared
-with direct pushes to it. The 202 says where it went (``routedTo``); an agency no member receives is
-refused here, 422, naming it, before anything is stored.
+with direct pushes to it. The 202 says where it went (``routedTo``; ``addressedMember`` when the code
+names a former agency whose successor got it, gateway/agencies.py), and so does the audit record;
+an agency no member receives is refused here, 422, naming it, before anything is stored.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from gateway.agencies import Ended, today
 from gateway.config import Config, Service
 from gateway.connector import Reply
 from gateway.delivery.messages import dossier_code, idempotency_key, records, status_of
 from gateway.delivery.store import DeliveryStore, NewDelivery
 from gateway.errors import InvalidBody, InvalidRequest
-from gateway.exchange import Result
+from gateway.exchange import Addressed, Result
 from gateway.identifiers import ServiceId, split_id
 from gateway.ids import new_id
 from gateway.routing import Routes, Target
@@ -59,7 +62,7 @@ class Intake:
         self._notify = notify
         self.routes = Routes.of(config)
 
-    async def __call__(self, ctx: Result) -> Reply:
+    async def __call__(self, ctx: Result) -> Result:
         target = self.route(ctx)
         accepted = await self.store.accept(self.new_delivery(ctx, target))
         if self._notify is not None and not accepted.duplicate:
@@ -71,9 +74,12 @@ class Intake:
         if target is not None:
             body["routedTo"] = {"agency": target.agency, "member": target.member,
                                 "service": target.service}
+            if target.addressed != target.member:  # a former agency's: its successor got it
+                body["routedTo"]["addressedMember"] = target.addressed
+            ctx = replace(ctx, agency=Addressed(target.addressed, target.member))
         location = f"/deliveries/{accepted.id}"
-        return Reply(payload={**body, "location": location}, status=202,
-                     headers={"Location": location})
+        return replace(ctx, reply=Reply(payload={**body, "location": location}, status=202,
+                                        headers={"Location": location}))
 
     def route(self, ctx: Result) -> Target | None:
         """Where a routing service's request goes; None for any other service."""
@@ -83,7 +89,11 @@ class Intake:
             return None
         assert service.dossier is not None
         code = dossier_code(ctx.payload)
-        target = self.routes.target(code, service.dossier.message)
+        try:
+            target = self.routes.target(code, service.dossier.message, today())
+        except Ended as err:  # a former agency's work went nowhere this code names
+            raise InvalidBody(str(err), status=422, errors=[{"path": "$.MaHoSo", "message": str(err)}]) \
+                from None
         if target is None:
             refusal = Routes.refusal(code, service.dossier.message)
             raise InvalidBody(refusal, status=422, errors=[{"path": "$.MaHoSo", "message": refusal}])

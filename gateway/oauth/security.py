@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from gateway.agencies import member_of, today
 from gateway.config import Config
 from gateway.oauth.clients import ClientStore
 from gateway.oauth.external import ExternalIssuer
@@ -145,7 +146,8 @@ class Security:
         for issuer in external:
             verifier.trust(issuer.keys)
         server = TokenServer(clients.get, keyring.keys, config.token, verifier=verifier, replay=replay,
-                             revocations=revocations)
+                             revocations=revocations,
+                             refuse_client=lambda client_id: _former(config, client_id))
         return cls(config=config, clients=clients, revocations=revocations, replay=replay,
                    keyring=keyring, verifier=verifier, token_server=server, limiter=limiter,
                    external=external, policies=PolicyWatcher(policies_dir), throttle=Throttle(engine),
@@ -240,3 +242,10 @@ class Security:
         self.throttle.close()
         if self.redis is not None:
             self.redis.close()
+
+
+def _former(config: Config, client_id: str) -> str | None:
+    """Why a former agency's client gets no token after the agency's last day (the successor named)."""
+    refusal = config.agencies.refusal(member_of(client_id), today())
+    return None if refusal is None else (f"client {client_id} gets no token: {refusal}; use a client "
+                                         "of the agency current today")

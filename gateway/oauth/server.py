@@ -27,7 +27,12 @@ from typing import Any
 
 import orjson
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
@@ -95,6 +100,15 @@ class OAuthClient(ClientMixin):
 
 class Grant(ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_token_request(self) -> None:
+        """Also refuses an authenticated client whose agency is not current (a former agency's,
+        after its last day: gateway/agencies.py), naming the successor. Only once the credentials
+        are right, so that the answer tells an outsider nothing about which ids exist."""
+        super().validate_token_request()
+        refusal = self.server.refuse_client(self.request.client.get_client_id())
+        if refusal is not None:
+            raise UnauthorizedClientError(description=refusal)
 
     def validate_requested_scope(self) -> None:
         """A scope the client is not registered for is refused (RFC 6749 5.2 invalid_scope)."""
@@ -292,9 +306,11 @@ def endpoint_urls(issuer: str) -> dict[str, str]:
 class TokenServer(AuthorizationServer):
     def __init__(self, clients: ClientLookup | Mapping[str, ClientRecord], keys: KeySet,
                  settings: TokenSettings, *, verifier: TokenVerifier, replay: ReplayCache,
-                 revocations: RevocationStore) -> None:
+                 revocations: RevocationStore,
+                 refuse_client: Callable[[str], str | None] = lambda client_id: None) -> None:
         super().__init__()
         self._lookup: ClientLookup = clients.get if isinstance(clients, Mapping) else clients
+        self.refuse_client = refuse_client  # why an authenticated client gets no token now, or None
         self.signer = TokenSigner(keys, settings)
         self.register_grant(Grant)
         self.register_token_generator(
