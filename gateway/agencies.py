@@ -124,32 +124,38 @@ class Agencies:
             if found is not None:
                 return found
             parts = "; ".join(f"{', '.join(s.agencies)} to {s.successor}" for s in member.split)
-            raise Ended(f"agency {member.id} ({self.name(member.id)}) ended on {until} and its work "
+            raise Ended(f"agency {self._named(member.id, True)} ended on {until} and its work "
                         f"was split ({parts}); agency code {agency or '(none)'} names none of these "
                         "parts: address it to the agency that took it over")
-        raise Ended(f"agency {member.id} ({self.name(member.id)}) ended on {until} and names no "
+        raise Ended(f"agency {self._named(member.id, True)} ended on {until} and names no "
                     "successor")
 
-    def successor_text(self, member_id: str) -> str:
+    def successor_text(self, member_id: str, *, names: bool = True) -> str:
         """Who took a former agency's work over, for messages: ``VN/GOV/… (name)`` or the split."""
         member = self._members[member_id]
         if member.successor:
-            return f"{member.successor} ({self.name(member.successor)})"
+            return self._named(member.successor, names)
         if member.split:
-            return ", ".join(f"{s.successor} ({self.name(s.successor)}) for {', '.join(s.agencies)}"
+            return ", ".join(f"{self._named(s.successor, names)} for {', '.join(s.agencies)}"
                              for s in member.split)
         return "no successor"
 
-    def refusal(self, member_id: str, day: date) -> str | None:
-        """Why a client of ``member_id`` may not act on ``day``, naming the successor; or None."""
+    def refusal(self, member_id: str, day: date, *, names: bool = True) -> str | None:
+        """Why a client of ``member_id`` may not act on ``day``, naming the successor; or None.
+        ``names=False`` leaves the agencies' names out: an OAuth error_description is ASCII only
+        (RFC 6749 5.2), and the ids say it precisely."""
         if self.ended(member_id, day):
             member = self._members[member_id]
-            return (f"agency {member_id} ({self.name(member_id)}) ended on {member.valid_until}; its "
-                    f"work passed to {self.successor_text(member_id)}")
+            return (f"agency {self._named(member_id, names)} ended on {member.valid_until}; its "
+                    f"work passed to {self.successor_text(member_id, names=names)}")
         if self.not_yet(member_id, day):
             member = self._members[member_id]
-            return f"agency {member_id} ({self.name(member_id)}) exists from {member.valid_from}"
+            return f"agency {self._named(member_id, names)} exists from {member.valid_from}"
         return None
+
+    def _named(self, member_id: str, names: bool) -> str:
+        return f"{member_id} ({self.name(member_id)})" if names and self.name(member_id) != member_id \
+            else member_id
 
     def formers(self, member_id: str) -> list[str]:
         """Every agency whose work ended up with ``member_id``, directly or through others."""
@@ -195,20 +201,35 @@ def succession_problem(config: Config) -> Problem | None:
     in the catalog or the agency itself, a gap between an agency's last day and its successor's
     first, a successor already gone by then, a cycle."""
     members = {m.id: (i, m) for i, m in enumerate(config.members)}
+    dated: list[tuple[tuple[str | int, ...], Member, str]] = []
     for i, member in enumerate(config.members):
         for j, successor in enumerate(_successors(member)):
             where: tuple[str | int, ...] = (("members", i, "successor") if member.successor
                                             else ("members", i, "split", j, "successor"))
-            problem = _successor_problem(member, successor.member, members)
-            if problem is not None:
-                return where, problem
+            if successor.member == member.id:
+                return where, f"member {member.id} names itself as its successor"
+            if successor.member not in members:
+                return where, (f"member {member.id}: successor {successor.member} is not a member "
+                               "listed in 'members'")
+            dated.append((where, member, successor.member))
+    cycle = _cycle(config, members)
+    if cycle is not None:
+        return cycle
+    for where, member, successor_id in dated:
+        problem = _dates_problem(member, members[successor_id][1])
+        if problem is not None:
+            return where, problem
+    return None
+
+
+def _cycle(config: Config, members: dict[str, tuple[int, Member]]) -> Problem | None:
     for i, member in enumerate(config.members):
         chain = [member.id]
         queue = [s.member for s in _successors(member)]
         while queue:
             nxt = queue.pop()
             if nxt == member.id:
-                return (("members", i, "successor"),
+                return (("members", i, "successor" if member.successor else "split"),
                         f"member {member.id}: its successors lead back to it "
                         f"({' -> '.join([*chain, nxt])}): a cycle has no current agency")
             if nxt in chain:
@@ -218,13 +239,8 @@ def succession_problem(config: Config) -> Problem | None:
     return None
 
 
-def _successor_problem(member: Member, successor_id: str,
-                       members: dict[str, tuple[int, Member]]) -> str | None:
-    if successor_id == member.id:
-        return f"member {member.id} names itself as its successor"
-    if successor_id not in members:
-        return f"member {member.id}: successor {successor_id} is not a member listed in 'members'"
-    successor = members[successor_id][1]
+def _dates_problem(member: Member, successor: Member) -> str | None:
+    successor_id = successor.id
     assert member.valid_until is not None  # Member refuses a successor without a last day
     next_day = member.valid_until + timedelta(days=1)
     if successor.valid_from is not None and successor.valid_from > next_day:

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,17 +101,21 @@ def _wait(url: str, procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> N
 
 
 def start_stack(workdir: Path, database: str | None = None, workers: int = 1,
-                overrides: dict[str, object] | None = None) -> tuple[Stack, list[subprocess.Popen[bytes]]]:
+                overrides: dict[str, object] | None = None,
+                edit: Callable[[dict[str, Any]], None] | None = None,
+                ) -> tuple[Stack, list[subprocess.Popen[bytes]]]:
     """Start the demo catalog's simulators and gateway; ``overrides`` replace top-level settings of
-    the written configuration (e.g. ``{"redis": url}``)."""
+    the written configuration (e.g. ``{"redis": url}``), and ``edit`` changes it in place."""
     from gateway.init import Ports, initialise
 
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
                   onestop=free_port(), rest=free_port())
     init = initialise(workdir, ports=ports, database=database, force=True)
     cfg = yaml.safe_load(init.config_path.read_text())
-    if overrides:
-        cfg.update(overrides)
+    if overrides or edit:
+        cfg.update(overrides or {})
+        if edit is not None:
+            edit(cfg)
         init.config_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     logs = [workdir / "simulators.log", workdir / "gateway.log"]
     cmd = [sys.executable, "-m", "gateway"]

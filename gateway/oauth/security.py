@@ -246,6 +246,6 @@ class Security:
 
 def _former(config: Config, client_id: str) -> str | None:
     """Why a former agency's client gets no token after the agency's last day (the successor named)."""
-    refusal = config.agencies.refusal(member_of(client_id), today())
+    refusal = config.agencies.refusal(member_of(client_id), today(), names=False)
     return None if refusal is None else (f"client {client_id} gets no token: {refusal}; use a client "
                                          "of the agency current today")
