@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from lxml import etree
 
+from gateway.agencies import today
 from gateway.config import Config, Service
 from gateway.connector import Reply
 from gateway.errors import Forbidden, GatewayError, InvalidRequest, MethodNotAllowed, UnknownService
@@ -206,11 +207,14 @@ class ClientItem:
 
 
 def client_list(config: Config, instance: str | None = None) -> list[ClientItem]:
-    """The catalog's members and their subsystems in one X-Road instance (this one by default)."""
+    """The catalog's members and their subsystems in one X-Road instance (this one by default):
+    those current today, as X-Road lists the registered ones (a former agency's ids are refused as
+    clients after its last day, gateway/agencies.py)."""
     wanted = instance or config.instance
+    day = today()
     out: list[ClientItem] = []
     for member in config.members:
-        if member.id.split("/")[0] != wanted:
+        if member.id.split("/")[0] != wanted or config.agencies.refusal(member.id, day) is not None:
             continue
         out.append(ClientItem(member.id, member.name))
         out.extend(ClientItem(f"{member.id}/{s.code}", member.name, s.name) for s in member.subsystems)

@@ -303,3 +303,12 @@ def test_the_demo_catalog_records_the_merger(config_file: Path) -> None:
         bad = config_file.with_name("broken.yaml")
         bad.write_text(config_file.read_text().replace(f"successor: {TUYEN_QUANG}", "successor: x"))
         load_config(bad)
+
+
+def test_list_clients_names_current_agencies_only() -> None:
+    """X-Road's listClients lists registered clients: Hà Giang's ids are gone after its last day."""
+    from gateway.metadata import client_list
+
+    ids = [item.id for item in client_list(_config(lambda raw: None))]
+    assert TUYEN_QUANG in ids and f"{TUYEN_QUANG}/MOTCUA" in ids
+    assert not [i for i in ids if i.startswith(HA_GIANG)]
