@@ -86,6 +86,27 @@ def test_deleted_leaf_with_renumbering_is_found(log: Filled) -> None:
     assert report.first_bad_index == 42
 
 
+def test_deleted_leaf_with_renumbering_and_rebuilt_tree_is_located_after_the_last_good_checkpoint(
+        log: Filled) -> None:
+    """Leaf 142 removed, the later leaves renumbered, every node and the head rebuilt: the leaves and
+    the tree agree again, and only the signed checkpoints tell. The one at 100 still holds; the
+    report names the range after it, not the end of the log."""
+    def close_gap(conn: Connection) -> None:
+        conn.execute(sa.text("DELETE FROM audit_leaves WHERE idx = 142"))
+        conn.execute(sa.text("DELETE FROM audit_subjects WHERE idx >= 142"))
+        for idx in range(143, SIZE):
+            conn.execute(sa.text("UPDATE audit_leaves SET idx = :n WHERE idx = :o"), {"n": idx - 1, "o": idx})
+
+    edit(log, close_gap)
+    rebuild_tree(log.engine)
+    report = log.verify(notes=False, indexes=False)
+    assert report.leaves == SIZE - 1 and report.first_bad_index == 100
+    assert [p.index for p in report.problems] == [100, 100]
+    assert "[100, 200)" in str(report.problems[0])
+    assert "[100, 299)" in str(report.problems[1]) and "after the last checkpoint that holds (100)" \
+        in str(report.problems[1])
+
+
 def test_reordered_leaves_are_found(log: Filled) -> None:
     """Swapping two leaves puts each where the tree expects another hash."""
     def swap(conn: Connection) -> None:
@@ -141,13 +162,16 @@ def test_leaf_added_with_the_head_moved_is_found(log: Filled) -> None:
 
 
 def test_truncation_is_caught_by_stored_checkpoints(log: Filled) -> None:
-    """Cutting the log's end and fixing the tree and head is refuted by the checkpoint at 300."""
+    """Cutting the log's end and fixing the tree and head is refuted by the checkpoint at 300. The
+    leaves cannot tell a cut end from a removal inside with the rest renumbered: the report names
+    the range from the last checkpoint that holds (200), and the cut as one possibility."""
     run(log, "DELETE FROM audit_leaves WHERE idx >= 250")
     run(log, "DELETE FROM audit_subjects WHERE idx >= 250")
     rebuild_tree(log.engine)
     report = log.verify(notes=False)
-    assert report.first_bad_index == 250
-    assert "only 250" in str(report.problems[0])
+    assert report.first_bad_index == 200
+    assert "only 250" in str(report.problems[0]) and "[200, 250)" in str(report.problems[0])
+    assert "from 250 on" in str(report.problems[0])
 
 
 def test_truncation_with_checkpoints_removed_is_caught_by_the_witness(log: Filled) -> None:
@@ -158,7 +182,7 @@ def test_truncation_with_checkpoints_removed_is_caught_by_the_witness(log: Fille
     rebuild_tree(log.engine)
     assert log.verify(notes=False).ok  # without a second place, a clean truncation is invisible
     report = log.verify()
-    assert report.first_bad_index == 250
+    assert report.first_bad_index == 200  # the witnessed checkpoint at 200 still holds
 
 
 def test_changed_tree_node_is_found(log: Filled) -> None:

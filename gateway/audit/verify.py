@@ -194,9 +194,19 @@ def _check_checkpoints(conn: Connection, claims: list[_Claim], roots: dict[int, 
         if len({c.checkpoint.root for c in group}) > 1:
             report.add(None, f"fork: signed checkpoints give different roots for size {size} ("
                        + ", ".join(f"{c.source}: {c.checkpoint.root.hex()[:16]}…" for c in group) + ")")
+        if size > report.leaves and report.leaves < report.head.size:
+            report.add(report.leaves, f"{group[0].source} covers {size} leaves but only the first "
+                       f"{report.leaves} are in place")  # the scan stopped at a gap, named there
+            continue
         if size > report.leaves:
-            report.add(report.leaves, f"{group[0].source} covers {size} leaves but the log has only "
-                       f"{report.leaves}: leaves from {report.leaves} on were removed")
+            # Leaves were removed: at the end, or inside with the later ones renumbered and the tree
+            # rebuilt to match. The leaves cannot say which: the range starts at the last checkpoint
+            # that holds, the first place a removal can be.
+            located = report.bad_leaf_in(last_good, report.leaves)
+            report.add(located if located is not None else last_good,
+                       f"{group[0].source} covers {size} leaves but the log has only {report.leaves}: "
+                       f"leaves were removed in [{last_good}, {report.leaves}), after the last "
+                       f"checkpoint that holds ({last_good}), or from {report.leaves} on")
             continue
         held = [c for c in group if c.checkpoint.root == roots[size]]
         for claim in group:
