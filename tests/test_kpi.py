@@ -75,14 +75,14 @@ def test_compute_matches_a_naive_count() -> None:
         for month in ("2026-01", "2026-02", "2026-03", "2026-04"):
             key = month.replace("-", "")
             mine = [r for r in rows if r["agency"] == agency]
-            received = [r for r in mine if r["received_at"].startswith(key)]
-            resolved = [r for r in mine if r["resolved_at"] and r["resolved_at"].startswith(key)]
+            came = [r for r in mine if r["received_at"].startswith(key)]
+            done = [r for r in mine if r["resolved_at"] and r["resolved_at"].startswith(key)]
             k = got.get((agency, month))
-            if not received and not resolved:
+            if not came and not done:
                 assert k is None
                 continue
             assert k is not None
-            assert k.received == len(received)
-            assert k.received_online == sum(r["online"] for r in received)
-            assert k.resolved == len(resolved)
-            assert k.resolved_on_time == sum(r["resolved_at"] <= r["due_at"] for r in resolved)
+            assert k.received == len(came)
+            assert k.received_online == sum(r["online"] for r in came)
+            assert k.resolved == len(done)
+            assert k.resolved_on_time == sum(r["resolved_at"] <= r["due_at"] for r in done)

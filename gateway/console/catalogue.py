@@ -121,6 +121,21 @@ MESSAGES: dict[str, dict[str, str]] = {
     "kpi.resolved": {"vi": "Hồ sơ đã giải quyết", "en": "Dossiers resolved"},
     "kpi.on_time_share": {"vi": "Tỷ lệ giải quyết đúng hạn", "en": "Share resolved on time"},
     "kpi.none": {"vi": "Chưa có hồ sơ nào đi qua cổng.", "en": "No dossier has gone through yet."},
+    "kpi.rollup": {"vi": "Gộp số liệu cơ quan cũ vào cơ quan hiện nay",
+                   "en": "Roll former agencies up into the current ones"},
+    "kpi.per_agency": {"vi": "Xem riêng từng cơ quan như khi ghi nhận",
+                       "en": "Show each agency as recorded"},
+    "kpi.rolled_up": {"vi": "Số liệu của cơ quan cũ (đã sáp nhập, chia tách) được cộng vào cơ quan hiện "
+                            "nay đã tiếp nhận công việc của họ.",
+                      "en": "Former agencies' figures (merged or split) are added to the current agency "
+                            "that took their work over."},
+    "kpi.includes": {"vi": "Gồm số liệu của", "en": "Includes the figures of"},
+    # -- agencies that changed (the 2025 reorganisation) -------------------------------------------
+    "agency.former": {"vi": "{name} (cũ, nay thuộc {successor})",
+                      "en": "{name} (former, now part of {successor})"},
+    "agency.former_short": {"vi": "{name} (cũ)", "en": "{name} (former)"},
+    "agency.including": {"vi": "{name} (gồm cả {formers})", "en": "{name} (including {formers})"},
+    "agency.including_short": {"vi": "{name} (+{n} cũ)", "en": "{name} (+{n} former)"},
     # -- fields of an exchange -----------------------------------------------------------------------
     "field.time": {"vi": "Thời gian", "en": "Time"},
     "field.from": {"vi": "Từ", "en": "From"},
@@ -322,5 +337,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "catalog.no_rule": {"vi": "Không có quy tắc nào: mọi cuộc gọi đều bị từ chối.",
                         "en": "No rule: every call is refused."},
     "catalog.client_list": {"vi": "Hệ thống gọi đã đăng ký", "en": "Registered clients"},
+    "catalog.validity": {"vi": "Thời gian tồn tại", "en": "Exists"},
+    "catalog.valid_from": {"vi": "từ {day}", "en": "from {day}"},
+    "catalog.valid_until": {"vi": "đến hết {day}", "en": "until the end of {day}"},
+    "catalog.former": {"vi": "cơ quan cũ", "en": "former agency"},
+    "catalog.successor": {"vi": "Cơ quan kế thừa", "en": "Successor"},
+    "catalog.split": {"vi": "Chia tách cho", "en": "Split between"},
+    "catalog.split_part": {"vi": "hồ sơ mã {codes} → {successor}", "en": "dossiers coded {codes} → "
+                                                                        "{successor}"},
+    "catalog.formers": {"vi": "Gồm cả cơ quan cũ", "en": "Includes former agencies"},
+    "catalog.carry_policies": {"vi": "Quy tắc chính sách của cơ quan này áp dụng cả cho cơ quan kế thừa",
+                               "en": "Policy rules written for this agency also apply to its successor"},
     "catalog.disabled": {"vi": "đã khóa", "en": "disabled"},
 }

@@ -1,6 +1,7 @@
 """What the overview shows, computed from the audit log's index columns and leaves and from the
 delivery queue: traffic per service and outcome over time, refusals, latency percentiles, upstream
-health and the dossier KPIs. Pure reads; the console's own records (client ``console``) are left out
+health and the dossier KPIs (per recorded agency, or rolled up into the agencies current today:
+gateway/delivery/stats.py). Pure reads; the console's own records (client ``console``) are left out
 of the traffic figures.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -19,7 +21,11 @@ from gateway.audit.tree import as_bytes
 from gateway.console.logquery import local_text
 from gateway.storage.tables import audit_leaves
 
-__all__ = ["CONSOLE_CLIENT", "WINDOWS", "Health", "Traffic", "health", "percentile", "refusals", "traffic"]
+if TYPE_CHECKING:
+    from gateway.agencies import Agencies
+
+__all__ = ["CONSOLE_CLIENT", "WINDOWS", "Health", "Traffic", "health", "kpis", "percentile", "refusals",
+           "traffic"]
 
 CONSOLE_CLIENT = "console"
 HOUR_US = 3_600_000_000
@@ -181,3 +187,12 @@ def health(engine: Engine, services: list[str], queue: list[dict[str, Any]] | No
         out.append(Health(service, state, calls, fail_n, local_text(ok_last) if ok_last else None,
                           local_text(fail_last) if fail_last else None, waiting[service], dead[service]))
     return out
+
+
+def kpis(engine: Engine, agencies: Agencies | None, period: str, *, rollup: bool = False,
+         day: date | None = None) -> list[dict[str, Any]]:
+    """The dossier KPIs per agency and period (``stats.report``): per recorded agency, a former
+    one's marked with its successor, or (``rollup``) summed into the agencies current on ``day``."""
+    from gateway.delivery import stats
+
+    return stats.report(engine, period=period, rollup=rollup, agencies=agencies, day=day)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -18,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.agencies import today
 from gateway.bounds import index
 from gateway.console import charts, logquery, overview
-from gateway.console.i18n import translator
+from gateway.console.i18n import Translate, translator
 from gateway.console.logquery import Filters
 from gateway.console.sessions import Session
 from gateway.console.web import Ctx, Note, csv_stream, json_block, jsonl_stream, streaming
@@ -124,11 +126,15 @@ def routes(console: Console) -> list[Route]:
              for s, c in services], _("overview.by_service"), label_w=280)
         refused, refused_by_status = overview.refusals(data.engine, traffic.start_us)
         health = overview.health(data.engine, [s.id for s in data.config.services], data.queue_counts())
-        kpis = data.kpis(period)
-        names = _agency_names(data.config)
+        agencies = data.config.agencies
+        rollup = ctx.query.get("rollup", "") in ("1", "true")
+        day = today()
+        kpis = overview.kpis(data.engine, agencies, period, rollup=rollup, day=day)
+        names = _agency_names(data.config, _, rollup=rollup, day=day)
+        short_names = _agency_names(data.config, _, rollup=rollup, day=day, short=True)
         latest_period = sorted({k["period"] for k in kpis})[-3:]
         shown = [k for k in kpis if k["period"] in latest_period]
-        kpi_rows = [(f"{names.get(k['agency'], k['agency'])} · {k['period']}", k) for k in shown]
+        kpi_rows = [(f"{short_names.get(k['agency'], k['agency'])} · {k['period']}", k) for k in shown]
         kpi_charts = {
             name: charts.hbars([(label, k[field], _pct(k[field]) if share else str(k[field]))
                                 for label, k in kpi_rows],
@@ -137,12 +143,18 @@ def routes(console: Console) -> list[Route]:
                                               ("online", "onlineShare", "kpi.online_share", True),
                                               ("resolved", "resolved", "kpi.resolved", False),
                                               ("ontime", "onTimeShare", "kpi.on_time_share", True))}
-        ctx.note.purpose = f"window={window} period={period}" + (f" service={chosen}" if chosen else "")
+        ctx.note.purpose = (f"window={window} period={period}" + (f" service={chosen}" if chosen else "")
+                            + (" rollup" if rollup else ""))
+        params = {"window": window, "period": period, **({"service": chosen} if chosen else {})}
+        rollup_url = (f"{console.base(ctx.request)}/overview?"
+                      f"{urlencode({**params, **({} if rollup else {'rollup': '1'})})}#kpi")
         return console.render(ctx.request, "overview.html", user=ctx.user, window=window,
                               windows=list(overview.WINDOWS), period=period, periods=PERIODS, chosen=chosen,
                               traffic=traffic, traffic_chart=traffic_chart, service_chart=service_chart,
                               services=services, refused=refused, refused_by_status=refused_by_status,
-                              health=health, kpis=shown, kpi_charts=kpi_charts, agency_names=names)
+                              health=health, kpis=shown, kpi_charts=kpi_charts, agency_names=names,
+                              plain_names=_agency_names(data.config), rollup=rollup,
+                              rollup_offered=rollup or agencies.changes, rollup_url=rollup_url)
 
     # -- the exchange log -----------------------------------------------------------------------------
 
@@ -331,8 +343,12 @@ def routes(console: Console) -> list[Route]:
             owner = str(service.service_id.subsystem_id)
             services_of.setdefault(owner, []).append(
                 {"service": service, "rules": [(r, data.clients_of(r)) for r in data.rules_for(service.id)]})
+        agencies, day = config.agencies, today()
         return console.render(ctx.request, "catalog.html", user=ctx.user, members=config.members,
-                              services_of=services_of, clients=config.clients)
+                              services_of=services_of, clients=config.clients,
+                              names={m.id: m.name or m.id for m in config.members},
+                              former={m.id for m in config.members if agencies.ended(m.id, day)},
+                              formers_of={m.id: agencies.formers(m.id) for m in config.members})
 
     return [
         Route("/", home),
@@ -371,9 +387,38 @@ def _pct(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.1f} %"
 
 
-def _agency_names(config: Any) -> dict[str, str]:
-    """Agency code (``000.00.00.H22``) -> the member's name."""
-    return {m.id.rsplit("/", 1)[-1]: m.name or m.id for m in config.members}
+def _agency_names(config: Any, _: Translate | None = None, *, rollup: bool = False,
+                  day: date | None = None, short: bool = False) -> dict[str, str]:
+    """Agency code (``000.00.00.H22``) -> the member's name; with a translator, a former agency's
+    name says so beside the agency it is now part of ("UBND tỉnh Hà Giang (cũ, nay thuộc UBND tỉnh
+    Tuyên Quang)"), and, rolled up, a current agency's names the former ones it includes. ``short``:
+    what a chart label has room for ("(cũ)", "(+1 cũ)")."""
+    plain = {_code(m.id): m.name or m.id for m in config.members}
+    if _ is None:
+        return plain
+    agencies = config.agencies
+    day = today() if day is None else day
+    out = dict(plain)
+    for member in config.members:
+        code, name = _code(member.id), plain[_code(member.id)]
+        if agencies.ended(member.id, day):
+            into = agencies.rolled_up(member.id, day)
+            successors = ([into] if into != member.id else
+                          list(dict.fromkeys(agencies.rolled_up(s.successor, day) for s in member.split)))
+            now = ", ".join(agencies.name(s) for s in successors)
+            out[code] = (_("agency.former", name=name, successor=now) if now and not short
+                         else _("agency.former_short", name=name))
+        elif rollup:
+            formers = [f for f in agencies.formers(member.id) if agencies.rolled_up(f, day) == member.id]
+            if formers:
+                out[code] = (_("agency.including_short", name=name, n=len(formers)) if short else
+                             _("agency.including", name=name,
+                               formers=", ".join(agencies.name(f) for f in formers)))
+    return out
+
+
+def _code(member_id: str) -> str:
+    return member_id.split("/")[2]
 
 
 def _client_names(config: Any) -> dict[str, str]:

@@ -7,7 +7,7 @@ and running gateways pick up retried and replayed deliveries at their next look.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -17,6 +17,9 @@ from gateway.delivery.routes import moment
 from gateway.delivery.store import STATES, DeliveryStore
 from gateway.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from gateway.config import Config
+
 __all__ = ["deliveries", "stats"]
 
 CONFIG = click.option("--config", "config_path", required=True,
@@ -25,13 +28,17 @@ CONFIG = click.option("--config", "config_path", required=True,
 JSON = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 
 
-def _store(config_path: Path) -> DeliveryStore:
+def _open(config_path: Path) -> tuple[Config, DeliveryStore]:
     from gateway.cli import _load
     from gateway.storage.db import create_engine, upgrade
 
     config = _load(config_path)
     upgrade(config.database_url)
-    return DeliveryStore(create_engine(config.database_url))
+    return config, DeliveryStore(create_engine(config.database_url))
+
+
+def _store(config_path: Path) -> DeliveryStore:
+    return _open(config_path)[1]
 
 
 def _print(items: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
@@ -127,22 +134,35 @@ def replay(config_path: Path, ids: tuple[str, ...], dossier: str | None, service
 
 @click.command()
 @CONFIG
-@click.option("--agency", help="an agency code, e.g. 000.00.00.H22")
+@click.option("--agency", help="an agency code, e.g. 000.00.00.H60 (with --rollup: it and every former "
+              "agency that rolls up into it)")
 @click.option("--period", type=click.Choice(kpis.PERIODS), default="month", show_default=True)
 @click.option("--from", "start", help="from this date (2026-06, 2026-06-01), inclusive")
 @click.option("--to", "end", help="to this date, exclusive")
+@click.option("--rollup", is_flag=True, help="roll former agencies (e.g. Hà Giang, merged into Tuyên "
+              "Quang) up into the agency current today that took their work over: a row per "
+              "successor and period, naming the agencies it includes")
 @JSON
 def stats(config_path: Path, agency: str | None, period: str, start: str | None, end: str | None,
-          as_json: bool) -> None:
-    """KPIs per agency and period: dossiers received, share online, resolved, share on time."""
-    store = _store(config_path)
+          rollup: bool, as_json: bool) -> None:
+    """KPIs per agency and period: dossiers received, share online, resolved, share on time.
+
+    Per recorded agency by default, a former agency's row marked with its successor; --rollup sums
+    them into the current successor."""
+    config, store = _open(config_path)
     try:
         items = kpis.report(store.reader, agency=agency, period=period, start=moment(start, "--from"),
-                            end=moment(end, "--to"))
+                            end=moment(end, "--to"), rollup=rollup, agencies=config.agencies)
     except InvalidRequest as exc:
         raise click.UsageError(exc.detail) from None
     for item in [] if as_json else items:
         for share in ("onlineShare", "onTimeShare"):
             item[share] = None if item[share] is None else f"{item[share]:.1%}"
+        if rollup:
+            item["includes"] = ", ".join(item.get("includes", []))
+        elif item.get("former"):
+            item["former"] = "→ " + ", ".join(item.get("successors") or [item.get("successor") or "–"])
+    extra = ["includes"] if rollup else (["former"] if any(i.get("former") for i in items) else [])
     _print(items, ["agency", "period", "received", "receivedOnline", "onlineShare", "resolved",
-                   "resolvedOnTime", "onTimeShare"], as_json, "Dossier KPIs")
+                   "resolvedOnTime", "onTimeShare", *extra], as_json,
+           "Dossier KPIs, rolled up into current agencies" if rollup else "Dossier KPIs")

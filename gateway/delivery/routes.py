@@ -104,17 +104,31 @@ def replay(delivery_id: DeliveryId, request: Request) -> JSONResponse:
     return JSONResponse({"created": created}, status_code=202 if created else 200)
 
 
+StatsAgency = Annotated[str | None, Query(pattern=TEXT, description="an agency code, e.g. "
+                                         "000.00.00.H60; with rollup, the current agency it rolls up "
+                                         "into and every former agency that rolls up there")]
+Period = Annotated[str, Query(description="month, quarter, year or all (Vietnamese time)")]
+From = Annotated[str | None, Query(alias="from", description="from this date (2026-06, 2026-06-01, "
+                                   "yyyyMMddHHmmss), inclusive")]
+To = Annotated[str | None, Query(alias="to", description="to this date, exclusive")]
+Rollup = Annotated[bool, Query(description="roll former agencies' figures up into the agency current "
+                               "today that took their work over: a row per successor and period, "
+                               "each naming the agencies it includes; without it, rows stay per "
+                               "recorded agency, a former agency's marked former with its successor")]
+
+
 @router.get("/stats/dossiers", tags=["Statistics"], summary="KPIs per agency and period: received, "
             "share online, resolved, share resolved on time")
-def dossier_stats(request: Request, agency: Text = None, period: str = "month",
-                  start: Annotated[str | None, Query(alias="from")] = None,
-                  end: Annotated[str | None, Query(alias="to")] = None) -> JSONResponse:
+def dossier_stats(request: Request, agency: StatsAgency = None, period: Period = "month",
+                  start: From = None, end: To = None, rollup: Rollup = False) -> JSONResponse:
     _require(request, OPERATOR, STATS)
     if period not in stats.PERIODS:
         raise InvalidRequest(f"period must be one of {', '.join(stats.PERIODS)}")
     items = stats.report(_store(request).reader, agency=agency, period=period,
-                         start=moment(start, "from"), end=moment(end, "to"))
-    return JSONResponse({"period": period, "from": start, "to": end, "items": items})
+                         start=moment(start, "from"), end=moment(end, "to"), rollup=rollup,
+                         agencies=_runtime(request).config.agencies)
+    return JSONResponse({"period": period, "from": start, "to": end, "rollup": rollup,
+                         "items": items})
 
 
 def moment(value: str | None, name: str) -> str | None:
