@@ -238,10 +238,12 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
              f"{verdict.leaves} leaves, {verdict.checkpoints} checkpoints hold" if verdict.ok
              else f"{len(verdict.problems)} problem(s), first: {verdict.problems[0]}")
 
-    table = Table(title="Exchanges by service and outcome (from the audit log)")
+    table = Table(title="Exchanges and API actions by service and outcome (from the audit log)")
     for col in ("service", "outcome", "status", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
-    groups = Counter((leaf.service or "-", leaf.outcome, leaf.status) for leaf in leaves)
+    # An operator's or client's API action (reading a delivery's state) has no service: its name.
+    groups = Counter((leaf.service or f"API {leaf.operation or '-'}", leaf.outcome, leaf.status)
+                     for leaf in leaves)
     for (service, outcome, status), n in sorted(groups.items()):
         style = {"ok": "green", "refused": "yellow"}.get(outcome, "red")
         table.add_row(service, f"[{style}]{outcome}[/{style}]", str(status), str(n))

@@ -42,10 +42,11 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.identifiers import IdentifierError, normalise_client
-from gateway.oauth.verifier import TokenVerifier, bearer_token
+from gateway.oauth.verifier import TokenVerifier
 from gateway.paths import check_prefix
 from gateway.policy import Decision, Policy, Request, minimise, subject_ids
 from gateway.ratelimit import Limiter, LocalLimiter
+from gateway.spine import authenticated
 
 log = structlog.get_logger("lienthong.exchange")
 
@@ -238,16 +239,10 @@ class Pipeline:
     def authenticate(self, ctx: Result) -> Result:
         ex = ctx.exchange
         try:
-            token = self.verifier.verify(bearer_token(ex.authorization))
+            token = authenticated(self.verifier, self.config, ex.authorization)
         except GatewayError as err:
             raise self._fail(ctx, err) from None
         ctx = replace(ctx, client=token.client_id, scopes=token.scopes)
-        if self.agencies.changes:
-            refusal = self.agencies.refusal(member_of(token.client_id), today())
-            if refusal is not None:  # a former agency's client, after its last day
-                raise self._fail(ctx, UnknownMember(f"client {token.client_id} is not registered "
-                                                    f"here now: {refusal}; use a client of the "
-                                                    "agency current today"))
         if ex.client_header is not None:
             try:
                 claimed = normalise_client(ex.client_header)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-import structlog
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,15 +29,14 @@ from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.query import Entry, Filters
 from gateway.audit.service import AuditService
 from gateway.bounds import MAX_INDEX, TEXT
-from gateway.errors import ClientError, Forbidden, InvalidRequest
-from gateway.oauth.verifier import TokenInfo, bearer_token
+from gateway.errors import ClientError, InvalidRequest
+from gateway.spine import act
 
 __all__ = ["READ", "SUBJECT", "router"]
 
 READ = "audit.read"
 SUBJECT = "audit.subject"
 
-log = structlog.get_logger("lienthong.audit")
 router = APIRouter(prefix="/audit", tags=["Audit"])
 
 
@@ -53,12 +51,10 @@ def _service(request: Request) -> AuditService:
     return request.app.state.audit  # type: ignore[no-any-return]
 
 
-def _require(request: Request, scope: str) -> TokenInfo:
-    token: TokenInfo = request.app.state.runtime.verifier.verify(
-        bearer_token(request.headers.get("authorization")))
-    if scope not in token.scopes:
-        raise Forbidden(f"this needs a token with the scope {scope}", scope=scope)
-    return token
+def _about(request: Request) -> str | None:
+    """What a read asked for, for its audit record: the query, less any personal id in it."""
+    kept = [f"{k}={v}" for k, v in request.query_params.multi_items() if k != "subject"]
+    return "&".join(kept) or None
 
 
 def _b64(data: bytes) -> str:
@@ -82,30 +78,30 @@ def _checkpoint_answer(request: Request, cp: StoredCheckpoint, service: AuditSer
             description="The newest checkpoint (C2SP signed note) as JSON, or the note itself with "
                         "`Accept: text/plain`. One is made if the log has none yet.")
 def latest_checkpoint(request: Request) -> Response:
-    _require(request, READ)
-    service = _service(request)
-    cp = service.checkpointer.latest() or service.checkpointer.make()
-    return _checkpoint_answer(request, cp, service)
+    with act(request, "audit.checkpoint", READ) as a:
+        service = _service(request)
+        cp = service.checkpointer.latest() or service.checkpointer.make()
+        return a.done(_checkpoint_answer(request, cp, service))
 
 
 @router.post("/checkpoint", summary="Sign a checkpoint of the log as it is now",
              description="Makes a checkpoint if the log grew since the last one, and returns the latest.")
 def new_checkpoint(request: Request) -> Response:
-    token = _require(request, READ)
-    service = _service(request)
-    cp = service.checkpointer.make()
-    log.info("audit_checkpoint_requested", client=token.client_id, size=cp.size, new=cp.new)
-    return _checkpoint_answer(request, cp, service)
+    with act(request, "audit.checkpoint.new", READ) as a:
+        service = _service(request)
+        cp = service.checkpointer.make()
+        a.purpose = f"size={cp.size}"
+        return a.done(_checkpoint_answer(request, cp, service))
 
 
 @router.get("/checkpoints", summary="Stored checkpoints, oldest first")
 def checkpoints(request: Request, after: Annotated[int, Query(ge=-1, le=MAX_INDEX)] = -1,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
-    _require(request, READ)
-    service = _service(request)
-    items = [c for c in service.checkpointer.all() if c.size > after][:limit]
-    return JSONResponse({"items": [_checkpoint_json(c, service) for c in items],
-                         "next": items[-1].size if len(items) == limit else None})
+    with act(request, "audit.checkpoints", READ, purpose=_about(request)) as a:
+        service = _service(request)
+        items = [c for c in service.checkpointer.all() if c.size > after][:limit]
+        return a.done(JSONResponse({"items": [_checkpoint_json(c, service) for c in items],
+                                    "next": items[-1].size if len(items) == limit else None}))
 
 
 # ---------------------------------------------------------------------------------------- entries
@@ -146,15 +142,15 @@ def entries(request: Request, since: Since = None, until: Until = None, client: 
             official: Official = None, purpose: Purpose = None, subject: Subject = None,
             after: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
             limit: Annotated[int, Query(ge=1, le=query.MAX_PAGE)] = 100) -> JSONResponse:
-    token = _require(request, READ)
-    service = _service(request)
-    filters = _filters(service, since=since, until=until, client=client, service_id=service_id,
-                       operation=operation, outcome=outcome, official=official, purpose=purpose,
-                       subject=subject)
-    found = query.search(service.log.engine, filters, after=after, limit=limit)
-    log.info("audit_entries_read", client=token.client_id, count=len(found))
-    return JSONResponse({"items": [e.as_json() for e in found],
-                         "next": found[-1].index if len(found) == limit else None})
+    with act(request, "audit.entries", READ, purpose=_about(request)) as a:
+        service = _service(request)
+        filters = _filters(service, since=since, until=until, client=client, service_id=service_id,
+                           operation=operation, outcome=outcome, official=official, purpose=purpose,
+                           subject=subject)
+        a.subjects = (filters.subject,) if filters.subject else ()
+        found = query.search(service.log.engine, filters, after=after, limit=limit)
+        return a.done(JSONResponse({"items": [e.as_json() for e in found],
+                                    "next": found[-1].index if len(found) == limit else None}))
 
 
 @router.get("/entries/{index}", summary="One leaf with its inclusion proof to a signed checkpoint",
@@ -162,25 +158,25 @@ def entries(request: Request, since: Since = None, until: Until = None, client: 
                         "latest, or a new one if the latest does not include the leaf yet.")
 def entry(request: Request, index: Annotated[int, Path(ge=0, le=MAX_INDEX)],
           checkpoint: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> JSONResponse:
-    _require(request, READ)
-    service = _service(request)
-    found = query.entry(service.log.engine, index)
-    if found is None:
-        raise NotFound(f"the log has no leaf {index}")
-    if checkpoint is None:
-        cp = service.checkpointer.covering(index)
-    else:
-        stored = service.checkpointer.at(checkpoint)
-        if stored is None:
-            raise NotFound(f"no checkpoint of size {checkpoint} is stored")
-        cp = stored
-    if index >= cp.size:
-        raise InvalidRequest(f"leaf {index} is not in the checkpoint of size {cp.size}")
-    proof = service.log.inclusion_proof(index, cp.size)
-    return JSONResponse({**found.as_json(),
-                         "inclusionProof": {"leafIndex": index, "treeSize": cp.size,
-                                            "hashes": [_b64(h) for h in proof]},
-                         "checkpoint": _checkpoint_json(cp, service)})
+    with act(request, "audit.entry", READ, purpose=f"index={index}") as a:
+        service = _service(request)
+        found = query.entry(service.log.engine, index)
+        if found is None:
+            raise NotFound(f"the log has no leaf {index}")
+        if checkpoint is None:
+            cp = service.checkpointer.covering(index)
+        else:
+            stored = service.checkpointer.at(checkpoint)
+            if stored is None:
+                raise NotFound(f"no checkpoint of size {checkpoint} is stored")
+            cp = stored
+        if index >= cp.size:
+            raise InvalidRequest(f"leaf {index} is not in the checkpoint of size {cp.size}")
+        proof = service.log.inclusion_proof(index, cp.size)
+        return a.done(JSONResponse({**found.as_json(),
+                                    "inclusionProof": {"leafIndex": index, "treeSize": cp.size,
+                                                       "hashes": [_b64(h) for h in proof]},
+                                    "checkpoint": _checkpoint_json(cp, service)}))
 
 
 @router.get("/consistency", summary="Consistency proof between two tree sizes",
@@ -189,21 +185,22 @@ def entry(request: Request, index: Annotated[int, Path(ge=0, le=MAX_INDEX)],
                         "either size come with the answer.")
 def consistency(request: Request, from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INDEX)],
                 to: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> JSONResponse:
-    _require(request, READ)
-    service = _service(request)
-    if to is None:
-        latest = service.checkpointer.latest() or service.checkpointer.make()
-        to = latest.size
-    size = service.log.size()
-    if not from_ <= to <= size:
-        raise InvalidRequest(f"need 1 <= from <= to <= {size} (the log's size), got from={from_}, to={to}")
-    proof = service.log.consistency_proof(from_, to)
-    ends = {}
-    for name, n in (("from", from_), ("to", to)):
-        cp = service.checkpointer.at(n)
-        ends[name] = {"size": n, "root": _b64(service.log.root_at(n)),
-                      "checkpoint": _checkpoint_json(cp, service) if cp else None}
-    return JSONResponse({**ends, "hashes": [_b64(h) for h in proof]})
+    with act(request, "audit.consistency", READ, purpose=_about(request)) as a:
+        service = _service(request)
+        if to is None:
+            latest = service.checkpointer.latest() or service.checkpointer.make()
+            to = latest.size
+        size = service.log.size()
+        if not from_ <= to <= size:
+            raise InvalidRequest(f"need 1 <= from <= to <= {size} (the log's size), got from={from_}, "
+                                 f"to={to}")
+        proof = service.log.consistency_proof(from_, to)
+        ends = {}
+        for name, n in (("from", from_), ("to", to)):
+            cp = service.checkpointer.at(n)
+            ends[name] = {"size": n, "root": _b64(service.log.root_at(n)),
+                          "checkpoint": _checkpoint_json(cp, service) if cp else None}
+        return a.done(JSONResponse({**ends, "hashes": [_b64(h) for h in proof]}))
 
 
 # ----------------------------------------------------------------------------------------- export
@@ -241,13 +238,17 @@ def export(request: Request, format: Literal["jsonl", "csv"] = "jsonl", since: S
            until: Until = None, client: Text = None, service_id: ServiceQ = None,
            operation: Text = None, outcome: Outcome = None, official: Official = None,
            purpose: Purpose = None, subject: Subject = None) -> StreamingResponse:
-    token = _require(request, READ)
-    service = _service(request)
-    filters = _filters(service, since=since, until=until, client=client, service_id=service_id,
-                       operation=operation, outcome=outcome, official=official, purpose=purpose,
-                       subject=subject)
-    pages = query.scan(service.log.engine, filters)
-    log.info("audit_export", client=token.client_id, format=format)
+    with act(request, "audit.export", READ, purpose=_about(request)) as a:
+        service = _service(request)
+        filters = _filters(service, since=since, until=until, client=client, service_id=service_id,
+                           operation=operation, outcome=outcome, official=official, purpose=purpose,
+                           subject=subject)
+        a.subjects = (filters.subject,) if filters.subject else ()
+        pages = query.scan(service.log.engine, filters)
+        return a.done(_exported(pages, format))
+
+
+def _exported(pages: Iterator[list[Entry]], format: str) -> StreamingResponse:
 
     async def body() -> AsyncIterator[bytes]:
         if format == "csv":
@@ -291,18 +292,18 @@ class SubjectQuery(BaseModel):
                          "acting official only where the deciding policy rule discloses it. The id "
                          "travels in the body so it never lands in a URL or an access log.")
 def subject_report(request: Request, ask: SubjectQuery) -> JSONResponse:
-    token = _require(request, SUBJECT)
-    service = _service(request)
-    filters = Filters(since_us=_us(ask.since), until_us=_us(ask.until),
-                      subject=service.subjects(ask.subject))
-    found = query.search(service.log.engine, filters, after=ask.after, limit=ask.limit)
-    disclosing = {r.name for r in request.app.state.runtime.pipeline.policy.rules
-                  if r.disclose_official}
-    names = _catalog_names(request)
-    accesses = [_access(e, names, disclosing) for e in found]
-    log.info("audit_subject_report", client=token.client_id, count=len(accesses))
-    return JSONResponse({"accesses": accesses,
-                         "next": found[-1].index if len(found) == ask.limit else None})
+    with act(request, "audit.subject-report", SUBJECT) as a:
+        service = _service(request)
+        filters = Filters(since_us=_us(ask.since), until_us=_us(ask.until),
+                          subject=service.subjects(ask.subject))
+        a.subjects = (filters.subject,) if filters.subject else ()
+        found = query.search(service.log.engine, filters, after=ask.after, limit=ask.limit)
+        disclosing = {r.name for r in request.app.state.runtime.pipeline.policy.rules
+                      if r.disclose_official}
+        names = _catalog_names(request)
+        accesses = [_access(e, names, disclosing) for e in found]
+        return a.done(JSONResponse({"accesses": accesses,
+                                    "next": found[-1].index if len(found) == ask.limit else None}))
 
 
 def _catalog_names(request: Request) -> dict[str, str]:

@@ -23,8 +23,8 @@ from gateway.bounds import MAX_INDEX, TEXT
 from gateway.delivery import stats
 from gateway.delivery.messages import portal_time
 from gateway.delivery.store import STATES, DeliveryStore
-from gateway.errors import Forbidden, InvalidRequest, UnknownService
-from gateway.oauth.verifier import TokenInfo, bearer_token
+from gateway.errors import InvalidRequest, UnknownService
+from gateway.spine import act
 
 __all__ = ["METRICS", "OPERATOR", "STATS", "QueueCollector", "router"]
 
@@ -45,26 +45,14 @@ def _store(request: Request) -> DeliveryStore:
     return _runtime(request).deliveries.store  # type: ignore[no-any-return]
 
 
-def _token(request: Request) -> TokenInfo:
-    return _runtime(request).verifier.verify(  # type: ignore[no-any-return]
-        bearer_token(request.headers.get("authorization")))
-
-
-def _require(request: Request, *scopes: str) -> TokenInfo:
-    token = _token(request)
-    if not token.scopes.intersection(scopes):
-        raise Forbidden(f"this needs a token with the scope {' or '.join(scopes)}", scope=scopes[0])
-    return token
-
-
 @router.get("/deliveries/{delivery_id}", summary="One delivery: state, attempts, last error, the "
             "upstream's answer")
 def show(delivery_id: DeliveryId, request: Request) -> JSONResponse:
-    token = _token(request)
-    found = _store(request).get(delivery_id)
-    if found is None or (found["client"] != token.client_id and OPERATOR not in token.scopes):
-        raise _NotFound(f"no delivery {delivery_id} that this client may see")
-    return JSONResponse(found)
+    with act(request, "deliveries.show", purpose=delivery_id) as a:  # any client: its own only
+        found = _store(request).get(delivery_id)
+        if found is None or (found["client"] != a.token.client_id and OPERATOR not in a.token.scopes):
+            raise _NotFound(f"no delivery {delivery_id} that this client may see")
+        return a.done(JSONResponse(found))
 
 
 @router.get("/deliveries", summary="Deliveries, oldest first (operators)")
@@ -72,36 +60,36 @@ def listing(request: Request, state: str | None = None, service: Text = None, do
             flagged: bool = False,
             after: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
-    _require(request, OPERATOR)
-    if state is not None and state not in STATES:
-        raise InvalidRequest(f"state must be one of {', '.join(STATES)}")
-    items = _store(request).find(state=state, service=service, dossier=dossier, flagged=flagged,
-                                 after=after, limit=limit)
-    more = len(items) == limit
-    return JSONResponse({"items": items, "next": items[-1]["seq"] if more else None})
+    with act(request, "deliveries.list", OPERATOR, purpose=str(request.query_params) or None) as a:
+        if state is not None and state not in STATES:
+            raise InvalidRequest(f"state must be one of {', '.join(STATES)}")
+        items = _store(request).find(state=state, service=service, dossier=dossier, flagged=flagged,
+                                     after=after, limit=limit)
+        more = len(items) == limit
+        return a.done(JSONResponse({"items": items, "next": items[-1]["seq"] if more else None}))
 
 
 @router.post("/deliveries/{delivery_id}/retry", summary="Queue a dead delivery again, due now")
 def retry(delivery_id: DeliveryId, request: Request) -> JSONResponse:
-    _require(request, OPERATOR)
-    count = _store(request).retry(ids=[delivery_id], state=None)
-    _runtime(request).deliveries.poke()
-    return JSONResponse({"retried": count})
+    with act(request, "deliveries.retry", OPERATOR, purpose=delivery_id) as a:
+        count = _store(request).retry(ids=[delivery_id], state=None)
+        _runtime(request).deliveries.poke()
+        return a.done(JSONResponse({"retried": count}))
 
 
 @router.post("/deliveries/{delivery_id}/cancel", summary="Give up on a pending or dead delivery")
 def cancel(delivery_id: DeliveryId, request: Request) -> JSONResponse:
-    _require(request, OPERATOR)
-    return JSONResponse({"cancelled": _store(request).cancel(ids=[delivery_id])})
+    with act(request, "deliveries.cancel", OPERATOR, purpose=delivery_id) as a:
+        return a.done(JSONResponse({"cancelled": _store(request).cancel(ids=[delivery_id])}))
 
 
 @router.post("/deliveries/{delivery_id}/replay", summary="Send a delivered (or dead) delivery again, "
              "as a new delivery")
 def replay(delivery_id: DeliveryId, request: Request) -> JSONResponse:
-    _require(request, OPERATOR)
-    created = _store(request).replay(ids=[delivery_id])
-    _runtime(request).deliveries.poke()
-    return JSONResponse({"created": created}, status_code=202 if created else 200)
+    with act(request, "deliveries.replay", OPERATOR, purpose=delivery_id) as a:
+        created = _store(request).replay(ids=[delivery_id])
+        _runtime(request).deliveries.poke()
+        return a.done(JSONResponse({"created": created}, status_code=202 if created else 200))
 
 
 StatsAgency = Annotated[str | None, Query(pattern=TEXT, description="an agency code, e.g. "
@@ -121,14 +109,14 @@ Rollup = Annotated[bool, Query(description="roll former agencies' figures up int
             "share online, resolved, share resolved on time")
 def dossier_stats(request: Request, agency: StatsAgency = None, period: Period = "month",
                   start: From = None, end: To = None, rollup: Rollup = False) -> JSONResponse:
-    _require(request, OPERATOR, STATS)
-    if period not in stats.PERIODS:
-        raise InvalidRequest(f"period must be one of {', '.join(stats.PERIODS)}")
-    items = stats.report(_store(request).reader, agency=agency, period=period,
-                         start=moment(start, "from"), end=moment(end, "to"), rollup=rollup,
-                         agencies=_runtime(request).config.agencies)
-    return JSONResponse({"period": period, "from": start, "to": end, "rollup": rollup,
-                         "items": items})
+    with act(request, "stats.dossiers", OPERATOR, STATS, purpose=str(request.query_params) or None) as a:
+        if period not in stats.PERIODS:
+            raise InvalidRequest(f"period must be one of {', '.join(stats.PERIODS)}")
+        items = stats.report(_store(request).reader, agency=agency, period=period,
+                             start=moment(start, "from"), end=moment(end, "to"), rollup=rollup,
+                             agencies=_runtime(request).config.agencies)
+        return a.done(JSONResponse({"period": period, "from": start, "to": end, "rollup": rollup,
+                                    "items": items}))
 
 
 def moment(value: str | None, name: str) -> str | None:
@@ -149,10 +137,11 @@ def moment(value: str | None, name: str) -> str | None:
 @router.get("/metrics", tags=["Operations"], summary="Prometheus metrics (scope metrics)",
             response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
-    _require(request, METRICS)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(_store(request)))
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+    with act(request, "metrics", METRICS) as a:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(QueueCollector(_store(request)))
+        return a.done(Response(generate_latest(registry),
+                               media_type="text/plain; version=0.0.4; charset=utf-8"))
 
 
 class QueueCollector(Collector):
