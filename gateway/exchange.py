@@ -44,7 +44,7 @@ from gateway.errors import (
 from gateway.identifiers import IdentifierError, normalise_client
 from gateway.oauth.verifier import TokenVerifier
 from gateway.paths import check_prefix
-from gateway.policy import Decision, Policy, Request, minimise, subject_ids
+from gateway.policy import Decision, Kept, Policy, Request, compile_fields, minimise, subject_ids
 from gateway.ratelimit import Limiter, LocalLimiter
 from gateway.spine import authenticated
 
@@ -196,19 +196,25 @@ class Pipeline:
             ctx = stop.result
         return await self._finish(ctx, render)
 
-    async def deliver(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
+    async def deliver(self, ctx: Result, render: Render,
+                      kept: Kept | None = None) -> tuple[Result, Rendered]:
         """A stored async exchange, handed over by a delivery worker: authenticated, authorised,
         parsed and validated when it was accepted, so only the connector step runs now; rendered
-        and audited (protocol "delivery") like every exchange. The rule that allowed it at intake
-        still decides which fields of the answer are kept."""
+        and audited (protocol "delivery") like every exchange. The decision it was accepted under
+        decides which fields of the answer are kept: ``kept`` as stored with it, or for a delivery
+        stored before decisions were kept (None), the rule's fields now."""
         rule = next((r for r in self.policy.rules if r.name == ctx.rule), None)
         if rule is None:
-            # A policy reload renamed or removed the rule: what it let leave is unknown now, so
-            # the message is not sent (fail closed, never unminimised) and dies as forbidden.
+            # A policy reload renamed or removed the rule: the operator withdrew what allowed the
+            # message, so it is not sent (fail closed, never unminimised) and dies as forbidden.
             return await self._complete(replace(ctx, error=Forbidden(
                 f"rule {ctx.rule!r}, which allowed this request when it was accepted, is no longer "
                 "in the policies; the request is not sent", rule=ctx.rule)), render)
-        ctx = replace(ctx, decision=Decision.of(rule))
+        decision = Decision.of(rule)
+        if kept is not None:
+            fields = None if kept.fields is None else compile_fields(list(kept.fields))
+            decision = replace(decision, fields=fields)
+        ctx = replace(ctx, decision=decision)
         ctx = await self.invoke(ctx)
         return await self._complete(ctx, render)
 

@@ -112,8 +112,9 @@ def test_a_dossier_addressed_to_a_former_agency_goes_to_its_successor(stack: Sta
     assert held["ChuHoSo"] == dossier["ChuHoSo"]
     [intake] = leaves_of(stack, sent.headers["X-Road-Id"])
     assert intake["agency"] == {"addressed": HA_GIANG, "actual": TUYEN_QUANG}
-    [attempt] = leaves_of(stack, f"{delivered['id']}.1")
+    [attempt] = leaves_of(stack, f"{delivered['id']}.1")  # the delivery keeps both agencies too
     assert attempt["service"] == f"{TUYEN_QUANG}/MOTCUA/NhanHoSo"
+    assert attempt["agency"] == {"addressed": HA_GIANG, "actual": TUYEN_QUANG}
 
 
 def test_before_its_last_day_an_agency_gets_its_own_dossiers(stack: Stack) -> None:

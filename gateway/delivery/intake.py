@@ -31,6 +31,7 @@ from gateway.errors import InvalidBody, InvalidRequest
 from gateway.exchange import Addressed, Result
 from gateway.identifiers import ServiceId, split_id
 from gateway.ids import new_id
+from gateway.policy import Kept
 from gateway.routing import Routes, Target
 
 __all__ = ["Intake", "agency_of"]
@@ -126,4 +127,8 @@ class Intake:
             represented_party=ex.represented_party, method=ex.method, path=ex.path, query=ex.query,
             content_type=ex.content_type, body=ex.body, body_sha256=ctx.request_sha256,
             subjects=ctx.subjects, agency=agency_of(service, ctx.client) if tracking else None,
-            status=status, transitions=self.config.delivery.transitions)
+            status=status, transitions=self.config.delivery.transitions,
+            decided=Kept(None if ctx.decision is None or ctx.decision.rule.response_fields is None
+                         else tuple(ctx.decision.rule.response_fields)),
+            addressed=target.addressed if target is not None and target.addressed != target.member
+            else None)

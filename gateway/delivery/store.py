@@ -42,6 +42,7 @@ from gateway.delivery.tables import deliveries, delivery_dossiers
 from gateway.delivery.transitions import impossible
 from gateway.errors import GatewayError, InvalidBody, ServerError
 from gateway.ids import new_id
+from gateway.policy import Kept
 from gateway.storage.db import WriteLock
 from gateway.storage.writer import BatchWriter
 
@@ -96,6 +97,8 @@ class NewDelivery:
     agency: str | None = None  # for a tracked dossier: the agency it counts for
     status: int | None = None  # the dossier status it carries, for the transition check
     transitions: str = "off"  # refuse | flag | off
+    decided: Kept | None = None  # the allowing rule's response fields at intake
+    addressed: str | None = None  # the member a routed message named, when its successor got it
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,8 @@ class Claimed:
     body: bytes
     body_sha256: str
     subjects: tuple[str, ...]
+    decided: Kept | None = None  # None: stored before decisions were kept (the rule's fields apply)
+    addressed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,8 @@ class DeliveryStore:
             "attempt_base": 0, "next_us": now, "lease": None, "worker": None, "created_us": now,
             "updated_us": now, "delivered_us": None, "last_error": None, "response_status": None,
             "response": None, "flag": _cut(flag, 512), "replay_of": None,
+            "response_fields": new.decided.dumps() if new.decided is not None else None,
+            "addressed": new.addressed,
         }
         return tuple(values[c] for c in DeliveryStore._COLUMNS)
 
@@ -480,7 +487,8 @@ class DeliveryStore:
                         exchange_id=r.exchange_id, user_id=r.user_id, purpose=r.purpose,
                         represented_party=r.represented_party, method=r.method, path=r.path,
                         query=r.query, content_type=r.content_type, body=bytes(r.body),
-                        body_sha256=r.body_sha256, subjects=tuple(orjson.loads(r.subjects)))
+                        body_sha256=r.body_sha256, subjects=tuple(orjson.loads(r.subjects)),
+                        decided=Kept.loads(r.response_fields), addressed=r.addressed)
                 for r in picked]
 
     # -- operators ---------------------------------------------------------------------------------

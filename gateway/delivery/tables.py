@@ -58,6 +58,10 @@ deliveries = sa.Table(
     sa.Column("response", sa.LargeBinary),  # the upstream's answer as the client would have got it
     sa.Column("flag", sa.String(512)),  # an accepted oddity, e.g. an impossible status change
     sa.Column("replay_of", sa.String(32)),
+    # The decision it was accepted under: JSON {"fields": [...] or null} (migration 0007); the agency
+    # a routed message named when its successor got it.
+    sa.Column("response_fields", sa.Text),
+    sa.Column("addressed", sa.String(255)),
     sa.Index("ix_deliveries_service_state_seq", "service", "state", "seq"),
     sa.Index("ix_deliveries_order", "order_key", "seq"),
     sa.Index("ix_deliveries_dossier", "dossier"),

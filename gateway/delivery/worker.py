@@ -32,13 +32,14 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.agencies import member_of
 from gateway.config import Config, Service
 from gateway.delivery.intake import agency_of
 from gateway.delivery.messages import facts
 from gateway.delivery.retry import Breaker, backoff, is_retryable
 from gateway.delivery.store import DEAD, DELIVERED, PENDING, Claimed, DeliveryStore, Outcome, now_us
 from gateway.errors import GatewayError
-from gateway.exchange import Exchange, Pipeline, Rendered, Result
+from gateway.exchange import Addressed, Exchange, Pipeline, Rendered, Result
 from gateway.problems import problem_bytes
 
 __all__ = ["Dispatcher", "Lane", "render"]
@@ -187,7 +188,7 @@ class Dispatcher:
             await self.store.complete(Outcome(item.id, item.lease, PENDING,
                                               next_us=now_us() + int(delay * 1e6), released=True))
             return
-        ctx, rendered = await self.pipeline.deliver(self.context(item, service), render)
+        ctx, rendered = await self.pipeline.deliver(self.context(item, service), render, item.decided)
         outcome = self.outcome(item, service, ctx, rendered, lane)
         if not await self.store.complete(outcome):
             log.warning("delivery_lease_lost", delivery=item.id, attempt=item.attempts)
@@ -207,7 +208,9 @@ class Dispatcher:
                             represented_party=item.represented_party, operation=item.operation)
         return Result(exchange=exchange, request_sha256=item.body_sha256 or hashlib.sha256(item.body)
                       .hexdigest(), client=item.client, service=service, operation=item.operation,
-                      rule=item.rule, payload=payload, subjects=item.subjects)
+                      rule=item.rule, payload=payload, subjects=item.subjects,
+                      agency=Addressed(item.addressed, member_of(service.id)) if item.addressed
+                      else None)
 
     def outcome(self, item: Claimed, service: Service, ctx: Result, rendered: Rendered,
                 lane: Lane) -> Outcome:

@@ -24,11 +24,11 @@ denies. Every decision names its rule, and that name goes into the audit record,
 rate limit or quota included.
 """
 
-from gateway.policy.engine import DEFAULT_DENY, Decision, Explanation, Policy, Request, check_folder
+from gateway.policy.engine import DEFAULT_DENY, Decision, Explanation, Kept, Policy, Request, check_folder
 from gateway.policy.minimise import compile_fields, minimise
 from gateway.policy.rules import QuotaLimit, RateLimit, Rule
 from gateway.policy.subjects import subject_ids
 from gateway.policy.watch import PolicyWatcher
 
-__all__ = ["DEFAULT_DENY", "Decision", "Explanation", "Policy", "PolicyWatcher", "QuotaLimit",
+__all__ = ["DEFAULT_DENY", "Decision", "Explanation", "Kept", "Policy", "PolicyWatcher", "QuotaLimit",
            "RateLimit", "Request", "Rule", "check_folder", "compile_fields", "minimise", "subject_ids"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import orjson
+
 from gateway import yamlfile
 from gateway.errors import AccessDenied
 from gateway.policy.minimise import Tree, compile_fields
@@ -52,6 +54,24 @@ class Decision:
     def limit_key(self, client: str, service: str) -> str:
         """Counters are kept per rule, client and service."""
         return f"{self.rule.name}|{client}|{service}"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The response fields a decision let leave (None: all), kept with a stored message so that it
+    is answered as it was accepted (gateway/delivery), whatever the rule says by then."""
+
+    fields: tuple[str, ...] | None
+
+    def dumps(self) -> str:
+        return orjson.dumps({"fields": None if self.fields is None else list(self.fields)}).decode()
+
+    @classmethod
+    def loads(cls, text: str | None) -> Kept | None:
+        if text is None:
+            return None
+        fields = orjson.loads(text).get("fields")
+        return cls(None if fields is None else tuple(fields))
 
 
 @dataclass(frozen=True, slots=True)
