@@ -92,7 +92,7 @@ def records(start: int, count: int, base_us: int) -> list[AuditRecord]:
     for i in range(start, start + count):
         out.append(AuditRecord(
             exchange_id=exchange_id(), ts_us=base_us + i * 50, protocol="rest",
-            outcome="ok", status=200, client="VN/GOV/000.00.00.H22/MOTCUA",
+            outcome="ok", status=200, client="VN/GOV/000.00.00.H60/MOTCUA",
             service="VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan",
             operation="XacThucThongTinCongDan", rule="xac-thuc-cong-dan",
             user_id="VN-canbo.nguyenvanan" if i % 2 else None,

@@ -48,7 +48,7 @@ from gateway.ratelimit import LocalLimiter, RedisLimiter
 
 VERIFY = "VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
 
 

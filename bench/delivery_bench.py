@@ -46,7 +46,7 @@ from gateway.ids import new_id  # noqa: E402
 from gateway.simulation import free_port  # noqa: E402
 from gateway.storage.db import create_engine, upgrade  # noqa: E402
 
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 OWNER = "VN/GOV/000.00.00.G22/DVCQG"
 
@@ -64,7 +64,7 @@ def wait(url: str, timeout: float = 60) -> None:
 
 
 def template(index: int) -> dict[str, Any]:
-    return data.dossier(2026, index, agency="000.00.23.H22")
+    return data.dossier(2026, index, agency="000.00.23.H60")
 
 
 def lua(token: str, path: str, bodies: list[bytes]) -> str:
@@ -139,7 +139,7 @@ def top_up(url: str, backlog: int) -> int:
     for start in range(have, backlog, 1000):
         batch = []
         for i in range(start, min(backlog, start + 1000)):
-            record = {**bodies[i % len(bodies)], "MaHoSo": f"H22.23-20260601-T{i:07d}"}
+            record = {**bodies[i % len(bodies)], "MaHoSo": f"H60.23-20260601-T{i:07d}"}
             body = orjson.dumps(record)
             sha = hashlib.sha256(body).hexdigest()
             batch.append(NewDelivery(
@@ -148,7 +148,7 @@ def top_up(url: str, backlog: int) -> int:
                 operation="DongBoHoSoMC", client=MOTCUA, rule="motcua-day-ho-so-len-cong",
                 exchange_id=f"bench-{i}", user_id=None, purpose=None, represented_party=None,
                 method="POST", path="", query="", content_type="application/json", body=body,
-                body_sha256=sha, subjects=(), agency="000.00.00.H22", status=2))
+                body_sha256=sha, subjects=(), agency="000.00.00.H60", status=2))
         store.accept_many(batch)
         added += len(batch)
     engine.dispose()
@@ -174,7 +174,7 @@ def store_rate(workdir: Path, rows: int = 10_240, batch: int = 256) -> dict[str,
                 operation="DongBoHoSoMC", client=MOTCUA, rule="r", exchange_id=f"s-{i}", user_id=None,
                 purpose=None, represented_party=None, method="POST", path="", query="",
                 content_type="application/json", body=body, body_sha256="", subjects=(),
-                agency="000.00.00.H22", status=2, transitions="refuse"))
+                agency="000.00.00.H60", status=2, transitions="refuse"))
         batches.append(news)
     started = time.perf_counter()
     for news in batches:

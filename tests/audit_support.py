@@ -23,7 +23,7 @@ from gateway.storage.db import create_engine, is_sqlite
 ORIGIN = "lienthong.test/VN/audit"
 SIGNER = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 HASHER = SubjectHasher(b"s" * 32)
-CLIENT = "VN/GOV/000.00.00.H22/MOTCUA"
+CLIENT = "VN/GOV/000.00.00.H60/MOTCUA"
 SERVICE = "VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan"
 
 

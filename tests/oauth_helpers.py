@@ -18,7 +18,7 @@ from gateway.config import Config
 from gateway.oauth.assertion import client_assertion
 from gateway.runtime import Runtime
 
-MOTCUA_H22 = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA_H60 = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 MOTCUA_H41 = "VN/GOV/000.00.00.H41/MOTCUA"
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
 ECHO = "/r1/VN/GOV/000.00.00.H41/DANHMUC/echo"

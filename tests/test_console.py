@@ -36,7 +36,7 @@ from gateway.storage.tables import audit_leaves
 from tests.helpers import FunctionConnector
 
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 VERIFY = "VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 CITIZEN = "001203004567"
@@ -323,7 +323,7 @@ def test_subject_report(console: Console) -> None:
 def test_operator_retries_a_dead_delivery(console: Console) -> None:
     """A delivery the portal refused is dead; the operator retries it and it is delivered."""
     console.upstream_fails = True
-    record = {"MaHoSo": "H22.23-20260101-0000007", "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Khai sinh",
+    record = {"MaHoSo": "H60.23-20260101-0000007", "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Khai sinh",
               "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "NgayTiepNhan": "20260101090000",
               "NgayHenTra": "20260106170000", "TrangThaiHoSo": "2"}
     token = console.token(MOTCUA)

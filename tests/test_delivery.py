@@ -29,11 +29,11 @@ from gateway.runtime import Runtime
 from gateway.storage.db import upgrade
 from tests.helpers import FunctionConnector
 
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PORTAL_CLIENT = "VN/GOV/000.00.00.G22/DVCQG"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
-DOWN = "VN/GOV/000.00.00.H22/MOTCUA/NhanHoSo"
+DOWN = "VN/GOV/000.00.00.H60/MOTCUA/NhanHoSo"
 FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "poll_interval": 0.05, "breaker_failures": 1000,
         "max_attempts": 4, "lease_margin": 2}
 
@@ -114,7 +114,7 @@ def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]
 
 
 def dossier(index: int, status: int = 2, **changes: Any) -> dict[str, Any]:
-    return {**data.dossier(2026, index, agency="000.00.23.H22", status=status), **changes}
+    return {**data.dossier(2026, index, agency="000.00.23.H60", status=status), **changes}
 
 
 def progress(record: dict[str, Any], step: int) -> dict[str, Any]:
@@ -324,4 +324,4 @@ def test_operators_cli_lists_retries_replays_and_reports(gateway: Gateway) -> No
     assert attempts == [f"{dead}.1", f"{dead}.2"]  # a retried delivery's attempts keep counting
     (kpi,) = json.loads(cli("stats", "--period", "all", "--json"))
     assert (kpi["agency"], kpi["received"], kpi["resolved"], kpi["resolvedOnTime"]) == (
-        "000.00.00.H22", 1, 1, 1)
+        "000.00.00.H60", 1, 1, 1)

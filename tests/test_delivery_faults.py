@@ -33,12 +33,12 @@ from gateway.delivery.tables import deliveries
 from gateway.storage.db import create_engine
 from tests.conftest import PG_URL, _fresh_pg_database, _wait, free_port, stop
 
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 NGHE_AN = "VN/GOV/000.00.00.H41/MOTCUA"
 PORTAL_CLIENT = "VN/GOV/000.00.00.G22/DVCQG"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
-DOWN = "VN/GOV/000.00.00.H22/MOTCUA/NhanHoSo"
+DOWN = "VN/GOV/000.00.00.H60/MOTCUA/NhanHoSo"
 DELIVERY = {"backoff_base": 0.1, "backoff_max": 1.0, "poll_interval": 0.1, "breaker_failures": 5,
             "breaker_cooldown": 0.5, "breaker_cooldown_max": 2.0, "max_attempts": 1000,
             "lease_margin": 1.0, "concurrency": 16}
@@ -225,7 +225,7 @@ class Plan:
 def plan(seed: int, count: int) -> Plan:
     dossiers, steps = [], {}
     for i in range(count):
-        record = data.dossier(seed, i, agency="000.00.23.H22")
+        record = data.dossier(seed, i, agency="000.00.23.H60")
         if i % 3 == 0:  # due an hour after reception: resolved late
             received = datetime.strptime(record["NgayTiepNhan"], "%Y%m%d%H%M%S")
             record["NgayHenTra"] = (received + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
@@ -287,7 +287,7 @@ def test_5xx_error_codes_and_garbage_are_retried(stack: Stack, fail: str) -> Non
 
 def test_downward_flow_survives_a_one_stop_outage(stack: Stack) -> None:
     """Dossiers filed on the portal reach the province's one-stop system after it comes back."""
-    records = [data.dossier(120, i, agency="000.00.23.H22") for i in range(10)]
+    records = [data.dossier(120, i, agency="000.00.23.H60") for i in range(10)]
     stack.mode(stack.onestop, fail="http500")
     try:
         ids = [stack.push(DOWN, r, PORTAL_CLIENT) for r in records]

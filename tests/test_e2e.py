@@ -15,7 +15,7 @@ from gateway.audit.log import AuditLog
 from gateway.storage.db import create_engine
 from tests.conftest import ROOT, Stack
 
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
@@ -47,7 +47,7 @@ def dossier(code: str) -> dict[str, object]:
             "Email": "an.nguyen@example.vn", "SoDienThoai": "0912345678",
             "TrichYeuHoSo": "Đăng ký khai sinh", "NgayTiepNhan": "20261121090000",
             "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2", "HinhThuc": "1",
-            "DonViXuLy": "UBND tỉnh Hà Giang", "TaiLieuNop": [], "DanhSachLePhi": [],
+            "DonViXuLy": "UBND tỉnh Tuyên Quang", "TaiLieuNop": [], "DanhSachLePhi": [],
             "DanhSachHoSoBoSung": [], "DanhSachGiayToKetQua": []}
 
 
@@ -67,7 +67,7 @@ def delivered(stack: Stack, accepted: httpx.Response, token: str) -> dict[str, o
 def test_dossier_push_reaches_the_portal(stack: Stack) -> None:
     """A one-stop system's dossier and its progress reach the portal in its JSON form, audited."""
     token = stack.token(MOTCUA)
-    code = "H22.23-20261121-0090001"
+    code = "H60.23-20261121-0090001"
     r = call(stack, PUSH, dossier(code), token, **{"X-Road-Client": MOTCUA})
     assert r.status_code == 202, r.text  # store-and-forward: accepted once stored (docs/delivery.md)
     assert delivered(stack, r, token)["response"]["body"]["error_code"] == "00"

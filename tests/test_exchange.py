@@ -145,7 +145,7 @@ def test_client_header_must_match_token(app: tuple[TestClient, Config, str]) -> 
     """X-Road-Client naming another client than the token's is refused with 403."""
     client, _, token = app
     r = client.post(ECHO, json={}, headers={"Authorization": f"Bearer {token}",
-                                            "X-Road-Client": "VN/GOV/000.00.00.H22/MOTCUA"})
+                                            "X-Road-Client": "VN/GOV/000.00.00.H60/MOTCUA"})
     assert r.status_code == 403 and r.json()["code"] == "Client.AccessDenied"
     r = client.post(ECHO, json={}, headers={"Authorization": f"Bearer {token}",
                                             "X-Road-Client": "VN:GOV:000.00.00.H41:MOTCUA"})

@@ -387,7 +387,7 @@ def test_an_ordinary_exchange_is_not_a_metaservice(gw: Gateway) -> None:
 POPULATION = "VN/GOV/000.00.00.G01/CSDLDC"
 VERIFY = f"{POPULATION}/XacThucThongTinCongDan"
 LOOKUP = f"{POPULATION}/TraCuuThongTinCongDan"
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
 AUDITOR = "VN/GOV/000.00.00.G22/KIEMTOAN"  # a token without the exchange scope
 

@@ -25,8 +25,8 @@ from gateway.storage.db import create_engine, upgrade
 from tests.helpers import FunctionConnector, rest_only_config
 from tests.oauth_helpers import (
     ECHO,
-    MOTCUA_H22,
     MOTCUA_H41,
+    MOTCUA_H60,
     PORTAL,
     basic_token,
     forge,
@@ -143,7 +143,7 @@ def test_introspection_inactive(setup: Setup, case: str) -> None:
     client, config, secrets = setup
     now = int(time.time())
     cases: dict[str, Callable[[], str]] = {
-             "other-client": lambda: basic_token(client, MOTCUA_H22, secrets[MOTCUA_H22]),
+             "other-client": lambda: basic_token(client, MOTCUA_H60, secrets[MOTCUA_H60]),
              "garbage": lambda: "not-a-token",
              "expired": lambda: forge(config, exp=now - 3600, iat=now - 4000, nbf=now - 4000)}
     token = cases[case]()
@@ -194,10 +194,10 @@ def test_revocation_reaches_another_worker(setup: Setup) -> None:
 def test_only_the_owner_revokes(setup: Setup) -> None:
     """A client cannot revoke another client's token."""
     client, _, secrets = setup
-    token = basic_token(client, MOTCUA_H22, secrets[MOTCUA_H22])
+    token = basic_token(client, MOTCUA_H60, secrets[MOTCUA_H60])
     r = client.post("/oauth/revoke", data={"token": token}, auth=(CLIENT, secrets[CLIENT]))
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
-    assert runtime(client).verifier.verify(token).client_id == MOTCUA_H22
+    assert runtime(client).verifier.verify(token).client_id == MOTCUA_H60
 
 
 def test_revoke_of_unknown_token_is_ok(setup: Setup) -> None:
@@ -211,19 +211,19 @@ def test_disabled_client_gets_no_token_and_its_tokens_stop(setup: Setup) -> None
     """Disabling a client refuses new tokens, and its live tokens once the state is reloaded."""
     client, _, secrets = setup
     rt = runtime(client)
-    token = basic_token(client, MOTCUA_H22, secrets[MOTCUA_H22])
-    rt.clients.update(MOTCUA_H22, enabled=False)
+    token = basic_token(client, MOTCUA_H60, secrets[MOTCUA_H60])
+    rt.clients.update(MOTCUA_H60, enabled=False)
     try:
         r = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                        auth=(MOTCUA_H22, secrets[MOTCUA_H22]))
+                        auth=(MOTCUA_H60, secrets[MOTCUA_H60]))
         assert r.status_code == 401 and r.json()["error"] == "invalid_client"
         rt.security.load_state()
         with pytest.raises(Unauthenticated, match="disabled"):
             rt.verifier.verify(token)
     finally:
-        rt.clients.update(MOTCUA_H22, enabled=True)
+        rt.clients.update(MOTCUA_H60, enabled=True)
         rt.security.load_state()
-    assert rt.verifier.verify(token).client_id == MOTCUA_H22
+    assert rt.verifier.verify(token).client_id == MOTCUA_H60
 
 
 def test_key_rotation(setup: Setup) -> None:

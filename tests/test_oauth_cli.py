@@ -104,7 +104,7 @@ def test_set_keys_enables_private_key_jwt(stack: Stack, tmp_path: Path) -> None:
     from gateway.oauth.assertion import client_assertion
 
     cfg = str(stack.config_path)
-    client = "VN/GOV/000.00.00.H22/MOTCUA"
+    client = "VN/GOV/000.00.00.H60/MOTCUA"
     private = keys.new_client_key(tmp_path, client, "ES256")
     result = run("clients", "set-keys", client, "--config", cfg, "--jwks", str(private))  # public part only
     assert result.exit_code == 0, result.output

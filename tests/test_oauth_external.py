@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.connector import Call, Reply
 from gateway.storage.db import upgrade
 from tests.helpers import FunctionConnector, rest_only_config
-from tests.oauth_helpers import ECHO, MOTCUA_H22, runtime
+from tests.oauth_helpers import ECHO, MOTCUA_H60, runtime
 
 ISSUER = "https://vneid.example.gov.vn"
 
@@ -51,7 +51,7 @@ class JwksServer:
 
     def token(self, kid: str = "k1", **changes: Any) -> str:
         now = int(time.time())
-        claims = {"iss": ISSUER, "aud": "lienthong", "sub": "vneid-user", "client_id": MOTCUA_H22,
+        claims = {"iss": ISSUER, "aud": "lienthong", "sub": "vneid-user", "client_id": MOTCUA_H60,
                   "scope": "exchange", "jti": f"x-{time.time_ns()}", "iat": now, "nbf": now, "exp": now + 300,
                   **changes}
         header = {"alg": "ES256", "typ": "at+jwt", "kid": kid}
@@ -95,7 +95,7 @@ def test_outside_token_is_accepted(outside: tuple[TestClient, JwksServer]) -> No
     r = call(client, server.token())
     assert r.status_code == 200, r.text
     leaf = json.loads(runtime(client).audit.read(runtime(client).audit.size() - 1, 1)[0].leaf)
-    assert leaf["client"] == MOTCUA_H22
+    assert leaf["client"] == MOTCUA_H60
 
 
 @pytest.mark.parametrize(("changes", "why"), [

@@ -28,8 +28,8 @@ from tests.helpers import FunctionConnector, rest_only_config
 from tests.oauth_helpers import (
     ECHO,
     ITEMS,
-    MOTCUA_H22,
     MOTCUA_H41,
+    MOTCUA_H60,
     PORTAL,
     b64,
     basic_token,
@@ -45,7 +45,7 @@ POLICIES = """
 rules:
   - name: hostile-burst
     services: ["VN/GOV/000.00.00.H41/DANHMUC/items"]
-    clients: ["VN/GOV/000.00.00.H22/MOTCUA"]
+    clients: ["VN/GOV/000.00.00.H60/MOTCUA"]
     scopes: [exchange]
     rate_limit: {rate: 1, per: minute, burst: 3}
   - name: hostile-scope
@@ -61,7 +61,7 @@ rules:
     response_fields: [echo.keep]
   - name: echo-for-others
     services: ["VN/GOV/000.00.00.H41/DANHMUC/echo"]
-    clients: ["VN/GOV/000.00.00.H22/MOTCUA", "VN/GOV/000.00.00.G22/DVCQG"]
+    clients: ["VN/GOV/000.00.00.H60/MOTCUA", "VN/GOV/000.00.00.G22/DVCQG"]
     scopes: [exchange]
 """
 NOBODY = "VN/GOV/000.00.00.H99/NOBODY"
@@ -248,7 +248,7 @@ def test_malformed_authorization_header(gw: Gateway, header: str | None, status:
 
 def test_token_of_a_sent_with_client_b(gw: Gateway) -> None:
     """A token of client A sent with X-Road-Client B is refused with 403."""
-    r = gw.call(ECHO, gw.token(MOTCUA_H41), **OFFICIAL, **{"X-Road-Client": MOTCUA_H22})
+    r = gw.call(ECHO, gw.token(MOTCUA_H41), **OFFICIAL, **{"X-Road-Client": MOTCUA_H60})
     assert r.status_code == 403 and r.json()["code"] == "Client.AccessDenied"
     assert "X-Road-Client" in r.json()["detail"]
     assert gw.leaf(r.headers["x-road-id"])["client"] == MOTCUA_H41
@@ -285,7 +285,7 @@ def test_missing_purpose_or_official(gw: Gateway, drop: str, needs: str) -> None
 
 def test_burst_beyond_the_limit(gw: Gateway) -> None:
     """Calls beyond the rule's burst get 429 with Retry-After, and the leaf names the rule."""
-    token = gw.token(MOTCUA_H22)
+    token = gw.token(MOTCUA_H60)
     answers = [gw.call(ITEMS, token) for _ in range(5)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
     r = answers[-1]
@@ -367,7 +367,7 @@ def _assertion_cases() -> dict[str, Callable[[Gateway], dict[str, str]]]:
         "no-exp": lambda gw: own(gw, exp=None),
         "no-jti": lambda gw: own(gw, jti=None),
         "too-long": lambda gw: own(gw, exp=int(time.time()) + 86400),
-        "iss-not-sub": lambda gw: own(gw, iss=MOTCUA_H22),
+        "iss-not-sub": lambda gw: own(gw, iss=MOTCUA_H60),
         "unknown-client": lambda gw: own(gw, iss=NOBODY, sub=NOBODY),
         "other-key": other_key,
         "alg-none": alg_none,
@@ -397,7 +397,7 @@ def test_both_methods_at_once(gw: Gateway) -> None:
 
 def test_client_id_differs_from_assertion(gw: Gateway) -> None:
     """A client_id parameter naming another client than the assertion's subject is refused."""
-    r = token_request(gw, {**assertion(gw), "client_id": MOTCUA_H22})
+    r = token_request(gw, {**assertion(gw), "client_id": MOTCUA_H60})
     assert r.json()["error"] == "invalid_client"
 
 

@@ -33,7 +33,7 @@ from gateway.init import initialise
 from gateway.simulation import free_port
 from gateway.storage.db import upgrade
 
-CLIENT = "VN/GOV/000.00.00.H22/MOTCUA"
+CLIENT = "VN/GOV/000.00.00.H60/MOTCUA"
 SCOPES = ["exchange", "operator", "stats", "audit.read", "audit.subject", "metrics"]
 EXAMPLES = 12  # per operation, per generation mode, per token: ~1000 requests in all
 ENTRY_POINTS = r"^/(r1|soap)(/|$)"

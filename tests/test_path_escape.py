@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import GatewayError, UnknownService
-from gateway.init import HA_GIANG, NGHE_AN, PORTAL
+from gateway.init import NGHE_AN, PORTAL, TUYEN_QUANG
 from gateway.paths import PathRefused, check_prefix, encode, path_value, segment, segments, split_raw
 from gateway.rest import split_path
 from tests.conftest import Stack
@@ -141,7 +141,7 @@ def _raw_request(base: str, method: str, target: str, headers: dict[str, str], b
 
 @pytest.fixture(scope="module")
 def echo_token(stack: Stack) -> str:
-    return stack.token(f"{HA_GIANG}/MOTCUA")
+    return stack.token(f"{TUYEN_QUANG}/MOTCUA")
 
 
 def _received(stack: Stack) -> int:
@@ -210,7 +210,7 @@ def test_no_path_escapes_through_the_soap_face(stack: Stack) -> None:
 def test_a_dossier_code_cannot_escape_the_one_stop_url(stack: Stack) -> None:
     token = stack.token(f"{PORTAL}/DVCQG")
     for code in ("..", "../../_sim/received", "%2e%2e"):
-        r = httpx.post(f"{stack.base}/r1/{HA_GIANG}/MOTCUA/TraCuuHoSo", json={"MaHoSo": code},
+        r = httpx.post(f"{stack.base}/r1/{TUYEN_QUANG}/MOTCUA/TraCuuHoSo", json={"MaHoSo": code},
                        headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 400, r.text
 

@@ -11,7 +11,7 @@ from gateway.policy import DEFAULT_DENY, Policy, PolicyWatcher, Request, check_f
 from gateway.resources import policies_dir
 from gateway.yamlfile import FileError
 
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = "VN/GOV/000.00.00.H60/MOTCUA"  # Tuyên Quang's one-stop system
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
 VERIFY = "VN/GOV/000.00.00.G01/CSDLDC/XacThucThongTinCongDan"
 LOOKUP = "VN/GOV/000.00.00.G01/CSDLDC/TraCuuThongTinCongDan"
@@ -153,7 +153,7 @@ def test_check_reports_every_problem(tmp_path: Path) -> None:
 def test_decision_cache_agrees_with_rules(policy: Policy) -> None:
     """The cached look-up gives the same rule as walking the rules, call after call."""
     services = ["VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC", VERIFY, LOOKUP, "VN/GOV/000.00.00.H41/DANHMUC/x",
-                "VN/GOV/000.00.00.H22/MOTCUA/NhanHoSo", "VN/GOV/000.00.00.X/Y/Z"]
+                "VN/GOV/000.00.00.H60/MOTCUA/NhanHoSo", "VN/GOV/000.00.00.X/Y/Z"]
     clients = [MOTCUA, PORTAL, "VN/GOV/000.00.00.H41/MOTCUA", "VN/GOV/000.00.00.G01/CSDLDC"]
     for _ in range(2):
         for client in clients:

@@ -1,5 +1,7 @@
 """Routing by agency: the portal hands a dossier, then its progress, to the gateway, and the agency in
-the dossier code picks the province's one-stop system (gateway/routing.py, members[].routing)."""
+the dossier code picks the province's one-stop system (gateway/routing.py, members[].routing). In the
+demo catalog that is Tuyên Quang's (H60); the codes of Hà Giang (H22), a former agency merged into it,
+reach it too (gateway/agencies.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from connectors.onestop.connector import create
 from gateway.config import Config, Service, load_config
 from gateway.connector import Call, ConnectorContext
 from gateway.errors import InvalidBody, UpstreamError
-from gateway.init import Ports, catalog, initialise
+from gateway.init import HA_GIANG, TUYEN_QUANG, Ports, catalog, initialise
 from gateway.resources import schemas_dir
 from gateway.routing import Routes
 from gateway.upstream import create_client
@@ -30,11 +33,12 @@ from tests.test_e2e import leaves_of
 from tests.test_onestop import serving
 
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
-MOTCUA = "VN/GOV/000.00.00.H22/MOTCUA"
+MOTCUA = f"{TUYEN_QUANG}/MOTCUA"
 ROUTE_DOSSIER = "VN/GOV/000.00.00.G22/LIENTHONG/ChuyenHoSoVeDiaPhuong"
 ROUTE_PROGRESS = "VN/GOV/000.00.00.G22/LIENTHONG/ChuyenTienDoVeDiaPhuong"
 RECEIVE = f"{MOTCUA}/NhanHoSo"
 RECEIVE_PROGRESS = f"{MOTCUA}/CapNhatTienDoHoSo"
+AFTER_THE_MERGER = date(2026, 11, 21)  # Hà Giang's last day was 2025-06-30
 
 
 def _post(stack: Stack, service: str, body: Any, token: str) -> httpx.Response:
@@ -60,17 +64,25 @@ def _nationally_filed(agency: str = "000.20.31.H22") -> dict[str, Any]:
 
 # -- end to end ------------------------------------------------------------------------------------
 
-def test_dossier_and_its_update_reach_the_provinces_one_stop_system(stack: Stack) -> None:
-    """The portal routes a dossier by its agency to Hà Giang's one-stop system, then its progress;
-    both arrive there, in order, and the 202 and the audit say where they went."""
+@pytest.mark.parametrize(("agency", "addressed"), [
+    ("000.20.31.H60", None),  # Tuyên Quang's own unit: routed to it, nobody else named
+    ("000.20.31.H22", HA_GIANG),  # a unit of former Hà Giang: routed to its successor, Tuyên Quang
+])
+def test_dossier_and_its_update_reach_the_provinces_one_stop_system(stack: Stack, agency: str,
+                                                                     addressed: str | None) -> None:
+    """The portal routes a dossier by its agency to Tuyên Quang's one-stop system, then its
+    progress; both arrive there, in order, and the 202 and the audit say where they went (and, for
+    a former agency's code, to whom it was addressed)."""
     token = stack.token(PORTAL)
-    dossier = _nationally_filed()
+    dossier = _nationally_filed(agency)
     code = dossier["MaHoSo"]
-    assert code.startswith("H22.31.20-")
+    short = data.short_code(agency)
+    assert code.startswith(f"{short}-")
     sent = _post(stack, ROUTE_DOSSIER, dossier, token)
     assert sent.status_code == 202, sent.text
-    assert sent.json()["routedTo"] == {"agency": "H22.31.20", "member": "VN/GOV/000.00.00.H22",
-                                       "service": RECEIVE}
+    routed = {"agency": short, "member": TUYEN_QUANG, "service": RECEIVE}
+    assert sent.json()["routedTo"] == (routed if addressed is None
+                                       else {**routed, "addressedMember": addressed})
     step = {**data.progress(dossier, 1), "TrangThai": "4"}
     update = _post(stack, ROUTE_PROGRESS, step, token)
     assert update.status_code == 202, update.text
@@ -78,7 +90,8 @@ def test_dossier_and_its_update_reach_the_provinces_one_stop_system(stack: Stack
 
     first, then = _delivered(stack, sent, token), _delivered(stack, update, token)
     assert (first["service"], then["service"]) == (RECEIVE, RECEIVE_PROGRESS)
-    assert first["response"]["body"]["SoBienNhan"].startswith("H22.31.20-")
+    # the receipt number the one-stop simulator gives, in its own agency's numbering
+    assert first["response"]["body"]["SoBienNhan"].startswith(f"{data.short_code(simulator.AGENCY)}-")
 
     onestop = stack.sims["onestop"]
     held = httpx.get(f"{onestop}/hoso/{code}").json()["data"]
@@ -91,6 +104,8 @@ def test_dossier_and_its_update_reach_the_provinces_one_stop_system(stack: Stack
 
     intake = leaves_of(stack, sent.headers["X-Road-Id"])
     assert [(leaf["service"], leaf["status"]) for leaf in intake] == [(ROUTE_DOSSIER, 202)]
+    # a routed dossier's record names the agency its code addressed and the one that got it
+    assert intake[0]["agency"] == {"addressed": addressed or TUYEN_QUANG, "actual": TUYEN_QUANG}
     attempt = leaves_of(stack, f"{first['id']}.1")
     assert [(leaf["service"], leaf["operation"]) for leaf in attempt] == [(RECEIVE, "NhanHoSo")]
 
@@ -123,17 +138,22 @@ def test_most_specific_agency_wins() -> None:
     raw = catalog(Ports())
     members: list[dict[str, Any]] = raw["members"]  # type: ignore[assignment]
     nghe_an = next(m for m in members if m["id"].endswith("H41"))
-    nghe_an["routing"] = {"agencies": ["H22.31"], "dossier": "MOTCUA/NhanHoSo"}
+    nghe_an["routing"] = {"agencies": ["H60.31"], "dossier": "MOTCUA/NhanHoSo"}
     services: list[dict[str, Any]] = raw["services"]  # type: ignore[assignment]
     services.append({**next(s for s in services if s["id"] == RECEIVE),
                      "id": "VN/GOV/000.00.00.H41/MOTCUA/NhanHoSo"})
     routes = Routes.of(Config.model_validate(raw))
-    found = routes.target("H22.31.20-20261121-0000001", "dossier")
-    assert found is not None and (found.matched, found.member) == ("H22.31", "VN/GOV/000.00.00.H41")
-    found = routes.target("H22.10-20261121-0000001", "dossier")
-    assert found is not None and found.service == RECEIVE
-    assert routes.target("H22.31-20261121-0000001", "progress") is None  # that member takes no progress
-    assert routes.target("H2-20261121-0000001", "dossier") is None
+    day = AFTER_THE_MERGER
+    found = routes.target("H60.31.20-20261121-0000001", "dossier", day)
+    assert found is not None and (found.matched, found.member) == ("H60.31", "VN/GOV/000.00.00.H41")
+    found = routes.target("H60.10-20261121-0000001", "dossier", day)
+    assert found is not None and (found.matched, found.service) == ("H60", RECEIVE)
+    assert routes.target("H60.31-20261121-0000001", "progress", day) is None  # that member takes no progress
+    assert routes.target("H6-20261121-0000001", "dossier", day) is None
+    # a former agency's unit goes to its successor, the target naming both
+    found = routes.target("H22.31.20-20261121-0000001", "dossier", day)
+    assert found is not None and (found.matched, found.addressed, found.member, found.service) == (
+        "H22", HA_GIANG, TUYEN_QUANG, RECEIVE)
 
 
 # -- configuration -----------------------------------------------------------------------------------
@@ -151,8 +171,12 @@ def _broken(config_file: Path, edit: Any) -> Path:
     return bad
 
 
-def _ha_giang(raw: dict[str, Any]) -> dict[str, Any]:
-    return next(m for m in raw["members"] if m["id"] == "VN/GOV/000.00.00.H22")  # type: ignore[no-any-return]
+def _member(raw: dict[str, Any], member_id: str) -> dict[str, Any]:
+    return next(m for m in raw["members"] if m["id"] == member_id)  # type: ignore[no-any-return]
+
+
+def _tuyen_quang(raw: dict[str, Any]) -> dict[str, Any]:
+    return _member(raw, TUYEN_QUANG)
 
 
 def _refused(bad: Path, needle: str) -> FileError:
@@ -167,10 +191,14 @@ def _line_of(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
 
 
-def test_demo_catalog_routes_ha_giang(config_file: Path) -> None:
-    """`lienthong init` writes routing for Hà Giang and the two routing services."""
+def test_demo_catalog_routes_tuyen_quang(config_file: Path) -> None:
+    """`lienthong init` writes routing for Tuyên Quang, Hà Giang's codes (a former agency, without
+    receiving services of its own) and the two routing services."""
     cfg = load_config(config_file)
-    assert _ha_giang(yaml.safe_load(config_file.read_text()))["routing"]["agencies"] == ["H22"]
+    raw = yaml.safe_load(config_file.read_text())
+    assert _tuyen_quang(raw)["routing"] == {"agencies": ["H60"], "dossier": "MOTCUA/NhanHoSo",
+                                            "progress": "MOTCUA/CapNhatTienDoHoSo"}
+    assert _member(raw, HA_GIANG)["routing"] == {"agencies": ["H22"]}
     routed = [s.id for s in cfg.services if s.route]
     assert routed == [ROUTE_DOSSIER, ROUTE_PROGRESS]
 
@@ -178,16 +206,16 @@ def test_demo_catalog_routes_ha_giang(config_file: Path) -> None:
 def test_receiving_service_must_exist(config_file: Path) -> None:
     """A routing entry naming a service not in 'services' is refused at its line."""
     def edit(raw: dict[str, Any]) -> None:
-        _ha_giang(raw)["routing"]["dossier"] = "MOTCUA/KhongCo"
+        _tuyen_quang(raw)["routing"]["dossier"] = "MOTCUA/KhongCo"
     bad = _broken(config_file, edit)
-    err = _refused(bad, "no service VN/GOV/000.00.00.H22/MOTCUA/KhongCo")
+    err = _refused(bad, "no service VN/GOV/000.00.00.H60/MOTCUA/KhongCo")
     assert err.line == _line_of(bad, "MOTCUA/KhongCo")
 
 
 def test_receiving_service_must_carry_that_message(config_file: Path) -> None:
     """Progress routed to a service that takes dossiers (or a sync one) is refused."""
     def edit(raw: dict[str, Any]) -> None:
-        _ha_giang(raw)["routing"]["progress"] = "MOTCUA/TraCuuHoSo"
+        _tuyen_quang(raw)["routing"]["progress"] = "MOTCUA/TraCuuHoSo"
     _refused(_broken(config_file, edit), "must be an async service carrying progress messages")
 
 
@@ -195,17 +223,17 @@ def test_agency_listed_by_two_members_is_refused(config_file: Path) -> None:
     """One agency's dossiers go to one member."""
     def edit(raw: dict[str, Any]) -> None:
         nghe_an = next(m for m in raw["members"] if m["id"].endswith("H41"))
-        nghe_an["routing"] = {"agencies": ["H41", "H22"], "dossier": "MOTCUA/NhanHoSo"}
+        nghe_an["routing"] = {"agencies": ["H41", "H60"], "dossier": "MOTCUA/NhanHoSo"}
         raw["services"].append({**next(s for s in raw["services"] if s["id"] == RECEIVE),
                                 "id": "VN/GOV/000.00.00.H41/MOTCUA/NhanHoSo"})
-    _refused(_broken(config_file, edit), "agency H22 is listed twice")
+    _refused(_broken(config_file, edit), "agency H60 is listed twice")
 
 
 def test_agency_code_must_look_like_one(config_file: Path) -> None:
     """An agency that cannot begin a dossier code is refused, naming it."""
     def edit(raw: dict[str, Any]) -> None:
-        _ha_giang(raw)["routing"]["agencies"] = ["000.00.00.H22"]
-    _refused(_broken(config_file, edit), "'000.00.00.H22' is not the agency part of a dossier code")
+        _tuyen_quang(raw)["routing"]["agencies"] = ["000.00.00.H60"]
+    _refused(_broken(config_file, edit), "'000.00.00.H60' is not the agency part of a dossier code")
 
 
 def test_routing_service_needs_async_and_no_connector(config_file: Path) -> None:

@@ -23,7 +23,7 @@ from gateway.console.users import UserStore
 from gateway.init import CLIENT_SCOPES, initialise
 from gateway.storage.db import create_engine, upgrade
 
-CLIENT = "VN/GOV/000.00.00.H22/MOTCUA"
+CLIENT = "VN/GOV/000.00.00.H60/MOTCUA"
 SCRAPER = "VN/GOV/000.00.00.G22/GIAMSAT"
 SCOPES = "exchange operator stats audit.read audit.subject"
 PASSWORD = "mat-khau-du-dai-1"

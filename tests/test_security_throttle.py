@@ -33,7 +33,7 @@ from gateway.storage.db import create_engine, upgrade
 from gateway.throttle import ACCOUNT, ADDRESS, Attempt, Rule, Throttle
 
 PASSWORD = "mat-khau-du-dai-1"
-CLIENT = "VN/GOV/000.00.00.H22/MOTCUA"
+CLIENT = "VN/GOV/000.00.00.H60/MOTCUA"
 FROZEN = 1_800_000_000.0
 
 

@@ -21,7 +21,7 @@ from gateway.oauth.assertion import client_assertion
 from gateway.storage.db import upgrade
 from gateway.throttle import ACCOUNT, Throttle
 from tests.helpers import rest_only_config
-from tests.oauth_helpers import MOTCUA_H22, MOTCUA_H41, PORTAL, runtime
+from tests.oauth_helpers import MOTCUA_H41, MOTCUA_H60, PORTAL, runtime
 
 NOBODY = "VN/GOV/000.00.00.H99/NOBODY"
 KEY_ONLY = "VN/GOV/000.00.00.H98/KEYONLY"
@@ -57,7 +57,7 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
         portal = rt.clients.get(PORTAL)
         assert portal is not None and portal.jwks
         rt.clients.add(KEY_ONLY, jwks=portal.jwks)
-        rt.clients.update(MOTCUA_H22, enabled=False)
+        rt.clients.update(MOTCUA_H60, enabled=False)
         yield client, secrets
 
 
@@ -75,7 +75,7 @@ def test_unknown_disabled_and_key_only_clients_answer_as_a_wrong_secret(
     monkeypatch.setattr(client_secrets, "_hasher", CountingHasher())
     for path in ENDPOINTS:
         answers = []
-        for who in (MOTCUA_H41, NOBODY, MOTCUA_H22, KEY_ONLY):
+        for who in (MOTCUA_H41, NOBODY, MOTCUA_H60, KEY_ONLY):
             before = CountingHasher.calls
             answers.append(_answer(client, who, "not-the-secret", path))
             assert CountingHasher.calls - before == 1, (path, who)
@@ -89,7 +89,7 @@ def test_assertions_for_unknown_and_key_less_clients_answer_as_a_wrong_signature
     client, _ = gw
     stranger = ECKey.generate_key("P-256", parameters={"alg": "ES256"}).as_dict(private=True)
     answers = []
-    for who in (PORTAL, MOTCUA_H41, NOBODY, MOTCUA_H22):
+    for who in (PORTAL, MOTCUA_H41, NOBODY, MOTCUA_H60):
         form = {**FORM, **client_assertion(stranger, who, runtime(client).config.token.issuer.rstrip("/")
                                            + "/oauth/token")}
         r = client.post("/oauth/token", data=form)

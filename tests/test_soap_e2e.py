@@ -46,7 +46,7 @@ from tests.test_soap_face import (
 pytestmark = pytest.mark.slow
 
 LGSP = "VN/GOV/000.00.00.G01/LGSP"
-LGSP_CLIENT = "VN/GOV/000.00.00.H22/MOTCUA"
+LGSP_CLIENT = "VN/GOV/000.00.00.H60/MOTCUA"
 DAN = "http://dancuquocgia.bca"
 DC = "http://www.mic.gov.vn/dancu/1.0"
 CORPUS_PROVIDER = "PROVIDER"  # the subsystem code given to the corpus's member-level services
@@ -253,7 +253,7 @@ IDENTITY_ANSWER = {"CongdanCollection": {
                  "NgayThangNamSinh": {"NgayThangNam": "19900101"},
                  "Cha": _person("001060001111", "Nguyễn", "Văn", "Bình"),
                  "Me": _person("001065002222", "Trần", "Thị", "Hoa")}]}}
-IDENTITY_REQUEST = {"MaYeuCau": "YC-1", "MaDVC": "1.001193", "MaTichHop": "LGSP", "MaDonVi": "000.00.00.H22",
+IDENTITY_REQUEST = {"MaYeuCau": "YC-1", "MaDVC": "1.001193", "MaTichHop": "LGSP", "MaDonVi": "000.00.00.H60",
                     "MaCanBo": "canbo.mai", "SoDinhDanh": "001090012345", "SoCMND": "012345678",
                     "HoVaTen": "Nguyễn Văn An", "NgayThangNamSinh": "19900101"}
 

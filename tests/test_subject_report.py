@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.init import HA_GIANG, NGHE_AN, POPULATION, PORTAL
+from gateway.init import NGHE_AN, POPULATION, PORTAL, TUYEN_QUANG
 from tests.conftest import Stack, random_id
 
 LOOKUP = f"{POPULATION}/CSDLDC/TraCuuThongTinCongDan"  # one-stop systems may not: the demo refuses it
@@ -27,13 +27,13 @@ def _report(stack: Stack, subject: str) -> list[dict[str, object]]:
     return accesses
 
 
-@pytest.mark.parametrize("client", [f"{HA_GIANG}/MOTCUA", f"{NGHE_AN}/MOTCUA"])
+@pytest.mark.parametrize("client", [f"{TUYEN_QUANG}/MOTCUA", f"{NGHE_AN}/MOTCUA"])
 def test_a_refused_look_up_shows_in_the_citizens_report(stack: Stack, client: str) -> None:
     person = _person()
     token = stack.token(client)
     r = httpx.post(f"{stack.base}/r1/{LOOKUP}", json={"SoDinhDanh": person, "HoVaTen": "Nguyễn Văn A"},
                    headers={"Authorization": f"Bearer {token}", "X-Road-UserId": "VN-canbo.x",
-                            "X-Road-Issue": "H22.23-20261121-0000001"})
+                            "X-Road-Issue": "H60.23-20261121-0000001"})
     assert r.status_code == 403, r.text
     (access,) = _report(stack, person)
     assert access["outcome"] == "refused" and access["service"]["id"] == LOOKUP  # type: ignore[index]
@@ -41,7 +41,7 @@ def test_a_refused_look_up_shows_in_the_citizens_report(stack: Stack, client: st
 
 
 def test_an_unreadable_refused_request_names_no_one(stack: Stack) -> None:
-    token = stack.token(f"{HA_GIANG}/MOTCUA")
+    token = stack.token(f"{TUYEN_QUANG}/MOTCUA")
     r = httpx.post(f"{stack.base}/r1/{LOOKUP}", content=b'{"SoDinhDanh": "0010',
                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     assert r.status_code == 403  # refused by policy first; the broken body is simply not indexed
@@ -49,8 +49,8 @@ def test_an_unreadable_refused_request_names_no_one(stack: Stack) -> None:
 
 def test_a_dossier_filed_in_a_citizens_name_shows_in_their_report(stack: Stack) -> None:
     person = _person()
-    token = stack.token(f"{HA_GIANG}/MOTCUA")
-    code = f"H22.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
+    token = stack.token(f"{TUYEN_QUANG}/MOTCUA")
+    code = f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
     dossier = {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
                "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": person,
                "NgayTiepNhan": "20261121090000", "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2"}

@@ -19,7 +19,7 @@ LOOKUP = "VN/GOV/000.00.00.G01/CSDLDC/TraCuuThongTinCongDan"
 PUSH = "VN/GOV/000.00.00.G22/DVCQG/DongBoHoSoMC"
 PROGRESS = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG"
-HA_GIANG = "VN/GOV/000.00.00.H22/MOTCUA"
+TUYEN_QUANG = "VN/GOV/000.00.00.H60/MOTCUA"
 NGHE_AN = "VN/GOV/000.00.00.H41/MOTCUA"
 CITIZEN = "001203004567"
 OTHERS = ["036198001122", "040301009876", "001085002233", "079190004455"]
@@ -36,7 +36,7 @@ class Played:
 def play(stack: Stack) -> Played:
     played = Played()
     with httpx.Client(base_url=stack.base, timeout=30) as http:
-        portal, hagiang, nghean = (stack.token(c) for c in (PORTAL, HA_GIANG, NGHE_AN))
+        portal, tuyenquang, nghean = (stack.token(c) for c in (PORTAL, TUYEN_QUANG, NGHE_AN))
 
         def call(token: str | None, client: str, service: str, body: object,
                  **headers: str) -> httpx.Response:
@@ -45,8 +45,8 @@ def play(stack: Stack) -> Played:
                 h["Authorization"] = f"Bearer {token}"
             return http.post(f"/r1/{service}", content=orjson.dumps(body), headers=h)
 
-        people = [(CITIZEN, "H22.20-20260603-0000101"),
-                  *((p, f"H22.20-20260604-000020{n}") for n, p in enumerate(OTHERS)),
+        people = [(CITIZEN, "H60.20-20260603-0000101"),
+                  *((p, f"H60.20-20260604-000020{n}") for n, p in enumerate(OTHERS)),
                   (CITIZEN, "H41.10-20260611-0000007")]
         for i, (person, purpose) in enumerate(people):
             r = call(portal, PORTAL, VERIFY, {"MaYeuCau": f"KT-{i:04d}", "MaDichVu": "1.001193.000.00.00.H22",
@@ -59,24 +59,24 @@ def play(stack: Stack) -> Played:
 
         # One dossier the portal keeps failing: two attempts, then a dead letter.
         http.post(f"{stack.sims['dvcqg']}/_sim/mode", json={"fail": "http500"})
-        doomed = data.dossier(7, 99, agency="000.00.00.H22")
-        r = call(hagiang, HA_GIANG, PUSH, doomed)
+        doomed = data.dossier(7, 99, agency="000.00.00.H60")
+        r = call(tuyenquang, TUYEN_QUANG, PUSH, doomed)
         assert r.status_code == 202, r.text
         played.dead_delivery, played.dead_dossier = r.json()["deliveryId"], doomed["MaHoSo"]
         _wait(http, stack, played.dead_delivery, "dead", timeout=90)
         http.post(f"{stack.sims['dvcqg']}/_sim/mode", json={"fail": None})
 
-        for n, (token, client, agency) in enumerate([(hagiang, HA_GIANG, "000.00.00.H22")] * 6
+        for n, (token, client, agency) in enumerate([(tuyenquang, TUYEN_QUANG, "000.00.00.H60")] * 6
                                                     + [(nghean, NGHE_AN, "000.00.00.H41")] * 4):
             record = data.dossier(7, n, agency=agency)
             assert call(token, client, PUSH, record).status_code == 202
             for step in range(5 if n % 3 else 2):
                 assert call(token, client, PROGRESS, data.progress(record, step)).status_code == 202
 
-        r = call(None, HA_GIANG, PUSH, doomed)
+        r = call(None, TUYEN_QUANG, PUSH, doomed)
         played.refused.append(r.headers["x-road-id"])
-        r = call(hagiang, HA_GIANG, LOOKUP, {"SoDinhDanh": CITIZEN},
-                 **{"X-Road-UserId": "VN-canbo.x", "X-Road-Issue": "H22.20-20260603-0000101"})
+        r = call(tuyenquang, TUYEN_QUANG, LOOKUP, {"SoDinhDanh": CITIZEN},
+                 **{"X-Road-UserId": "VN-canbo.x", "X-Road-Issue": "H60.20-20260603-0000101"})
         assert r.status_code == 403
         played.refused.append(r.headers["x-road-id"])
     return played
