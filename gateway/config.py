@@ -411,6 +411,7 @@ class Config(_Model):
             if service.id in seen:
                 raise _CatalogError(("services", i, "id"), f"service {service.id} is listed twice")
             seen.add(service.id)
+            _check_options(i, service)
         clients: set[str] = set()
         declared = subsystems | {m.id for m in self.members}
         for i, client in enumerate(self.clients):
@@ -476,6 +477,24 @@ class Config(_Model):
             if client.id == client_id:
                 return client
         return None
+
+
+def _check_options(i: int, service: Service) -> None:
+    """A service's options as its connector's ``Options`` model takes them (gateway/plugins.py):
+    an unknown key or a wrong type is refused at its line. A connector that is not installed, or
+    declares no model, is not checked here (``lienthong serve`` refuses the first)."""
+    if not service.connector:
+        return
+    from gateway import plugins
+
+    try:
+        model = plugins.options_model(service.connector)
+    except (plugins.PluginNotFound, ImportError):
+        return
+    problem = None if model is None else plugins.options_problem(model, service.options, service.connector)
+    if problem is not None:
+        where, message = problem
+        raise _CatalogError(("services", i, "options", *where), f"service {service.id}: {message}")
 
 
 class _CatalogError(ValueError):

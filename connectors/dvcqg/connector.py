@@ -6,9 +6,9 @@ from POST ``{upstream}{options.login_path}`` (default ``/login``) with ``{"usern
 from the service's options, and is kept and shared by all calls of the connector; when the portal
 answers "session expired" the connector logs in again, once, and repeats the request.
 
-Service options: ``username``, ``password`` (required), ``madonvi`` (the agency code, unless every
-client sends its own), ``path``, ``login_path``, ``dstcode`` (sent as the ``dstcode`` header, as
-the portal's gateway expects of some callers).
+Service options (``Options``): ``username``, ``password`` (required), ``madonvi`` (the agency code,
+unless every client sends its own), ``path``, ``login_path``, ``dstcode`` (sent as the ``dstcode``
+header, as the portal's gateway expects of some callers).
 
 What the client sends and what the portal gets is ``messages.portal_body``: a dossier (or progress
 record, or a list, or the portal's envelope) is wrapped as ``"data": [...]``, ISO dates become
@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.dvcqg import codes
 from connectors.dvcqg.messages import portal_body
@@ -51,29 +52,41 @@ from connectors.dvcqg.session import PortalSession
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.plugins import read_options
 from gateway.upstream import decode_json, send
 
-__all__ = ["PortalConnector", "create"]
+__all__ = ["Options", "PortalConnector", "create"]
+
+
+class Options(BaseModel):
+    """The ``dvcqg`` connector's service options. Numbers are taken as text (``password: 123456``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    username: str = Field(min_length=1, description="the gateway's account at the portal (login)")
+    password: str = Field(min_length=1, repr=False, description="that account's password")
+    madonvi: str | None = Field(None, description="the agency code sent as madonvi when the client "
+                                "sends none; without it every client must send its own")
+    path: str = Field("/api", description="the portal's API, after the upstream URL")
+    login_path: str = Field("/login", description="the portal's login, after the upstream URL")
+    dstcode: str | None = Field(None, description="sent as the dstcode header, as the portal's "
+                                "gateway expects of some callers")
 
 
 class PortalConnector:
     def __init__(self, service: Service, http: httpx.AsyncClient) -> None:
-        options = service.options
-        missing = [key for key in ("username", "password") if not options.get(key)]
-        if missing:
-            raise ValueError(f"service {service.id}: the dvcqg connector needs options "
-                             f"{' and '.join(missing)} to log in to the portal")
+        options = read_options(Options, service)  # ValueError naming what is missing or wrong
         base = service.upstream.rstrip("/")
         self._service = service
         self._http = http
         self._timeout = service.timeout
-        self._api = base + options.get("path", "/api")
-        self._login_url = base + options.get("login_path", "/login")
-        self._madonvi: str | None = options.get("madonvi")
-        self._credentials = orjson.dumps({"username": options["username"], "password": options["password"]})
+        self._api = base + options.path
+        self._login_url = base + options.login_path
+        self._madonvi = options.madonvi
+        self._credentials = orjson.dumps({"username": options.username, "password": options.password})
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if options.get("dstcode"):
-            self._headers["dstcode"] = str(options["dstcode"])
+        if options.dstcode:
+            self._headers["dstcode"] = options.dstcode
         self.session = PortalSession(self._login)
 
     async def call(self, call: Call) -> Reply:

@@ -10,7 +10,7 @@ JSON over HTTP; the operation (``service.operation_name``, or the call's operati
                                                 fields), a list or {"data": [...]} of one dossier ->
                                                 {"error_code": "00", "MaHoSo", "TrangThaiHoSo"}
 
-``path`` is ``service.options["path"]`` (default ``/hoso``), ``progress_path`` likewise (default
+``path`` and ``progress_path`` are the service's options (``Options``: default ``/hoso`` and
 ``/tiendo``). An answer whose ``error_code`` is not
 "00" is an ``UpstreamError`` carrying ``error_code`` and ``message``, except a lookup's 404, which is
 the one-stop system saying "no such dossier" and comes back to the client as a 404 reply. Transport
@@ -25,15 +25,17 @@ from urllib.parse import parse_qs
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.dvcqg import codes
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError
 from gateway.paths import path_value, segment
+from gateway.plugins import read_options
 from gateway.upstream import decode_json, send
 
-__all__ = ["OPERATIONS", "OneStopConnector", "create"]
+__all__ = ["OPERATIONS", "OneStopConnector", "Options", "create"]
 
 RECEIVE = "NhanHoSo"
 LOOKUP = "TraCuuHoSo"
@@ -42,13 +44,25 @@ OPERATIONS = (RECEIVE, LOOKUP, PROGRESS)
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
+class Options(BaseModel):
+    """The ``onestop`` connector's service options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field("/hoso", description="where dossiers go (NhanHoSo: POST) and are looked up "
+                      "(TraCuuHoSo: GET path/{MaHoSo}), after the upstream URL")
+    progress_path: str = Field("/tiendo", description="where progress updates go "
+                               "(CapNhatTienDoHoSo: POST), after the upstream URL")
+
+
 class OneStopConnector:
     def __init__(self, service: Service, http: httpx.AsyncClient) -> None:
         self._service = service
         self._http = http
         self._timeout = service.timeout
-        self._base = service.upstream.rstrip("/") + service.options.get("path", "/hoso")
-        self._progress = service.upstream.rstrip("/") + service.options.get("progress_path", "/tiendo")
+        options = read_options(Options, service)
+        self._base = service.upstream.rstrip("/") + options.path
+        self._progress = service.upstream.rstrip("/") + options.progress_path
 
     async def call(self, call: Call) -> Reply:
         operation = call.operation or self._service.operation_name

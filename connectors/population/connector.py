@@ -12,26 +12,42 @@ only supplies what such an entry would otherwise have to repeat::
       # options.fill: {MaYeuCau: id, MaCanBo: userId}   (default; the request id and the official)
 
 Options given in the catalog win over these defaults (key by key: a catalog ``fill`` replaces the
-default one). The SOAP face finds a service's WSDL in its catalog entry, so an entry that SOAP
-clients call names ``schema`` itself, as the demo catalog does. Every answer goes through ``gateway.xml.safe``
-(a DTD or entity is refused: 502) and is read by its XSD type (``TonTai`` must be an ``xs:boolean``:
-anything else is a 502 schema error, never ``false``).
+default one); they are the ``soap`` connector's (``Options`` below). The SOAP face finds a service's
+WSDL in its catalog entry, so an entry that SOAP clients call names ``schema`` itself, as the demo
+catalog does. Every answer goes through ``gateway.xml.safe`` (a DTD or entity is refused: 502) and
+is read by its XSD type (``TonTai`` must be an ``xs:boolean``: anything else is a 502 schema error,
+never ``false``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from connectors.population import WSDL
-from connectors.soap.connector import SoapConnector
+from connectors.soap.connector import FillSource, SoapConnector
+from connectors.soap.connector import Options as SoapOptions
 from connectors.soap.connector import create as create_soap
 from gateway.config import Service
 from gateway.connector import ConnectorContext
+from gateway.plugins import read_options
 
-__all__ = ["DEFAULT_OPTIONS", "DEFAULT_SCHEMA", "configure", "create"]
+__all__ = ["DEFAULT_OPTIONS", "DEFAULT_SCHEMA", "Options", "configure", "create"]
 
 DEFAULT_SCHEMA = WSDL
 DEFAULT_OPTIONS: dict[str, Any] = {"fill": {"MaYeuCau": "id", "MaCanBo": "userId"}}
+
+
+class Options(SoapOptions):
+    """The ``soap`` connector's options, filling the request id and the official by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fill: dict[str, FillSource] = Field(
+        default_factory=lambda: dict(DEFAULT_OPTIONS["fill"]),
+        description="as the soap connector's; by default MaYeuCau from the exchange id (X-Road-Id) "
+        "and MaCanBo from the official (X-Road-UserId)")
 
 
 def configure(service: Service) -> Service:
@@ -42,4 +58,4 @@ def configure(service: Service) -> Service:
 
 def create(service: Service, context: ConnectorContext) -> SoapConnector:
     """The ``soap`` connector for one population database service, its WSDL compiled now."""
-    return create_soap(configure(service), context)
+    return create_soap(configure(service), context, read_options(Options, service))

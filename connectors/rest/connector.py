@@ -4,7 +4,8 @@ The method, path, query, body and content type are the client's; of the headers 
 ones that name the exchange travel on (``X-Road-Id``, ``X-Road-Client``, ``X-Road-UserId``,
 ``X-Road-Issue``). The upstream's status comes back with its JSON (or ``{"text": ...}`` when a 2xx
 answer is not JSON, likewise for a 4xx): a 4xx is the upstream's answer, passed through; a 5xx, or
-a body that claims to be JSON and is not, is a failure (``UpstreamError``).
+a body that claims to be JSON and is not, is a failure (``UpstreamError``). It takes no options
+(``Options`` is empty: any key is refused).
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from typing import Any
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict
 
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError
 from gateway.paths import encode, segments
+from gateway.plugins import read_options
 from gateway.upstream import decode_json, send
 
-__all__ = ["FORWARDED_HEADERS", "RestConnector", "create"]
+__all__ = ["FORWARDED_HEADERS", "Options", "RestConnector", "create"]
 
 FORWARDED_HEADERS = ("X-Road-Id", "X-Road-Client", "X-Road-UserId", "X-Road-Issue")
 _FORWARDED = {name.lower(): name for name in FORWARDED_HEADERS}
+
+
+class Options(BaseModel):
+    """The ``rest`` connector takes no options: any key is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _is_json_type(content_type: str) -> bool:
@@ -87,4 +96,5 @@ class RestConnector:
 
 
 def create(service: Service, context: ConnectorContext) -> RestConnector:
+    read_options(Options, service)  # none: a key there is a mistake
     return RestConnector(service, context.http)

@@ -23,6 +23,9 @@ Catalog entry::
         validate_response: true
         max_response_bytes: 10485760
 
+The options are ``Options`` below; an unknown key, or a value of the wrong type, is refused when the
+configuration is loaded (``lienthong check``).
+
 Without a schema the service is a pure pass-through (SOAP clients only). Errors: 422 InvalidBody
 naming each JSON path; a SOAP Fault from the upstream is ``UpstreamFault`` (code, string and detail
 kept); an answer that breaks its schema, or is no SOAP at all, is ``UpstreamError`` (502) saying so.
@@ -31,27 +34,52 @@ kept); an answer that breaks its schema, or is no SOAP at all, is ``UpstreamErro
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from lxml import etree
+from pydantic import ConfigDict, Field
 
 from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError, UpstreamFault
 from gateway.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
+from gateway.plugins import read_options
 from gateway.soap import envelope as soap
 from gateway.soap.faults import PassedFault
 from gateway.upstream import send
 from gateway.xml import safe
 from gateway.xml.codec import TranslationError, untyped
-from gateway.xml.contract import Contract, Operation, allowed_operations, load_contract
+from gateway.xml.contract import Contract, ContractOptions, Operation, allowed_operations, load_contract
 
-__all__ = ["SoapConnector", "create", "is_soap"]
+__all__ = ["FillSource", "Options", "SoapConnector", "create", "is_soap"]
 
 XML = "text/xml; charset=utf-8"
-_FILL_SOURCES = {"id": "X-Road-Id", "client": "X-Road-Client", "userId": "X-Road-UserId",
-                 "issue": "X-Road-Issue", "representedParty": "X-Road-Represented-Party"}
+FillSource = Literal["id", "client", "userId", "issue", "representedParty"]
+_FILL_SOURCES: dict[FillSource, str] = {
+    "id": "X-Road-Id", "client": "X-Road-Client", "userId": "X-Road-UserId", "issue": "X-Road-Issue",
+    "representedParty": "X-Road-Represented-Party"}
+
+
+class Options(ContractOptions):
+    """The ``soap`` connector's service options: the contract's (``schemas``, ``operations``) and
+    how requests are completed and answers read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defaults: dict[str, Any] = Field({}, description="request fields the client may leave out, and "
+                                     "their values")
+    fill: dict[str, FillSource] = Field({}, description=(
+        "request fields taken from the exchange when the client leaves them out: field: id, client, "
+        "userId, issue or representedParty (the X-Road-Id, -Client, -UserId, -Issue, "
+        "-Represented-Party headers)"))
+    xroad_headers: bool | None = Field(None, description="send X-Road SOAP headers; by default when "
+                                       "the WSDL binding declares them")
+    validate_response: bool = Field(True, description="read a SOAP client's answer by the schema "
+                                    "(pass-through calls); false: give it back as it came")
+    max_response_bytes: int = Field(10_485_760, ge=1, description="the largest answer read")
+    max_response_elements: int = Field(200_000, ge=1, description="the most elements in an answer")
+    max_response_depth: int = Field(100, ge=1, description="the deepest nesting in an answer")
 
 
 def is_soap(content_type: str) -> bool:
@@ -59,45 +87,44 @@ def is_soap(content_type: str) -> bool:
     return kind in soap.XML_TYPES or kind in soap.MULTIPART
 
 
-def create(service: Service, context: ConnectorContext) -> SoapConnector:
-    """The connector for one service, its contract loaded and compiled now (start-up)."""
+def create(service: Service, context: ConnectorContext, options: Options | None = None) -> SoapConnector:
+    """The connector for one service, its contract loaded and compiled now (start-up). ``options``:
+    already read (the ``population`` connector's, with its defaults); else the service's."""
+    if options is None:
+        options = read_options(Options, service)
     contract = None
     if service.schema_:
-        contract = load_contract(context.schemas_dir / service.schema_, service.options,
-                                 base=context.schemas_dir)
-    operations = allowed_operations(contract, service.operation_name, service.options)
-    fill = dict(service.options.get("fill") or {})
-    unknown = [v for v in fill.values() if v not in _FILL_SOURCES]
-    if unknown:
-        raise ValueError(f"options.fill takes {', '.join(_FILL_SOURCES)}, not {', '.join(map(str, unknown))}")
+        contract = load_contract(context.schemas_dir / service.schema_, options, base=context.schemas_dir)
+    operations = allowed_operations(contract, service.operation_name, options)
     if contract is not None:
         fields = set().union(*(contract.operations[op].input.fields() for op in operations))
-        stray = sorted((set(fill) | set(service.options.get("defaults") or {})) - fields)
+        stray = sorted((set(options.fill) | set(options.defaults)) - fields)
         if stray:
             raise ValueError(f"options.fill/defaults name {', '.join(stray)}, which no request of "
                              f"{', '.join(operations)} has")
-    return SoapConnector(service, context.http, contract, operations)
+    return SoapConnector(service, context.http, contract, operations, options)
 
 
 class SoapConnector:
     forwards_soap = True  # the SOAP face hands this connector the client's envelope as it came
 
     def __init__(self, service: Service, http: httpx.AsyncClient, contract: Contract | None,
-                 operations: list[str]) -> None:
+                 operations: list[str], options: Options | None = None) -> None:
         self._service = service
         self._http = http
         self._url = service.upstream
         self._timeout = service.timeout
         self.contract = contract
         self.operations = operations
-        options = service.options
-        self._defaults: dict[str, Any] = dict(options.get("defaults") or {})
-        self._fill: dict[str, str] = dict(options.get("fill") or {})
-        self._xroad: bool | None = options.get("xroad_headers")
-        self._validate = bool(options.get("validate_response", True))
-        self._limits = safe.Limits(max_bytes=int(options.get("max_response_bytes", 10_485_760)),
-                                   max_elements=int(options.get("max_response_elements", 200_000)),
-                                   max_depth=int(options.get("max_response_depth", 100)))
+        if options is None:
+            options = read_options(Options, service)
+        self._defaults: dict[str, Any] = dict(options.defaults)
+        self._fill: dict[str, FillSource] = dict(options.fill)
+        self._xroad: bool | None = options.xroad_headers
+        self._validate = options.validate_response
+        self._limits = safe.Limits(max_bytes=options.max_response_bytes,
+                                   max_elements=options.max_response_elements,
+                                   max_depth=options.max_response_depth)
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is the gateway's, shared by every connector."""

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, quote
 import orjson
 import structlog
 from lxml import etree
+from pydantic import ValidationError
 
 from gateway.config import Config, Service
 from gateway.errors import (
@@ -57,7 +58,14 @@ from gateway.soap.faults import (
 from gateway.soap.metadata import SoapMetadata
 from gateway.xml import safe
 from gateway.xml.codec import TranslationError
-from gateway.xml.contract import Contract, Operation, SchemaError, allowed_operations, load_contract
+from gateway.xml.contract import (
+    Contract,
+    Operation,
+    SchemaError,
+    allowed_operations,
+    contract_options,
+    load_contract,
+)
 
 __all__ = ["PREFIX", "SoapEntry", "fault_for", "is_soap_path"]
 
@@ -102,9 +110,10 @@ class SoapEntry:
         if not schema or not schema.lower().endswith((".wsdl", ".xsd")):
             return Face(None, ())
         try:
-            contract = load_contract(self._schemas / schema, service.options, base=self._schemas)
-            operations = allowed_operations(contract, service.operation_name, service.options)
-        except SchemaError as exc:
+            options = contract_options(service.options)
+            contract = load_contract(self._schemas / schema, options, base=self._schemas)
+            operations = allowed_operations(contract, service.operation_name, options)
+        except (SchemaError, ValidationError) as exc:
             raise SchemaError(f"service {service.id}: {exc}") from None
         return Face(contract, tuple(operations))
 

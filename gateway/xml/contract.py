@@ -14,7 +14,8 @@ operation map in the service's options::
 
 ``load_contract`` compiles everything once per process (the connector and the SOAP entry point
 share the result). ``allowed_operations`` is which operations one service may call: those its
-options list, else the one its catalog entry names (``service.operation_name``).
+options list, else the one its catalog entry names (``service.operation_name``). The two options a
+contract reads are ``ContractOptions`` (the ``soap`` connector's options extend it).
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from lxml import etree
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from gateway.xml import safe
 from gateway.xml.catalog import SchemaError, load_wsdl, load_xsd
 from gateway.xml.codec import Compiler, Element, compile_element
 
-__all__ = ["Contract", "Operation", "SchemaError", "allowed_operations", "load_contract"]
+__all__ = ["Contract", "ContractOptions", "Operation", "OperationSpec", "SchemaError", "allowed_operations",
+           "contract_options", "load_contract"]
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -75,15 +78,64 @@ class Contract:
         return self.elements.get(tag)
 
 
+class OperationSpec(BaseModel):
+    """One operation of a service described by XSD: its messages' global elements, each by local
+    name or ``{namespace}name``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str = Field(description="the request's element")
+    output: str | None = Field(None, description="the answer's element; none: a one-way operation")
+    action: str | None = Field(None, description="the SOAPAction (empty by default)")
+    faults: list[str] = Field([], description="elements a Fault's detail may hold")
+    xroad: bool = Field(False, description="its messages carry X-Road headers")
+
+
+def _operations_kind(value: Any) -> str | None:
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, Mapping):
+        return "map"
+    return "all" if value == "*" else None
+
+
+Operations = Annotated[
+    Annotated[list[str], Tag("list")] | Annotated[dict[str, OperationSpec], Tag("map")]
+    | Annotated[Literal["*"], Tag("all")],
+    Discriminator(_operations_kind, custom_error_type="operations",
+                  custom_error_message="a list of operation names, a map of name: {input, output, "
+                  "action, faults, xroad}, or '*'")]
+
+
+class ContractOptions(BaseModel):
+    """The options a service's contract reads; the others are its connector's, ignored here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schemas: list[str] = Field([], description="more XSD files, when an XSD-described service's "
+                               "messages span several (under schemas/, or absolute)")
+    operations: Operations | None = Field(None, description=(
+        "which operations the service may call: a list of names, '*' for all its WSDL's, or for a "
+        "service described by XSD a map of name: {input, output, action, faults, xroad}; the "
+        "service's own operation by default"))
+
+
+def contract_options(options: ContractOptions | Mapping[str, Any] | None) -> ContractOptions:
+    """The contract's options, read from a service's options (ValidationError if ill-typed)."""
+    if isinstance(options, ContractOptions):
+        return options
+    return ContractOptions.model_validate(dict(options or {}))
+
+
 _cache: dict[tuple[str, bytes], Contract] = {}
 _lock = threading.Lock()
 
 
-def load_contract(path: Path, options: Mapping[str, Any] | None = None, *,
+def load_contract(path: Path, options: ContractOptions | Mapping[str, Any] | None = None, *,
                   base: Path | None = None) -> Contract:
     """The contract in ``path`` (WSDL or XSD), compiled once per process; SchemaError if it cannot be."""
-    options = dict(options or {})
-    key = (str(path.resolve()), orjson.dumps({k: options.get(k) for k in ("schemas", "operations")},
+    read = contract_options(options)
+    key = (str(path.resolve()), orjson.dumps(read.model_dump(mode="json", include={"schemas", "operations"}),
                                              option=orjson.OPT_SORT_KEYS))
     with _lock:
         found = _cache.get(key)
@@ -91,20 +143,18 @@ def load_contract(path: Path, options: Mapping[str, Any] | None = None, *,
             if path.suffix.lower() == ".wsdl" or _is_wsdl(path):
                 found = _from_wsdl(path)
             else:
-                extra = [(base or path.parent) / p for p in options.get("schemas") or []]
-                found = _from_xsd([path, *extra], options.get("operations"))
+                extra = [(base or path.parent) / p for p in read.schemas]
+                found = _from_xsd([path, *extra], read.operations)
             _cache[key] = found
     return found
 
 
 def allowed_operations(contract: Contract | None, operation_name: str,
-                       options: Mapping[str, Any]) -> list[str]:
+                       options: ContractOptions | Mapping[str, Any]) -> list[str]:
     """The operations one service may call (validated against the contract when there is one)."""
-    listed = options.get("operations")
-    if isinstance(listed, Mapping):
+    listed = contract_options(options).operations
+    if isinstance(listed, dict | list):
         names = list(listed)
-    elif isinstance(listed, list | tuple):
-        names = [str(n) for n in listed]
     elif listed == "*" and contract is not None:
         names = list(contract.operations)
     else:
@@ -203,7 +253,7 @@ def _compile(component: Any, compiler: Compiler) -> Element:
 
 # --- XSD + operation map ---------------------------------------------------------------------------------
 
-def _from_xsd(paths: list[Path], operations: Any) -> Contract:
+def _from_xsd(paths: list[Path], operations: list[str] | dict[str, OperationSpec] | str | None) -> Contract:
     schemas = [load_xsd(p) for p in paths]
     compilers = [Compiler(s.maps) for s in schemas]
     globals_: dict[str, tuple[Any, Compiler]] = {}
@@ -211,8 +261,7 @@ def _from_xsd(paths: list[Path], operations: Any) -> Contract:
         for tag, component in schema.elements.items():
             globals_.setdefault(component.name or tag, (component, compiler))
 
-    def element(name: Any, role: str, operation: str) -> Element:
-        text = str(name)
+    def element(text: str, role: str, operation: str) -> Element:
         matches = [item for tag, item in globals_.items()
                    if tag == text or tag.rsplit("}", 1)[-1] == text]
         if len(matches) != 1:
@@ -222,19 +271,17 @@ def _from_xsd(paths: list[Path], operations: Any) -> Contract:
         component, compiler = matches[0]
         return _compile(component, compiler)
 
-    if not isinstance(operations, Mapping) or not operations:
+    if not isinstance(operations, dict) or not operations:
         raise SchemaError(f"{paths[0]}: a service described by XSD needs options.operations: "
                           "{name: {input: element, output: element, action: soapAction}}")
     compiled: dict[str, Operation] = {}
     for name, spec in operations.items():
-        if not isinstance(spec, Mapping) or "input" not in spec:
-            raise SchemaError(f"{paths[0].name}: operation {name}: give at least its input element")
-        compiled[str(name)] = Operation(
-            name=str(name), action=str(spec.get("action") or ""),
-            input=element(spec["input"], "input", str(name)),
-            output=element(spec["output"], "output", str(name)) if spec.get("output") else None,
-            faults={e.tag: e for e in (element(f, "fault", str(name)) for f in spec.get("faults") or [])},
-            xroad=bool(spec.get("xroad", False)))
+        compiled[name] = Operation(
+            name=name, action=spec.action or "",
+            input=element(spec.input, "input", name),
+            output=element(spec.output, "output", name) if spec.output else None,
+            faults={e.tag: e for e in (element(f, "fault", name) for f in spec.faults)},
+            xroad=spec.xroad)
     elements = {tag: _compile(component, compiler) for tag, (component, compiler) in globals_.items()}
     return Contract(source=paths[0], operations=compiled,
                     by_input={op.input.tag: op for op in compiled.values()},
