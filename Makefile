@@ -39,8 +39,9 @@ test:
 	.venv/bin/ruff check .; \
 	echo "==> mypy"; \
 	.venv/bin/mypy; \
-	echo "==> pytest"; \
-	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	echo "==> pytest (with branch coverage; the floor is fail_under in pyproject.toml)"; \
+	rm -f .coverage .coverage.*; \
+	.venv/bin/python -m pytest -q -p no:cacheprovider --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint:
 	@bash scripts/venv.sh test

@@ -23,8 +23,8 @@ from gateway.errors import InvalidBody, UnknownService, UpstreamError, UpstreamT
 from gateway.resources import schemas_dir
 from gateway.upstream import create_client
 
-SERVICE_ID = "VN/GOV/000.00.00.H22/MOTCUA/NhanHoSo"
-RECEIPT = re.compile(r"^H22\.31\.20-\d{6}-\d{4}$")
+SERVICE_ID = "VN/GOV/000.00.00.H60/MOTCUA/NhanHoSo"
+RECEIPT = re.compile(r"^H60\.23-\d{6}-\d{4}$")
 
 
 @contextlib.asynccontextmanager
@@ -125,7 +125,7 @@ async def test_lookup_by_query(onestop: str, http: httpx.AsyncClient) -> None:
 
 async def test_unknown_dossier_is_a_404_reply(onestop: str, http: httpx.AsyncClient) -> None:
     """A lookup of an unknown dossier comes back as the one-stop system's 404, not a gateway error."""
-    reply = await connector_for(onestop, http).call(call("TraCuuHoSo", {"MaHoSo": "H22-khong-co"}))
+    reply = await connector_for(onestop, http).call(call("TraCuuHoSo", {"MaHoSo": "H60-khong-co"}))
     assert reply.status == 404
     assert reply.payload["error_code"] == "04"
 

@@ -50,6 +50,9 @@ AGENCIES = {
     "000.00.00.H22": "Ủy ban nhân dân tỉnh Hà Giang",
     "000.00.10.H22": "Sở Tư pháp tỉnh Hà Giang",
     "000.20.31.H22": "Ủy ban nhân dân thành phố Hà Giang",
+    "000.00.00.H60": "Ủy ban nhân dân tỉnh Tuyên Quang",
+    "000.00.10.H60": "Sở Tư pháp tỉnh Tuyên Quang",
+    "000.00.23.H60": "Ủy ban nhân dân phường Hà Giang 1",
     "000.00.00.H41": "Ủy ban nhân dân tỉnh Nghệ An",
     "000.00.10.H41": "Sở Tư pháp tỉnh Nghệ An",
 }

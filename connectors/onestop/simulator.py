@@ -40,7 +40,7 @@ from gateway.simulation import Recorder
 
 __all__ = ["AGENCY", "create_app"]
 
-AGENCY = "000.20.31.H22"
+AGENCY = "000.00.23.H60"  # Tuyên Quang's one-stop system (Hà Giang has merged into it)
 
 
 class _OneStop:
