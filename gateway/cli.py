@@ -8,17 +8,8 @@ from pathlib import Path
 import click
 
 from gateway import __version__
-from gateway.config import Config, load_config
+from gateway.cliopts import CONFIG, load
 from gateway.yamlfile import FileError
-
-CONFIG_HELP = "the gateway's configuration file (written by 'lienthong init')"
-
-
-def _load(config: Path) -> Config:
-    try:
-        return load_config(config)
-    except FileError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -54,8 +45,7 @@ def init(directory: Path, port: int, database: str | None, force: bool) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help=CONFIG_HELP)
+@CONFIG
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="worker processes")
 @click.option("--host", help="listen address (overrides the configuration)")
@@ -65,7 +55,7 @@ def serve(config_path: Path, workers: int, host: str | None, port: int | None) -
     from gateway.runtime import Runtime, StartupError
     from gateway.serve import serve as run
 
-    config = _load(config_path)
+    config = load(config_path)
     try:  # fail here, with a clear message, rather than inside every worker
         Runtime.build(config).engine.dispose()
     except (StartupError, FileError) as exc:
@@ -74,14 +64,13 @@ def serve(config_path: Path, workers: int, host: str | None, port: int | None) -
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help=CONFIG_HELP)
+@CONFIG
 @click.option("--only", multiple=True, help="run only these simulators (repeatable)")
 def simulators(config_path: Path, only: tuple[str, ...]) -> None:
     """Run the upstream simulators named in the configuration, on loopback."""
     from gateway.simulators import run_simulators
 
-    config = _load(config_path)
+    config = load(config_path)
     chosen = {k: v for k, v in config.simulators.items() if not only or k in only}
     if not chosen:
         raise click.ClickException("the configuration names no simulators (section 'simulators')")
@@ -91,13 +80,12 @@ def simulators(config_path: Path, only: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help=CONFIG_HELP)
+@CONFIG
 def check(config_path: Path) -> None:
     """Validate a configuration and its policies without starting anything."""
     from gateway.policy import Policy
 
-    config = _load(config_path)
+    config = load(config_path)
     try:
         policy = Policy.load(config.path(config.policies_dir))
     except FileError as exc:

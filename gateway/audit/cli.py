@@ -19,21 +19,18 @@ import sqlalchemy.exc
 from gateway.audit.checkpoint import KeyFormatError, Verifier
 from gateway.audit.service import AuditKeysMissing, AuditService, notes_of
 from gateway.audit.verify import Report
+from gateway.cliopts import CONFIG, load
 
 __all__ = ["audit"]
 
-CONFIG = click.option("--config", "config_path", required=True,
-                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                      help="the gateway's configuration file (written by 'lienthong init')")
 JSON = click.option("--json", "as_json", is_flag=True, help="print JSON")
 _PROGRESS_FROM = 100_000  # leaves: smaller logs verify too fast for a progress bar to help
 
 
 def _service(config_path: Path) -> AuditService:
-    from gateway.cli import _load
 
     try:
-        return AuditService.open(_load(config_path))
+        return AuditService.open(load(config_path))
     except AuditKeysMissing as exc:
         raise click.ClickException(str(exc)) from None
 

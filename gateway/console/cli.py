@@ -6,23 +6,16 @@ from pathlib import Path
 
 import click
 
+from gateway.cliopts import CONFIG, load
 from gateway.console.users import ROLES, UserError, UserStore
-
-CONFIG_HELP = "the gateway's configuration file (written by 'lienthong init')"
 
 
 def _store(config_path: Path) -> UserStore:
-    from gateway.cli import _load
     from gateway.storage.db import create_engine, upgrade
 
-    config = _load(config_path)
+    config = load(config_path)
     upgrade(config.database_url)
     return UserStore(create_engine(config.database_url))
-
-
-def _config_option(fn: click.decorators.FC) -> click.decorators.FC:
-    return click.option("--config", "config_path", required=True, help=CONFIG_HELP,
-                        type=click.Path(exists=True, dir_okay=False, path_type=Path))(fn)
 
 
 @click.group("users")
@@ -31,7 +24,7 @@ def users() -> None:
 
 
 @users.command("add")
-@_config_option
+@CONFIG
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="what the account may do")
 @click.option("--name", default="", help="the person's name as the console shows it")
@@ -51,7 +44,7 @@ def add(config_path: Path, username: str, role: str, name: str, password: str | 
 
 
 @users.command("list")
-@_config_option
+@CONFIG
 def list_(config_path: Path) -> None:
     """List the accounts."""
     for user in _store(config_path).all():
@@ -60,7 +53,7 @@ def list_(config_path: Path) -> None:
 
 
 @users.command("passwd")
-@_config_option
+@CONFIG
 @click.argument("username")
 @click.option("--password", help="the new password (asked for when not given)")
 def passwd(config_path: Path, username: str, password: str | None) -> None:
@@ -75,7 +68,7 @@ def passwd(config_path: Path, username: str, password: str | None) -> None:
 
 
 @users.command("role")
-@_config_option
+@CONFIG
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 def role(config_path: Path, username: str, role: str) -> None:
@@ -88,7 +81,7 @@ def role(config_path: Path, username: str, role: str) -> None:
 
 
 @users.command("disable")
-@_config_option
+@CONFIG
 @click.argument("username")
 def disable(config_path: Path, username: str) -> None:
     """Disable an account; its sessions end at once."""
@@ -100,7 +93,7 @@ def disable(config_path: Path, username: str) -> None:
 
 
 @users.command("enable")
-@_config_option
+@CONFIG
 @click.argument("username")
 def enable(config_path: Path, username: str) -> None:
     """Enable a disabled account."""

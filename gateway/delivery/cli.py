@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from gateway.cliopts import CONFIG, load
 from gateway.delivery import stats as kpis
 from gateway.delivery.routes import moment
 from gateway.delivery.store import STATES, DeliveryStore
@@ -22,17 +23,13 @@ if TYPE_CHECKING:
 
 __all__ = ["deliveries", "stats"]
 
-CONFIG = click.option("--config", "config_path", required=True,
-                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                      help="the gateway's configuration file (written by 'lienthong init')")
 JSON = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 
 
 def _open(config_path: Path) -> tuple[Config, DeliveryStore]:
-    from gateway.cli import _load
     from gateway.storage.db import create_engine, upgrade
 
-    config = _load(config_path)
+    config = load(config_path)
     upgrade(config.database_url)
     return config, DeliveryStore(create_engine(config.database_url))
 

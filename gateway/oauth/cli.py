@@ -15,19 +15,9 @@ from typing import Any
 import click
 import httpx
 
-from gateway.config import Config, load_config
+from gateway.cliopts import CONFIG, load
+from gateway.config import Config
 from gateway.identifiers import IdentifierError, normalise_client
-from gateway.yamlfile import FileError
-
-CONFIG = click.option("--config", "config_path", required=True, type=click.Path(
-    exists=True, dir_okay=False, path_type=Path), help="the gateway's configuration file")
-
-
-def _config(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except FileError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
 
 
 def _store(config: Config) -> Any:
@@ -82,7 +72,7 @@ def clients_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_clients(config_path: Path, as_json: bool) -> None:
     """List registered clients."""
-    records = _store(_config(config_path)).all()
+    records = _store(load(config_path)).all()
     if as_json:
         click.echo(json.dumps([r.describe() for r in records], ensure_ascii=False, indent=2))
         return
@@ -96,7 +86,7 @@ def list_clients(config_path: Path, as_json: bool) -> None:
 @click.argument("client_id")
 def show(config_path: Path, client_id: str) -> None:
     """Show one client (never its secret)."""
-    record = _store(_config(config_path)).get(_client_id(client_id))
+    record = _store(load(config_path)).get(_client_id(client_id))
     if record is None:
         raise click.ClickException(f"no client {client_id} is registered")
     _show(record)
@@ -118,7 +108,7 @@ def add(config_path: Path, client_id: str, name: str, scopes: tuple[str, ...], j
     from gateway.oauth.clients import ClientExists
     from gateway.oauth.secrets import hash_secret, new_secret
 
-    config = _config(config_path)
+    config = load(config_path)
     cid = _client_id(client_id)
     if no_secret and jwks_path is None:
         raise click.UsageError("--no-secret needs --jwks: the client must have some credential")
@@ -147,7 +137,7 @@ def rotate_secret(config_path: Path, client_id: str) -> None:
 
     secret = new_secret()
     try:
-        _store(_config(config_path)).update(_client_id(client_id), secret_hash=hash_secret(secret))
+        _store(load(config_path)).update(_client_id(client_id), secret_hash=hash_secret(secret))
     except UnknownClient as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(secret)
@@ -165,7 +155,7 @@ def set_keys(config_path: Path, client_id: str, jwks_path: Path) -> None:
     from gateway.oauth.clients import UnknownClient
 
     try:
-        _show(_store(_config(config_path)).update(_client_id(client_id), jwks=_read_jwks(jwks_path)))
+        _show(_store(load(config_path)).update(_client_id(client_id), jwks=_read_jwks(jwks_path)))
     except UnknownClient as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -173,7 +163,7 @@ def set_keys(config_path: Path, client_id: str, jwks_path: Path) -> None:
 def _set_enabled(config_path: Path, client_id: str, enabled: bool) -> None:
     from gateway.oauth.clients import UnknownClient
 
-    config = _config(config_path)
+    config = load(config_path)
     try:
         _store(config).update(_client_id(client_id), enabled=enabled)
     except UnknownClient as exc:
@@ -214,7 +204,7 @@ def enable(config_path: Path, client_id: str) -> None:
 def token(config_path: Path, client_id: str, secret: str | None, key_path: Path | None,
           scope: str | None, url: str | None, show_claims: bool) -> None:
     """Get an access token from a running gateway, for testing; print it."""
-    config = _config(config_path)
+    config = load(config_path)
     base = (url or config.token.issuer).rstrip("/")
     cid = _client_id(client_id)
     if (secret is None) == (key_path is None):
@@ -262,7 +252,7 @@ def list_keys(config_path: Path) -> None:
     from gateway import keys
     from gateway.oauth.keyring import key_created
 
-    config = _config(config_path)
+    config = load(config_path)
     try:
         key_set = keys.load_signing_keys(config.path(config.keys_dir))
     except FileNotFoundError as exc:
@@ -282,7 +272,7 @@ def rotate(config_path: Path, algorithm: str | None) -> None:
     from gateway import keys
     from gateway.oauth.keyring import rotate as do_rotate
 
-    config = _config(config_path)
+    config = load(config_path)
     keys_dir = config.path(config.keys_dir)
     if algorithm is None:
         try:
