@@ -8,9 +8,7 @@ the successor, and "H99", which ends tomorrow: until then, it still gets its own
 
 from __future__ import annotations
 
-import json
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from gateway.yamlfile import FileError
 from tests.conftest import Stack, start_stack, stop
 from tests.oauth_helpers import forge
 from tests.test_e2e import leaves_of
+from tests.test_routing import _delivered, _post
 
 PORTAL_CLIENT = f"{PORTAL}/DVCQG"
 ROUTE_DOSSIER = "VN/GOV/000.00.00.G22/LIENTHONG/ChuyenHoSoVeDiaPhuong"
@@ -75,23 +74,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.secrets.update({f"{HA_GIANG}/MOTCUA": FORMER_SECRET, f"{ENDS_TOMORROW}/MOTCUA": FORMER_SECRET})
     yield running
     stop(procs)
-
-
-def _post(stack: Stack, service: str, body: Any, token: str) -> httpx.Response:
-    return httpx.post(f"{stack.base}/r1/{service}", content=json.dumps(body), timeout=30,
-                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-
-
-def _delivered(stack: Stack, accepted: httpx.Response, token: str) -> dict[str, Any]:
-    assert accepted.status_code == 202, accepted.text
-    deadline = time.monotonic() + 60  # a bound on waiting, not an assertion about speed
-    while True:
-        shown = httpx.get(f"{stack.base}{accepted.headers['location']}",
-                          headers={"Authorization": f"Bearer {token}"}).json()
-        if shown["state"] in ("delivered", "dead") or time.monotonic() > deadline:
-            assert shown["state"] == "delivered", shown
-            return dict(shown)
-        time.sleep(0.05)
 
 
 # -- routing ---------------------------------------------------------------------------------------
