@@ -66,6 +66,8 @@ class Agencies:
     def __init__(self, members: Iterable[Member]) -> None:
         self._members = {m.id: m for m in members}
         self._by_code = {m.id.split("/")[2]: m.id for m in self._members.values()}
+        # Whether any agency has a validity period: when none has, the hot path skips every lookup.
+        self.changes = any(m.valid_from or m.valid_until for m in self._members.values())
         self._formers: dict[str, list[str]] = {}
         for member in self._members.values():
             for successor in _successors(member):
@@ -93,10 +95,6 @@ class Agencies:
         member = self._members.get(member_id)
         return member is not None and member.valid_from is not None and day < member.valid_from
 
-    @property
-    def changes(self) -> bool:
-        """Whether any agency has a validity period: when none has, nothing here costs a lookup."""
-        return any(m.valid_from or m.valid_until for m in self._members.values())
 
     # -- succession --------------------------------------------------------------------------------
 
