@@ -545,7 +545,7 @@ class DeliveryStore:
         now = now_us()
         cond = sa.and_(deliveries.c.state.in_(states), deliveries.c.lease.is_(None))
         query = self._filter(sa.update(deliveries).where(cond), service=service, dossier=dossier, ids=ids)
-        with self.engine.begin() as conn:
+        with self._lock, self.engine.begin() as conn:  # queued with the writer's batches
             result = conn.execute(query.values(state=PENDING, attempt_base=deliveries.c.attempts, next_us=now,
                                                updated_us=now))
             return int(result.rowcount)
@@ -554,7 +554,7 @@ class DeliveryStore:
         """Give up on pending or dead deliveries (the later ones of their chains may then go)."""
         ids = list(ids)
         now = now_us()
-        with self.engine.begin() as conn:
+        with self._lock, self.engine.begin() as conn:  # queued with the writer's batches
             result = conn.execute(sa.update(deliveries).where(
                 deliveries.c.id.in_(ids), deliveries.c.state.in_(BLOCKING)).values(
                 state=CANCELLED, lease=None, updated_us=now))
@@ -568,7 +568,7 @@ class DeliveryStore:
                              state=state, service=service, dossier=dossier, ids=ids)
         now = now_us()
         created = []
-        with self.engine.begin() as conn:
+        with self._lock, self.engine.begin() as conn:  # queued with the writer's batches
             rows = []
             for r in conn.execute(query.order_by(deliveries.c.seq)):
                 row = dict(r._mapping)
