@@ -26,7 +26,7 @@ from gateway.config import Config
 from gateway.delivery.routes import router as delivery_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.listclients import LIST_CLIENTS, ListClients
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, stack
 from gateway.oauth.routes import router as oauth_router
 from gateway.openapi import OAUTH_ERRORS, problems
 from gateway.problems import PROBLEM_TYPE, problem
@@ -120,7 +120,7 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
     async def _crash(request: Request, exc: Exception) -> Response:
         # The type and the request, never the message: it may quote what the caller sent.
         log.error("request_crashed", method=request.method, path=request.url.path,
-                  error=type(exc).__name__)
+                  error=type(exc).__name__, stack=stack(exc))
         return _problem_response(ServerError(
             f"the gateway failed unexpectedly ({type(exc).__name__}) while answering "
             f"{request.method} {request.url.path}; the error is logged"), request)

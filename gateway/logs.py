@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -23,6 +24,14 @@ def drop_sensitive(_logger: Any, _name: str, event: MutableMapping[str, Any]) ->
     for key in SENSITIVE.intersection(event):
         event[key] = "[removed]"
     return event
+
+
+def stack(exc: BaseException, limit: int = 12) -> list[str]:
+    """Where an unexpected exception came from, innermost frames last (``file:line in function``),
+    without its message: the message may quote what a caller sent (a body, a personal id), the
+    frames name only our code. Crash logs carry this instead of a full traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames]
 
 
 def configure_logging(level: str = "INFO") -> None:

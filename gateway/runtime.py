@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +16,14 @@ from gateway.audit.record import SubjectHasher
 from gateway.config import Config
 from gateway.connector import Connector, ConnectorContext
 from gateway.delivery import Deliveries
-from gateway.exchange import Pipeline
+from gateway.exchange import Pipeline, Ports
 from gateway.oauth.clients import ClientStore
 from gateway.oauth.security import Security
 from gateway.oauth.server import TokenServer
 from gateway.oauth.verifier import TokenVerifier
 from gateway.policy import Policy
 from gateway.resources import schemas_dir
+from gateway.spine import authenticated
 from gateway.storage.db import create_engine
 from gateway.upstream import create_client
 
@@ -89,10 +91,10 @@ class Runtime:
             deliveries = Deliveries.build(config, engine, context.schemas_dir)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        pipeline = Pipeline(config=config, verifier=security.verifier, policy=policy,
-                            connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
-                            limiter=security.limiter, intake=deliveries.intake,
-                            validators=deliveries.validators)
+        pipeline = Pipeline(Ports(
+            config=config, tokens=functools.partial(authenticated, security.verifier, config),
+            policy=policy, connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
+            limiter=security.limiter, intake=deliveries.intake, validators=deliveries.validators))
         deliveries.attach(pipeline)
         return cls(config=config, engine=engine, audit=audit, http=http, connectors=connectors,
                    pipeline=pipeline, token_server=security.token_server, verifier=security.verifier,

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gateway.logs import stack
 from gateway.oauth.clients import PRIVATE_KEY_JWT, SECRET_BASIC
 from gateway.oauth.jwks import ASSERTION_ALGORITHMS, TOKEN_ALGORITHMS
 from gateway.oauth.server import TokenRequest, TokenResponse, endpoint_urls
@@ -80,7 +81,8 @@ async def _answer(request: Request, endpoint: str,
             _checked, runtime.security.throttle, attempt,
             lambda: handle(runtime.token_server, oauth_request))
     except Exception as exc:  # a store (database, Redis) failed: not the client's fault
-        log.error(f"{endpoint}_failed", error=type(exc).__name__, client=_client_of(request, form))
+        log.error(f"{endpoint}_failed", error=type(exc).__name__, client=_client_of(request, form),
+                  stack=stack(exc))
         return _oauth_error(503, "temporarily_unavailable", "the authorization server cannot answer "
                             "now; try again shortly")
     if isinstance(answer, Verdict):

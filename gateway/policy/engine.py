@@ -158,6 +158,10 @@ class Policy:
             self._cache[key] = found
         return found
 
+    def rule(self, name: str) -> Rule | None:
+        """The rule of that name, if the policy still has it (a delivery's, a kept body's)."""
+        return next((r for r in self.rules if r.name == name), None)
+
     def find(self, client: str, service: str, operation: str) -> Rule | None:
         i = self._index(client, service, operation)
         return self.rules[i] if i >= 0 else None

@@ -44,6 +44,7 @@ from gateway.errors import (
 )
 from gateway.exchange import Decoded, Exchange, Pipeline, Rendered, Result
 from gateway.ids import new_id
+from gateway.logs import stack
 from gateway.paths import encode, split_raw
 from gateway.public import public_base
 from gateway.rest import Receive, Scope, Send, read_body, send_response
@@ -126,7 +127,8 @@ class SoapEntry:
         try:
             await self._serve(scope, receive, send)
         except Exception as exc:  # a bug here must still answer SOAP, never an HTML 500 page
-            log.error("soap_entry_crashed", error=type(exc).__name__, path=scope.get("path"))
+            log.error("soap_entry_crashed", error=type(exc).__name__, path=scope.get("path"),
+                      stack=stack(exc))
             err = ServerError(f"the gateway failed unexpectedly ({type(exc).__name__}) while "
                               f"answering {scope.get('method')} {scope.get('path')}; the error is logged")
             await send_response(send, Rendered(500, [("content-type", XML)], fault_for(err, None, None)))

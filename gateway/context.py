@@ -1,0 +1,140 @@
+"""What an exchange is while it runs: the request as its entry point read it, the context the
+pipeline's steps fill in (gateway/exchange.py runs them, gateway/steps.py defines them), and the
+rendered answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gateway.config import Service
+from gateway.connector import Reply
+from gateway.errors import GatewayError, ServerError
+from gateway.policy import Decision
+
+__all__ = ["Addressed", "Answer", "Decode", "Decoded", "Exchange", "Intake", "OutOfOrder", "Render",
+           "Rendered", "Result", "Step", "Stop", "Validator", "stop"]
+
+
+class OutOfOrder(ServerError):
+    """A step ran before the step that learns what it needs: a wiring mistake, answered 500."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What arrived, as the entry point read it."""
+
+    id: str
+    protocol: str
+    received_us: int
+    method: str
+    service_id: str
+    path: str = ""
+    query: str = ""
+    body: bytes = b""
+    content_type: str = ""
+    authorization: str | None = None
+    client_header: str | None = None  # X-Road-Client: must equal the token's client
+    user_id: str | None = None  # X-Road-UserId: the acting official
+    issue: str | None = None  # X-Road-Issue: the purpose (a dossier code, a legal basis)
+    represented_party: str | None = None
+    operation: str | None = None  # when the protocol names it (SOAP); else the service's own
+    idempotency_key: str | None = None  # Idempotency-Key: a repeated async push finds the first
+    decode: Decode | None = None  # the entry point's reading of a body that is not JSON (SOAP)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What an entry point's ``decode`` makes of the body: the JSON-shaped payload (for policy
+    subjects, validation and JSON connectors), and the body and type the connector is handed."""
+
+    payload: Any
+    body: bytes
+    content_type: str
+
+
+# (service, operation) -> Decoded, or a GatewayError; runs as the parse step, after authorisation
+Decode = Callable[[Service, str], Decoded]
+
+
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """The agency a message was addressed to (a dossier code's, a called service's member) and the
+    one that got it: the same, or its successor once it is former (gateway/agencies.py)."""
+
+    addressed: str
+    actual: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of an exchange: a reply or an error, and what the steps learnt on the way."""
+
+    exchange: Exchange
+    request_sha256: str
+    client: str | None = None
+    scopes: frozenset[str] = frozenset()
+    service: Service | None = None
+    operation: str | None = None
+    rule: str | None = None
+    subject_paths: tuple[str, ...] = ()  # where the deciding rule says data subjects' ids sit
+    decision: Decision | None = None  # the allowing rule: limits and the reply fields that may leave
+    payload: Any = None
+    decoded: Decoded | None = None  # set when the entry point decoded the body itself
+    subjects: tuple[str, ...] = ()
+    reply: Reply | None = None
+    error: GatewayError | None = None
+    upstream_us: int | None = None
+    agency: Addressed | None = None  # a message addressed to an agency: where it went
+
+    @property
+    def status(self) -> int:
+        if self.error is not None:
+            return self.error.status
+        return self.reply.status if self.reply is not None else 500
+
+    # What the steps learn is optional until the step that learns it has run; a later step asks
+    # for it by these, which name the missing step instead of failing on None (or on an assert
+    # that ``python -O`` removes).
+
+    def caller(self) -> str:
+        """The authenticated client (after ``authenticate``)."""
+        if self.client is None:
+            raise OutOfOrder("the client is not known before the authenticate step")
+        return self.client
+
+    def target(self) -> tuple[Service, str]:
+        """The service and operation called (after ``resolve``)."""
+        if self.service is None or self.operation is None:
+            raise OutOfOrder("the service is not known before the resolve step")
+        return self.service, self.operation
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+Render = Callable[[Result], Rendered]
+Answer = Callable[[Result], Result]  # an authenticated call -> its reply or error
+Intake = Callable[[Result], Awaitable[Result]]  # stores an async request: the context with its 202
+Validator = Callable[[Any], None]  # raises a GatewayError (InvalidBody, 422) for an invalid payload
+Step = Callable[[Result], Awaitable[Result]]  # one step of the pipeline: the context, enriched
+
+
+class Stop(Exception):
+    """Ends the chain early, carrying the context as far as it got (its ``error`` set). A step may
+    raise a plain ``GatewayError`` instead when it learnt nothing the record should keep."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+
+def stop(ctx: Result, error: GatewayError) -> Stop:
+    return Stop(replace(ctx, error=error))
