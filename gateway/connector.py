@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
@@ -54,6 +54,19 @@ class Connector(Protocol):
     async def call(self, call: Call) -> Reply: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ForwardsSoap(Protocol):
+    """A connector that takes a SOAP client's envelope as it came (the ``soap`` connector): the
+    SOAP face hands it the bytes, not a translation, and lets attachments through."""
+
+    forwards_soap: Literal[True]
+
+
+def forwards_soap(connector: object) -> bool:
+    """Whether the SOAP face should hand ``connector`` the client's envelope as it came."""
+    return isinstance(connector, ForwardsSoap) and connector.forwards_soap is True
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gateway.arrival import Arrival
 from gateway.config import Service
 from gateway.connector import Reply
 from gateway.errors import GatewayError, ServerError
@@ -45,6 +46,19 @@ class Exchange:
     idempotency_key: str | None = None  # Idempotency-Key: a repeated async push finds the first
     decode: Decode | None = None  # the entry point's reading of a body that is not JSON (SOAP)
     started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def arrived(cls, arrival: Arrival, *, id: str, protocol: str, method: str, service_id: str,
+                received_us: int, path: str = "", query: str = "", body: bytes = b"",
+                operation: str | None = None, decode: Decode | None = None) -> Exchange:
+        """An exchange from what its entry point read: the headers (gateway/arrival.py, the same
+        for every dialect) and what the dialect itself says (where, which operation, the body)."""
+        return cls(id=id, protocol=protocol, received_us=received_us, method=method,
+                   service_id=service_id, path=path, query=query, body=body,
+                   content_type=arrival.content_type, authorization=arrival.authorization,
+                   client_header=arrival.client_header, user_id=arrival.user_id, issue=arrival.issue,
+                   represented_party=arrival.represented_party, operation=operation,
+                   idempotency_key=arrival.idempotency_key, decode=decode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from urllib.parse import quote
 import orjson
 
 from gateway import metadata
+from gateway.arrival import Arrival, exchange_id
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
-from gateway.ids import new_id
 from gateway.paths import encode, split_raw
 from gateway.problems import PROBLEM_TYPE, problem_bytes
 
@@ -29,11 +29,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "/r1/"
-_HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
-            b"x-road-client": "client_header", b"x-road-id": "id", b"x-road-userid": "user_id",
-            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
-            b"idempotency-key": "idempotency_key"}
-_MAX_ID = 128
 
 
 def split_path(raw_path: str) -> tuple[str, str]:
@@ -105,29 +100,22 @@ class RestEntry:
         self._max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            attr = _HEADERS.get(name)
-            if attr is not None:
-                fields[attr] = value.decode("latin-1")
-        xid = fields.pop("id", None)
-        if not xid or len(xid) > _MAX_ID or not xid.isprintable():
-            xid = new_id()
+        received_us = time.time_ns() // 1000
+        arrival = Arrival.read(scope)
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(scope["path"], safe="/")
-        ex_fields: dict[str, Any] = dict(
-            id=xid, protocol="rest", received_us=time.time_ns() // 1000, method=scope["method"],
-            service_id="", query=scope.get("query_string", b"").decode("latin-1"), **fields)
         error: GatewayError | None = None
+        service_id, rest, body = "", "", b""
         try:
             service_id, rest = split_path(path)
-            ex_fields.update(service_id=service_id, path=rest)
-            ex_fields["body"] = await read_body(receive, self._max_body())
+            body = await read_body(receive, self._max_body())
         except GatewayError as err:
             error = err
-            if not ex_fields["service_id"]:
-                ex_fields["service_id"] = path[len(PREFIX):][:255]
-        exchange = Exchange(**ex_fields)
+            service_id = service_id or path[len(PREFIX):][:255]
+        exchange = Exchange.arrived(
+            arrival, id=exchange_id(arrival.xroad_id), protocol="rest", method=scope["method"],
+            received_us=received_us, service_id=service_id, path=rest, body=body,
+            query=scope.get("query_string", b"").decode("latin-1"))
         pipeline = self._pipeline_of()
         answer = metadata.rest_answer(pipeline, exchange) if error is None else None
         if error is not None:

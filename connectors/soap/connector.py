@@ -106,7 +106,7 @@ def create(service: Service, context: ConnectorContext, options: Options | None 
 
 
 class SoapConnector:
-    forwards_soap = True  # the SOAP face hands this connector the client's envelope as it came
+    forwards_soap: Literal[True] = True  # the SOAP face hands this connector the client's envelope as it came
 
     def __init__(self, service: Service, http: httpx.AsyncClient, contract: Contract | None,
                  operations: list[str], options: Options | None = None) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -33,7 +33,9 @@ import structlog
 from lxml import etree
 from pydantic import ValidationError
 
+from gateway.arrival import Arrival, exchange_id
 from gateway.config import Config, Service
+from gateway.connector import forwards_soap
 from gateway.errors import (
     GatewayError,
     InvalidBody,
@@ -43,7 +45,6 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.exchange import Decoded, Exchange, Pipeline, Rendered, Result
-from gateway.ids import new_id
 from gateway.logs import stack
 from gateway.paths import encode, split_raw
 from gateway.public import public_base
@@ -75,10 +76,6 @@ log = structlog.get_logger("lienthong.soap")
 PREFIX = "/soap"
 XML = "text/xml; charset=utf-8"
 LT = "urn:lienthong:fault"
-_HEADERS = {b"authorization": "authorization", b"content-type": "content_type",
-            b"x-road-client": "client_header", b"x-road-id": "id", b"x-road-userid": "user_id",
-            b"x-road-issue": "issue", b"x-road-represented-party": "represented_party"}
-_MAX_ID = 128
 
 
 def is_soap_path(path: str) -> bool:
@@ -134,11 +131,7 @@ class SoapEntry:
             await send_response(send, Rendered(500, [("content-type", XML)], fault_for(err, None, None)))
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            attr = _HEADERS.get(name)
-            if attr is not None:
-                fields[attr] = value.decode("latin-1")
+        arrival = Arrival.read(scope)
         raw = scope.get("raw_path") or quote(scope["path"], safe="/").encode()
         raw_service = raw.decode("latin-1").split("?", 1)[0][len(PREFIX):].strip("/")
         path_error: GatewayError | None = None
@@ -151,14 +144,8 @@ class SoapEntry:
                 Rendered(path_error.status, [("content-type", XML)], fault_for(path_error, None, None))
             await send_response(send, rendered)
             return
-        http_id = fields.pop("id", None)
         received_us = time.time_ns() // 1000
-        base: dict[str, Any] = dict(
-            protocol="soap", received_us=received_us, method=scope["method"],
-            service_id=service_path or PREFIX, content_type=fields.get("content_type", ""),
-            authorization=fields.get("authorization"), client_header=fields.get("client_header"),
-            user_id=fields.get("user_id"), issue=fields.get("issue"),
-            represented_party=fields.get("represented_party"))
+        service_id, body = service_path or PREFIX, b""
         pipeline = self._pipeline_of()
         parsed: soap.Envelope | None = None
         try:
@@ -167,50 +154,57 @@ class SoapEntry:
             if scope["method"] != "POST":
                 raise MethodNotAllowed("SOAP requests are POSTed (GET ?wsdl for the WSDL)",
                                        headers={"Allow": "GET, POST"})
-            base["body"] = await read_body(receive, self._max_body())
+            body = await read_body(receive, self._max_body())
             try:
-                parsed = soap.read(base["body"], base["content_type"], self.limits(), xroad=not service_path)
+                parsed = soap.read(body, arrival.content_type, self.limits(), xroad=not service_path)
             except GatewayError:
                 raise
             except Exception as exc:  # an input the reader did not foresee: refused, audited, logged
-                log.error("soap_read_failed", error=type(exc).__name__)
+                log.error("soap_read_failed", error=type(exc).__name__, stack=stack(exc))
                 raise InvalidSoap("the request could not be read as a SOAP message") from exc
-            self._from_header(parsed, service_path, base)
+            arrival, service_id = self._from_header(parsed, service_path, arrival, service_id)
         except GatewayError as err:
-            base["id"] = _exchange_id(None, http_id)
-            rendered = await pipeline.refuse(Exchange(**base), err, functools.partial(self.render, None))
+            refused = Exchange.arrived(arrival, id=exchange_id(arrival.xroad_id), protocol="soap",
+                                       method=scope["method"], received_us=received_us,
+                                       service_id=service_id, body=body)
+            rendered = await pipeline.refuse(refused, err, functools.partial(self.render, None))
             await send_response(send, rendered)
             return
-        base["id"] = _exchange_id(parsed.xroad.id, http_id)
-        answer = self.metadata.answer(pipeline, parsed, base["service_id"])
+        xid = exchange_id(parsed.xroad.id, arrival.xroad_id)
+        answer = self.metadata.answer(pipeline, parsed, service_id)
         if answer is not None:  # an X-Road metaservice (gateway/soap/metadata.py)
-            rendered = await pipeline.answer(Exchange(**base), answer, functools.partial(self.render, parsed))
+            asked = Exchange.arrived(arrival, id=xid, protocol="soap", method=scope["method"],
+                                     received_us=received_us, service_id=service_id, body=body)
+            rendered = await pipeline.answer(asked, answer, functools.partial(self.render, parsed))
             await send_response(send, rendered)
             return
-        face = self.faces.get(base["service_id"])
+        operation: str | None = None
+        face = self.faces.get(service_id)
         if face is not None and face.contract is not None:
-            operation = face.contract.by_input.get(parsed.body.tag)
-            base["operation"] = (operation.name if operation is not None
-                                 else etree.QName(parsed.body).localname)
-        base["decode"] = functools.partial(self.decode, parsed, base["body"], base["content_type"])
-        rendered = await pipeline.run(Exchange(**base), functools.partial(self.render, parsed))
+            found = face.contract.by_input.get(parsed.body.tag)
+            operation = found.name if found is not None else etree.QName(parsed.body).localname
+        exchange = Exchange.arrived(
+            arrival, id=xid, protocol="soap", method=scope["method"], received_us=received_us,
+            service_id=service_id, body=body, operation=operation,
+            decode=functools.partial(self.decode, parsed, body, arrival.content_type))
+        rendered = await pipeline.run(exchange, functools.partial(self.render, parsed))
         await send_response(send, rendered)
 
     @staticmethod
-    def _from_header(parsed: soap.Envelope, service_path: str, base: dict[str, Any]) -> None:
+    def _from_header(parsed: soap.Envelope, service_path: str, arrival: Arrival,
+                     service_id: str) -> tuple[Arrival, str]:
         """The exchange's fields from the X-Road header, which wins over HTTP headers."""
         header = parsed.xroad
         if header.service is not None:
             named = header.service.service_id
             if service_path and named != service_path:
                 raise InconsistentHeaders(f"the SOAP header names service {named}, the path {service_path}")
-            base["service_id"] = named
-        if header.client is not None:
-            base["client_header"] = header.client.subsystem_id
-        for name, value in (("user_id", header.user_id), ("issue", header.issue),
-                            ("represented_party", header.represented_party)):
-            if value:
-                base[name] = value
+            service_id = named
+        said = {name: value for name, value in (
+            ("client_header", header.client.subsystem_id if header.client is not None else None),
+            ("user_id", header.user_id), ("issue", header.issue),
+            ("represented_party", header.represented_party)) if value}
+        return replace(arrival, **said), service_id
 
     # -- the pipeline's parse step: the body, by schema ------------------------------------------------------
 
@@ -219,7 +213,7 @@ class SoapEntry:
         """The body by the operation's schema; a connector that forwards SOAP gets the bytes as they came."""
         face = self.faces.get(service.id) or Face(None, ())
         connector = self._pipeline_of().connectors.get(service.id)
-        forwards = bool(getattr(connector, "forwards_soap", False))
+        forwards = forwards_soap(connector)
         if face.contract is None:
             if forwards:
                 return Decoded(None, body, content_type)
@@ -305,13 +299,6 @@ class SoapEntry:
         # make the gateway publish a WSDL that points clients elsewhere.
         address = f"{public_base(self._config)}{PREFIX}{encode(service_path.split('/'))}"
         return Rendered(200, [("content-type", XML)], face.contract.publish(address))
-
-
-def _exchange_id(header_id: str | None, http_id: str | None) -> str:
-    for candidate in (header_id, http_id):
-        if candidate and len(candidate) <= _MAX_ID and candidate.isprintable():
-            return candidate
-    return new_id()
 
 
 def fault_for(err: GatewayError, exchange_id: str | None, header: list[Any] | None) -> bytes:
