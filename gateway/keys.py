@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey
 
 SIGNING_DIR = "oauth"
@@ -52,7 +53,19 @@ def load_signing_keys(keys_dir: Path) -> KeySet:
     if not files:
         raise FileNotFoundError(f"no token signing key in {keys_dir / SIGNING_DIR}; "
                                 "run 'lienthong init' or 'lienthong keys rotate'")
-    return KeySet.import_key_set({"keys": [json.loads(f.read_text()) for f in files]})
+    found = []
+    for file in files:  # one broken file and no key set is loaded, never a signer from the rest
+        try:
+            found.append(KeySet.import_key_set({"keys": [json.loads(file.read_text())]}).keys[0])
+        except (ValueError, JoseError) as exc:  # JSONDecodeError is a ValueError
+            raise KeyFileError(f"{file}: not a signing key ({type(exc).__name__}: {exc}); restore "
+                               "it from a backup, or remove it and run 'lienthong keys rotate'") \
+                from exc
+    return KeySet(found)
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be read as a key, named."""
 
 
 def new_subject_key(keys_dir: Path) -> None:

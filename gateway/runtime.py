@@ -61,7 +61,7 @@ class Runtime:
         try:
             keys.load_signing_keys(keys_dir)
             subject_key = keys.load_subject_key(keys_dir)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, keys.KeyFileError) as exc:
             raise StartupError(str(exc)) from None
         policies_dir = config.path(config.policies_dir)
         policy = Policy.load(policies_dir)

@@ -84,9 +84,11 @@ class Portal:
     def handle(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict):
             return _answer(codes.INVALID_REQUEST, "Yêu cầu phải là đối tượng JSON")
-        expiry = self.sessions.get(request.get("session") or "")
+        session = request.get("session")
+        session = session if isinstance(session, str) else ""  # a list or object is no session either
+        expiry = self.sessions.get(session)
         if expiry is None or expiry < time.monotonic():
-            self.sessions.pop(request.get("session") or "", None)
+            self.sessions.pop(session, None)
             return _answer(codes.SESSION_EXPIRED)
         madonvi, service = request.get("madonvi"), request.get("service")
         if not isinstance(madonvi, str) or not madonvi:

@@ -126,6 +126,7 @@ class Faults:
 
         async def mode(request: Request) -> Response:
             if request.method == "POST":
+                before = (self.delay_ms, self.fail, self.times)
                 try:
                     changes = orjson.loads(await request.body())
                     if not isinstance(changes, dict):
@@ -139,7 +140,8 @@ class Faults:
                 if extra is not None:
                     try:
                         return json_response({**self.state(), **extra(rest)})
-                    except ValueError as exc:
+                    except ValueError as exc:  # refused as a whole: the failure switches too
+                        self.delay_ms, self.fail, self.times = before
                         return json_response({"error": "invalid_mode", "message": str(exc)}, 400)
             return json_response({**self.state(), **(extra({}) if extra else {})})
 

@@ -226,6 +226,7 @@ class SoapConnector:
         if detail is None:
             return None
         out: dict[str, Any] = {}
+        repeated: set[str] = set()
         for child in detail.iterchildren(tag=etree.Element):
             codec = self.contract.detail_element(child.tag) if self.contract is not None else None
             value: Any = None
@@ -237,7 +238,14 @@ class SoapConnector:
             if codec is None:
                 value = untyped(child)
             local = etree.QName(child).localname
-            out[local if local not in out else child.tag] = value
+            key = local if local not in out or child.tag == local else child.tag
+            if key in repeated:  # the same element a third time or more: one more value
+                out[key].append(value)
+            elif key in out:  # the same element again (a fault listing errors): every value, in order
+                out[key] = [out[key], value]
+                repeated.add(key)
+            else:
+                out[key] = value
         if out:
             return out
         return (detail.text or "").strip() or None
