@@ -238,7 +238,7 @@ def test_log_search_hashes_the_personal_id_at_once(console: Console) -> None:
                             follow_redirects=False)
     assert r.status_code == 303
     location = r.headers["location"]
-    subject = console.runtime.pipeline.subjects(CITIZEN)
+    subject = console.runtime.pipeline.ports.subjects(CITIZEN)
     assert CITIZEN not in location and f"subject={subject}" in location
     page = console.client.get(location)
     found = set(re.findall(r"<td class=\"id\">VN/GOV/000.00.00.G22/DVCQG</td>", page.text))
@@ -278,7 +278,7 @@ def test_export_csv_and_jsonl_follow_the_search(console: Console) -> None:
     console.verify_citizen(CITIZEN, token)
     console.verify_citizen(OTHER, token)
     console.sign_in("kiemtoan")
-    subject = console.runtime.pipeline.subjects(CITIZEN)
+    subject = console.runtime.pipeline.ports.subjects(CITIZEN)
     r = console.client.get(f"/console/log/export.csv?subject={subject}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))

@@ -2,8 +2,10 @@
 (docs/console.md).
 
     web.py          the ASGI app: sessions, CSRF, roles, the audit record of every action
-    pages.py        the pages: overview, exchange log, one entry, exports, checkpoints,
-                    data-subject report, deliveries, catalog
+    pages.py        the route table, mounting one module per area: page_auth.py (sign-in, sign-out,
+                    language), page_overview.py, page_log.py (log, one entry, exports,
+                    checkpoints), page_subjects.py, page_deliveries.py, page_catalog.py;
+                    labels.py holds the pure helpers they share (names, durations, percentages)
     oidc.py         signing in through an outside OpenID Connect provider (authlib)
     sources.py      the one interface to the audit log, checkpoints, delivery queue, KPIs, policy
     logquery.py     searching the audit log's index columns (pure SQL, no I/O beyond it)
@@ -22,12 +24,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.audit.service import AuditService
+    from gateway.console.web import Console
+    from gateway.runtime import Runtime
 
 __all__ = ["build_console"]
 
 
-def build_console(get_runtime: Callable[[], Any], get_audit: Callable[[], Any] | None = None) -> Any:
+def build_console(get_runtime: Callable[[], Runtime],
+                  get_audit: Callable[[], AuditService | None] | None = None) -> Console:
     """The console's ASGI app; ``get_runtime`` returns the running gateway's ``Runtime``,
     ``get_audit`` its ``AuditService`` (checkpoints), when the gateway runs one."""
     from gateway.console.web import Console

@@ -136,9 +136,9 @@ class Filters:
     def any(self) -> bool:
         return bool(self.params(before=None))
 
-    def where(self) -> list[Any]:
+    def where(self) -> list[sa.ColumnElement[bool]]:
         t = audit_leaves
-        conds: list[Any] = []
+        conds: list[sa.ColumnElement[bool]] = []
         start, end = parse_local(self.start), parse_local(self.end)
         if start is not None:
             conds.append(t.c.ts_us >= start)
@@ -194,7 +194,7 @@ class Row:
                    leaf.service, leaf.operation, leaf.outcome, leaf.status, leaf.rule, leaf.leaf)
 
 
-def _row(r: Any) -> Row:
+def _row(r: sa.Row[Any]) -> Row:
     return Row(idx=int(r.idx), exchange_id=r.exchange_id, ts_us=int(r.ts_us), client=r.client,
                official=r.user_id, purpose=r.purpose, service=r.service, operation=r.operation,
                outcome=r.outcome, status=int(r.status), rule=r.rule, leaf=as_bytes(r.leaf))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -32,7 +33,8 @@ __all__ = ["role_from_claims", "routes"]
 log = structlog.get_logger("lienthong.console")
 
 
-def role_from_claims(claims: dict[str, Any], role_claim: str | None, roles: dict[str, str]) -> str | None:
+def role_from_claims(claims: dict[str, Any], role_claim: str | None,
+                     roles: Mapping[str, str]) -> str | None:
     """The console role the provider's claims grant, most powerful first; None for none."""
     if not role_claim:
         return None
@@ -50,6 +52,8 @@ def routes(console: Console) -> list[Route]:
 
     def client() -> Any:
         settings = console.settings.oidc
+        if settings is None:  # the routes below answer 404 before asking for a client
+            raise RuntimeError("OpenID Connect is not configured")
         if "client" not in registry or registry.get("settings") is not settings:
             with warnings.catch_warnings():  # authlib's notice about its httpx module, at import
                 warnings.simplefilter("ignore")

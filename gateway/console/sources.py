@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
 
 from gateway.audit import merkle
 from gateway.audit.checkpoint import NoteError, Verifier, open_note
@@ -23,6 +25,11 @@ from gateway.audit.service import AuditService
 from gateway.config import Config
 from gateway.console import logquery
 from gateway.console.logquery import Row, local_text
+from gateway.policy import Rule
+
+if TYPE_CHECKING:  # the runtime imports the delivery package; the console only reads both
+    from gateway.delivery.store import DeliveryStore
+    from gateway.runtime import Runtime
 
 __all__ = ["CheckpointView", "ConsistencyView", "ConsoleData", "ProofBundle"]
 
@@ -82,10 +89,10 @@ def _key_of(note: str) -> tuple[str, str]:
 
 
 class ConsoleData:
-    def __init__(self, runtime: Any, audit: AuditService | None = None) -> None:
+    def __init__(self, runtime: Runtime, audit: AuditService | None = None) -> None:
         self.runtime = runtime
         self.config: Config = runtime.config
-        self.engine = runtime.engine
+        self.engine: Engine = runtime.engine
         self.audit: AuditService = audit if audit is not None else AuditService.open(
             runtime.config, runtime.audit)
         self.verifier: Verifier = self.audit.verifier
@@ -159,39 +166,28 @@ class ConsoleData:
     # -- delivery --------------------------------------------------------------------------------
 
     @property
-    def deliveries(self) -> Any:
-        """The delivery store (``gateway.delivery.store.DeliveryStore``), or None."""
-        found = getattr(self.runtime, "deliveries", None)
-        return getattr(found, "store", None)
+    def deliveries(self) -> DeliveryStore:
+        return self.runtime.deliveries.store
 
     def poke_deliveries(self) -> None:
-        found = getattr(self.runtime, "deliveries", None)
-        if found is not None:
-            found.poke()
+        """Wake this process's delivery workers: what an operator just queued leaves now."""
+        self.runtime.deliveries.poke()
 
     def queue_counts(self) -> list[dict[str, Any]]:
-        store = self.deliveries
-        return list(store.counts()) if store is not None else []
-
-    def kpis(self, period: str) -> list[dict[str, Any]]:
-        try:
-            from gateway.delivery import stats
-        except ImportError:  # pragma: no cover - the delivery package is part of the gateway
-            return []
-        return list(stats.report(self.engine, period=period))
+        return list(self.deliveries.counts())
 
     # -- catalog and policy ----------------------------------------------------------------------
 
     @property
-    def rules(self) -> list[Any]:
+    def rules(self) -> list[Rule]:
         return list(self.runtime.pipeline.policy.rules)
 
-    def rule(self, name: str | None) -> Any:
+    def rule(self, name: str | None) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None) if name else None
 
-    def rules_for(self, service_id: str) -> list[Any]:
+    def rules_for(self, service_id: str) -> list[Rule]:
         return [r for r in self.rules if any(fnmatchcase(service_id, p) for p in r.services)]
 
-    def clients_of(self, rule: Any) -> tuple[str, ...]:
-        policy = self.runtime.pipeline.policy
-        return tuple(policy.clients_of(rule)) if hasattr(policy, "clients_of") else tuple(rule.clients)
+    def clients_of(self, rule: Rule) -> tuple[str, ...]:
+        """The client patterns the rule admits, its groups expanded."""
+        return self.runtime.pipeline.policy.clients_of(rule)

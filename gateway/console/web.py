@@ -7,6 +7,10 @@ signs the person in or sends them to the sign-in page, checks the role against
 carries exchanges and must not wait on the console's database reads) and appends the action to the
 audit log (protocol ``console``, client ``console``, the person as the acting official, the page as
 the operation, what was asked as the purpose, a data subject's keyed hash among the subjects).
+
+The pages themselves are plain functions in the ``page_*`` modules, one module per area, each with a
+table of ``PageRoute`` (signed in) and ``OpenRoute`` (before signing in) that ``pages.routes``
+mounts here.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
@@ -30,13 +34,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.audit import query
 from gateway.audit.record import AuditRecord
 from gateway.bounds import OutOfRange
-from gateway.console import logquery, overview
+from gateway.console import labels, logquery, overview
 from gateway.console.i18n import LANGUAGES, choose, translator
 from gateway.console.permissions import PAGES, allowed
 from gateway.console.sessions import Session, SessionCodec, load_or_create_key
@@ -48,7 +53,12 @@ from gateway.ids import new_id
 from gateway.public import is_https
 from gateway.throttle import Throttle
 
-__all__ = ["COOKIE", "LANG_COOKIE", "Console", "ConsoleMiddleware", "Ctx", "Note"]
+if TYPE_CHECKING:  # the runtime builds everything the gateway runs; the console only reads it
+    from gateway.audit.service import AuditService
+    from gateway.config import Config, ConsoleSettings
+    from gateway.runtime import Runtime
+
+__all__ = ["COOKIE", "LANG_COOKIE", "Console", "ConsoleMiddleware", "Ctx", "Note", "OpenRoute", "PageRoute"]
 
 log = structlog.get_logger("lienthong.console")
 
@@ -81,8 +91,10 @@ class Note:
 
 @dataclass
 class Ctx:
-    """One page request: the person, the session, the form (POST) and the audit note."""
+    """One page request: the console it came to, the person, the session, the form (POST) and the
+    audit note."""
 
+    console: Console
     request: Request
     user: User
     session: Session
@@ -92,6 +104,25 @@ class Ctx:
     @property
     def query(self) -> dict[str, str]:
         return dict(self.request.query_params)
+
+    @property
+    def data(self) -> ConsoleData:
+        return self.console.data
+
+    @property
+    def config(self) -> Config:
+        return self.console.data.config
+
+    @property
+    def base(self) -> str:
+        """The console's own path prefix (``/console``), for links and redirects."""
+        return self.console.base(self.request)
+
+    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return self.console.render(self.request, template, status, user=self.user, **values)
+
+    def error(self, status: int, key: str) -> HTMLResponse:
+        return self.console.error_page(self.request, status, key, self.user)
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -185,11 +216,42 @@ class ConsoleMiddleware:
             raise Refused(400, "error.bad_form") from None
 
 
-Page = Callable[[Ctx], Response]
+Page = Callable[[Ctx], Response]  # signed in; runs in a worker thread
+OpenPage = Callable[["Console", Request], Awaitable[Response]]  # before signing in; on the event loop
+
+
+@dataclass(frozen=True)
+class PageRoute:
+    """A page for the signed-in: where it answers, the permission it needs (``permissions.PAGES``)
+    and the operation its audit record names (None: recorded only when refused or failed)."""
+
+    path: str
+    body: Page
+    permission: str
+    action: str | None
+    methods: tuple[str, ...] = ("GET",)
+
+    def route(self, console: Console) -> Route:
+        endpoint = console.page(self.permission, self.action)(self.body)
+        return Route(self.path, endpoint, methods=list(self.methods))
+
+
+@dataclass(frozen=True)
+class OpenRoute:
+    """A page anyone may open (signing in, the language): no session needed, no audit record of its
+    own (signing in writes its own)."""
+
+    path: str
+    body: OpenPage
+    methods: tuple[str, ...] = ("GET",)
+
+    def route(self, console: Console) -> Route:
+        return Route(self.path, console.open(self.body), methods=list(self.methods))
 
 
 class Console:
-    def __init__(self, get_runtime: Callable[[], Any], get_audit: Callable[[], Any] | None = None) -> None:
+    def __init__(self, get_runtime: Callable[[], Runtime],
+                 get_audit: Callable[[], AuditService | None] | None = None) -> None:
         self._get_runtime = get_runtime
         self._get_audit = get_audit or (lambda: None)
         self._data: ConsoleData | None = None
@@ -197,11 +259,11 @@ class Console:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]), trim_blocks=True,
                                      lstrip_blocks=True)
-        from gateway.console import pages  # the pages register themselves on this console
+        from gateway.console import pages  # imported here: the page modules import this one
 
-        self.templates.filters["us"] = _duration
-        self.templates.filters["pct"] = _percent
-        self.templates.filters["short"] = pages.short_service
+        self.templates.filters["us"] = labels.duration
+        self.templates.filters["pct"] = labels.percent
+        self.templates.filters["short"] = labels.short_service
         routes = [Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
                   *pages.routes(self)]
         from gateway.console import oidc
@@ -216,7 +278,7 @@ class Console:
     # -- what the pages share --------------------------------------------------------------------
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> Runtime:
         return self._get_runtime()
 
     @property
@@ -236,11 +298,10 @@ class Console:
     @property
     def throttle(self) -> Throttle:
         """The gateway's one throttle of failed authentications, shared with the token endpoint."""
-        throttle: Throttle = self.runtime.security.throttle
-        return throttle
+        return self.runtime.security.throttle
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> ConsoleSettings:
         return self.runtime.config.console
 
     @property
@@ -339,7 +400,7 @@ class Console:
                         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                         return RedirectResponse(f"{self.base(request)}/login?next={quote(target)}", 303)
                     return self.error_page(request, 401, "error.signin")
-                ctx = Ctx(request, user, session, request.scope.get("console.form", {}))
+                ctx = Ctx(self, request, user, session, request.scope.get("console.form", {}))
                 if not allowed(user.role, permission):
                     response: Response = self.error_page(request, 403, "error.forbidden", user)
                     ctx.note.purpose = f"refused: {permission} needs {', '.join(PAGES[permission])}"
@@ -368,31 +429,26 @@ class Console:
 
         return wrap
 
+    def open(self, body: OpenPage) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint for a page anyone may open: the body gets this console and the request."""
 
-# -- helpers the pages and templates use --------------------------------------------------------------
+        async def endpoint(request: Request) -> Response:
+            return await body(self, request)
 
-def _duration(us: int | None) -> str:
-    if us is None:
-        return "–"
-    if us < 1000:
-        return f"{us} µs"
-    if us < 1_000_000:
-        return f"{us / 1000:.1f} ms"
-    return f"{us / 1_000_000:.2f} s"
+        endpoint.__name__ = body.__name__
+        return endpoint
 
 
-def _percent(share: float | None) -> str:
-    return "–" if share is None else f"{share * 100:.1f} %"
+# -- helpers the pages use ----------------------------------------------------------------------------
 
-
-def json_block(value: Any) -> Markup:
+def json_block(value: dict[str, Any]) -> Markup:
     """JSON for a ``<script type="application/json">`` block: nothing in it can close the tag."""
     text = orjson.dumps(value).decode()
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)  # noqa: S704 - escaped above for the script element's content
 
 
-def csv_stream(entries: Iterator[Any]) -> Iterator[str]:
+def csv_stream(entries: Iterator[query.Entry]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(logquery.CSV_COLUMNS)
@@ -405,13 +461,13 @@ def csv_stream(entries: Iterator[Any]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def jsonl_stream(entries: Iterator[Any]) -> Iterator[bytes]:
+def jsonl_stream(entries: Iterator[query.Entry]) -> Iterator[bytes]:
     """One entry per line, as ``/audit/entries`` and ``/audit/export`` give them."""
     for entry in entries:
         yield orjson.dumps(entry.as_json()) + b"\n"
 
 
-def streaming(body: Iterator[Any], media_type: str, filename: str) -> StreamingResponse:
+def streaming(body: Iterator[str] | Iterator[bytes], media_type: str, filename: str) -> StreamingResponse:
     return StreamingResponse(body, media_type=media_type,
                              headers={"content-disposition": f'attachment; filename="{filename}"'})
 
