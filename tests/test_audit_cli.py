@@ -56,6 +56,12 @@ def test_verify_names_the_first_bad_index(setup: tuple[Path, AuditService]) -> N
     assert "first bad index: 57" in result.output
     doc = orjson.loads(run("verify", "--config", str(config), "--json").output)
     assert doc["ok"] is False and doc["firstBadIndex"] == 57 and doc["problems"][0]["index"] == 57
+    first = doc["problems"][0]  # typed: its kind and evidence beside the message, hashes in hex
+    assert first["kind"] == "leaf-hash-mismatch" and "leaf hash" in first["what"]
+    assert first["computed"] == leaf_hash(record(57, status=204).leaf()).hex()
+    assert first["expected"] == leaf_hash(record(57).leaf()).hex()
+    column = next(p for p in doc["problems"] if p["kind"] == "index-column-mismatch")
+    assert [column[k] for k in ("index", "column", "expected", "found")] == [57, "status", 204, 200]
 
 
 def test_verify_holds_the_log_against_given_checkpoints(setup: tuple[Path, AuditService],

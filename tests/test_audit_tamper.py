@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.audit.record import BodyDigest
+from gateway.audit.verify_problems import LeafHashMismatch
 from tests.audit_support import Filled, drop_guards, filled, leaf_of, rebuild_tree, record
 
 SIZE, EVERY = 300, 100  # checkpoints at 100, 200 and 300
@@ -47,7 +48,8 @@ def test_changed_leaf_is_found_at_its_index(log: Filled) -> None:
     run(log, "UPDATE audit_leaves SET leaf = :leaf WHERE idx = 137", leaf=forged)
     report = log.verify()
     assert report.first_bad_index == 137
-    assert any(p.index == 137 and "leaf hash" in p.what for p in report.problems)
+    assert any(isinstance(p, LeafHashMismatch) and p.index == 137 and "leaf hash" in p.what
+               for p in report.problems)
 
 
 def test_changed_leaf_with_rebuilt_tree_is_caught_by_the_checkpoints(log: Filled) -> None:

@@ -113,7 +113,7 @@ def _report_json(report: Report, elapsed: float) -> dict[str, Any]:
             "head": {"size": report.head.size, "root": _b64(report.head.root)},
             "checkpoints": report.checkpoints, "bodies": report.bodies,
             "firstBadIndex": report.first_bad_index,
-            "problems": [{"index": p.index, "what": p.what} for p in report.problems],
+            "problems": [p.as_json() for p in report.problems],  # kind, index, what, evidence
             "moreProblems": report.more_problems, "seconds": round(elapsed, 3)}
 
 
