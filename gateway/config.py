@@ -174,6 +174,16 @@ class ConsoleSettings(_Model):
     oidc: ConsoleOidc | None = None
 
 
+class CliSettings(_Model):
+    """Who may run the commands that change state (``lienthong clients add``, ``deliveries retry``,
+    ``users role``, …): see docs/security.md#the-command-line."""
+
+    operators: list[str] | None = Field(None, description=(
+        "operating-system accounts, as a name or name@host, that may run the commands that change "
+        "state; any other account is refused. Absent: whoever can read this file (and so the "
+        "database credentials); [] refuses everyone. `lienthong init` writes the account that ran it"))
+
+
 class Subsystem(_Model):
     code: str
     name: str = ""
@@ -389,6 +399,7 @@ class Config(_Model):
     upstream: UpstreamSettings = UpstreamSettings()
     delivery: DeliverySettings = DeliverySettings()
     console: ConsoleSettings = ConsoleSettings()
+    cli: CliSettings = CliSettings()
     redis: str | None = Field(None, description="redis://host:port/db: rate-limit counters and the "
                               "client-assertion replay cache, shared by every worker and node")
     members: list[Member] = []

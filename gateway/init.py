@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from gateway import keys
+from gateway.cli_spine import local_operator
 from gateway.oauth.secrets import hash_secret, new_secret
 from gateway.resources import policies_dir
 
@@ -185,6 +186,9 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
         # Store-and-forward (docs/delivery.md): retry soon, probe a failed upstream every few seconds.
         "delivery": {"max_attempts": 12, "backoff_base": 0.5, "backoff_max": 60, "breaker_failures": 5,
                      "breaker_cooldown": 2, "breaker_cooldown_max": 30, "transitions": "refuse"},
+        # Who may run the commands that change state (docs/security.md#the-command-line): the
+        # account that made this configuration; add the other operators' accounts.
+        "cli": {"operators": [local_operator().account]},
         **catalog(ports),
         "clients": [{"id": cid, "name": name, "secret_hash": hash_secret(secrets[cid]),
                      **({"jwks": keys.public_jwks_of(client_keys[cid])} if cid in client_keys else {}),

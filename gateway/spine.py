@@ -1,9 +1,11 @@
 """One spine for every authenticated action: authenticate -> authorise -> act -> audit.
 
 Exchanges run it as the pipeline (gateway/exchange.py); the operator's and the auditor's API calls
-(``/deliveries``, ``/stats``, ``/metrics``, ``/audit``) run it here, and the console's pages in
-gateway/console/web.py. Whatever the door, the token is checked by ``authenticated`` alone, and
-every call, refused ones included, leaves one audit record before its answer leaves the gateway.
+(``/deliveries``, ``/stats``, ``/metrics``, ``/audit``) run it here, the console's pages in
+gateway/console/web.py, and the commands that change state in gateway/cli_spine.py (no token
+there: the operating-system account). Whatever the door, a token is checked by ``authenticated``
+alone, and every call, refused ones included, leaves one audit record before its answer leaves the
+gateway.
 
 An API action's record has protocol ``api``, the token's client, the action's name as operation
 (``deliveries.retry``), its status and error code, what it was about as purpose (a delivery id, a
@@ -38,7 +40,7 @@ from gateway.oauth.verifier import TokenInfo, TokenVerifier, bearer_token
 if TYPE_CHECKING:
     from gateway.config import Config
 
-__all__ = ["Act", "act", "authenticated", "require"]
+__all__ = ["Act", "act", "action_record", "authenticated", "require"]
 
 log = structlog.get_logger("lienthong.spine")
 R = TypeVar("R", bound=Response)
@@ -126,16 +128,26 @@ class _Crashed(GatewayError):
     code = "Server.InternalError"
 
 
+def action_record(*, protocol: str, exchange_id: str, received_us: int, started: float, name: str,
+                  client: str | None, purpose: str | None, status: int, error: str | None,
+                  user_id: str | None = None, subjects: tuple[str, ...] = ()) -> AuditRecord:
+    """The audit record of one action on the spine, whatever its door (``api``, ``cli``): the
+    outcome follows the status (4xx refused, 5xx failed), the purpose is cut to its column."""
+    outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
+    return AuditRecord(
+        exchange_id=exchange_id, ts_us=received_us, protocol=protocol, outcome=outcome, status=status,
+        client=client, user_id=user_id, purpose=purpose[:MAX_PURPOSE] if purpose else None,
+        operation=name, error=error, total_us=int((time.perf_counter() - started) * 1_000_000),
+        subjects=subjects)
+
+
 def _record(runtime: Any, exchange_id: str, received_us: int, started: float, name: str,
             client: str | None, current: Act | None, purpose: str | None, status: int,
             err: GatewayError | None) -> None:
-    outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
-    about = current.purpose if current is not None else purpose
-    record = AuditRecord(
-        exchange_id=exchange_id, ts_us=received_us, protocol="api", outcome=outcome, status=status,
-        client=client, purpose=about[:MAX_PURPOSE] if about else None, operation=name,
+    record = action_record(
+        protocol="api", exchange_id=exchange_id, received_us=received_us, started=started, name=name,
+        client=client, purpose=current.purpose if current is not None else purpose, status=status,
         error=err.code if err is not None else None,
-        total_us=int((time.perf_counter() - started) * 1_000_000),
         subjects=current.subjects if current is not None else ())
     try:
         anyio.from_thread.run(runtime.audit.append, record)

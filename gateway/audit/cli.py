@@ -1,7 +1,8 @@
 """``lienthong audit …``: verify the log, print checkpoints and proofs, purge expired bodies.
 
 They read the database the configuration names, directly; no gateway needs to be running. Only
-``checkpoint --new`` and ``purge`` write (a checkpoint row and the witness file; expired bodies).
+``checkpoint --new`` and ``purge`` write (a checkpoint row and the witness file; expired bodies):
+they run on the command line's spine (gateway/cli_spine.py), checked and audited.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import orjson
 import sqlalchemy.exc
 
 from gateway.audit.checkpoint import KeyFormatError, Verifier
+from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.service import AuditKeysMissing, AuditService, notes_of
 from gateway.audit.verify import Report
+from gateway.cli_spine import operator_action
 from gateway.cliopts import CONFIG, load
 
 __all__ = ["audit"]
@@ -141,7 +144,13 @@ def _print_report(report: Report, elapsed: float, quick: bool) -> None:
 def checkpoint(config_path: Path, new: bool, as_json: bool) -> None:
     """Print the latest signed checkpoint (a C2SP signed note) and the key that checks it."""
     service = _service(config_path)
-    cp = service.checkpointer.make() if new else service.checkpointer.latest()
+    cp: StoredCheckpoint | None
+    if new:  # signs and stores a checkpoint (and appends it to the witness file): an audited action
+        with operator_action(service.config, "audit.checkpoint") as a:
+            cp = service.checkpointer.make()
+            a.purpose = f"checkpoint of size {cp.size}" + ("" if cp.new else ", the latest already")
+    else:
+        cp = service.checkpointer.latest()
     if cp is None:
         raise click.ClickException("no checkpoint yet: pass --new to make one")
     if as_json:
@@ -196,5 +205,7 @@ def purge(config_path: Path) -> None:
     from gateway.audit.bodies import purge_bodies
 
     service = _service(config_path)
-    removed = purge_bodies(service.log.engine, time.time_ns() // 1000)
+    with operator_action(service.config, "audit.purge") as a:
+        removed = purge_bodies(service.log.engine, time.time_ns() // 1000)
+        a.purpose = f"kept bodies of {removed} exchange(s) removed"
     click.echo(f"removed the kept bodies of {removed} exchange(s)")

@@ -1,13 +1,23 @@
-"""``lienthong users``: the console's local accounts."""
+"""``lienthong users``: the console's local accounts.
+
+The commands that change an account run on the command line's spine (gateway/cli_spine.py): the
+operator's account is checked against ``cli.operators`` and each change leaves an audit record
+naming the account changed, never a password.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
+from gateway.cli_spine import operator_action
 from gateway.cliopts import CONFIG, load
 from gateway.console.users import ROLES, UserError, UserStore
+
+T = TypeVar("T")
 
 
 def _store(config_path: Path) -> UserStore:
@@ -16,6 +26,16 @@ def _store(config_path: Path) -> UserStore:
     config = load(config_path)
     upgrade(config.database_url)
     return UserStore(create_engine(config.database_url))
+
+
+def _change(config_path: Path, action: str, purpose: str, change: Callable[[UserStore], T]) -> T:
+    """Run ``change`` on the account store as the audited ``action``; a UserError is the operator's
+    mistake (an unknown account, a short password), reported and recorded as such."""
+    with operator_action(load(config_path), action, purpose=purpose) as a:
+        try:
+            return change(UserStore(a.engine))
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group("users")
@@ -36,10 +56,8 @@ def add(config_path: Path, username: str, role: str, name: str, password: str | 
     """Create an account."""
     if password is None and not no_password:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user = _store(config_path).add(username, role, None if no_password else password, name)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    user = _change(config_path, "users.add", f"{username} as {role}",
+                   lambda store: store.add(username, role, None if no_password else password, name))
     click.echo(f"user {user.username} ({user.role}) created")
 
 
@@ -60,10 +78,8 @@ def passwd(config_path: Path, username: str, password: str | None) -> None:
     """Set an account's password; its sessions end."""
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-    try:
-        _store(config_path).set_password(username, password)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    new = password
+    _change(config_path, "users.passwd", username, lambda store: store.set_password(username, new))
     click.echo(f"password of {username} changed; its sessions have ended")
 
 
@@ -73,10 +89,8 @@ def passwd(config_path: Path, username: str, password: str | None) -> None:
 @click.argument("role", type=click.Choice(ROLES))
 def role(config_path: Path, username: str, role: str) -> None:
     """Change an account's role; its sessions end."""
-    try:
-        _store(config_path).set_role(username, role)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    _change(config_path, "users.role", f"{username} to {role}",
+            lambda store: store.set_role(username, role))
     click.echo(f"{username} is now {role}")
 
 
@@ -85,10 +99,8 @@ def role(config_path: Path, username: str, role: str) -> None:
 @click.argument("username")
 def disable(config_path: Path, username: str) -> None:
     """Disable an account; its sessions end at once."""
-    try:
-        _store(config_path).set_enabled(username, False)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    _change(config_path, "users.disable", username,
+            lambda store: store.set_enabled(username, False))
     click.echo(f"{username} disabled")
 
 
@@ -97,8 +109,5 @@ def disable(config_path: Path, username: str) -> None:
 @click.argument("username")
 def enable(config_path: Path, username: str) -> None:
     """Enable a disabled account."""
-    try:
-        _store(config_path).set_enabled(username, True)
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    _change(config_path, "users.enable", username, lambda store: store.set_enabled(username, True))
     click.echo(f"{username} enabled")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from gateway.cli_spine import operator_action
 from gateway.cliopts import CONFIG, load
 from gateway.delivery import stats as kpis
 from gateway.delivery.routes import moment
@@ -101,8 +102,11 @@ def retry(config_path: Path, ids: tuple[str, ...], all_dead: bool, service: str 
     """Queue dead (or cancelled) deliveries again with fresh attempts, due now."""
     if not ids and not all_dead:
         raise click.UsageError("name deliveries, or pass --dead")
-    count = _store(config_path).retry(ids=ids, state="dead" if all_dead else None, service=service,
-                                      dossier=dossier)
+    with operator_action(load(config_path), "deliveries.retry",
+                         purpose=_selection(ids, dead=all_dead, service=service, dossier=dossier)) as a:
+        count = DeliveryStore(a.engine).retry(ids=ids, state="dead" if all_dead else None,
+                                              service=service, dossier=dossier)
+        a.purpose = f"{count} deliveries: {a.purpose}"
     click.echo(f"{count} deliveries queued again")
 
 
@@ -111,7 +115,10 @@ def retry(config_path: Path, ids: tuple[str, ...], all_dead: bool, service: str 
 @click.argument("ids", nargs=-1, required=True)
 def cancel(config_path: Path, ids: tuple[str, ...]) -> None:
     """Give up on pending or dead deliveries; the later ones of their dossiers may then go."""
-    click.echo(f"{_store(config_path).cancel(ids=ids)} deliveries cancelled")
+    with operator_action(load(config_path), "deliveries.cancel", purpose=_selection(ids)) as a:
+        count = DeliveryStore(a.engine).cancel(ids=ids)
+        a.purpose = f"{count} deliveries: {a.purpose}"
+    click.echo(f"{count} deliveries cancelled")
 
 
 @deliveries.command()
@@ -125,8 +132,23 @@ def replay(config_path: Path, ids: tuple[str, ...], dossier: str | None, service
     """Send delivered (or dead) deliveries again, as new deliveries in their original order."""
     if not ids and not dossier and not service:
         raise click.UsageError("name deliveries, or pass --dossier or --service")
-    created = _store(config_path).replay(ids=ids, dossier=dossier, service=service, state=state)
+    selection = _selection(ids, state=state, service=service, dossier=dossier)
+    with operator_action(load(config_path), "deliveries.replay", purpose=selection) as a:
+        created = DeliveryStore(a.engine).replay(ids=ids, dossier=dossier, service=service, state=state)
+        a.purpose = f"{len(created)} deliveries: {a.purpose}"
     click.echo(f"{len(created)} deliveries queued: {' '.join(created)}")
+
+
+def _selection(ids: tuple[str, ...], *, dead: bool = False, state: str | None = None,
+               service: str | None = None, dossier: str | None = None) -> str:
+    """What an operator's delivery action chose, for its audit record's purpose (cut to the column
+    there: a long list of ids keeps its start)."""
+    parts = [f"ids {' '.join(ids)}"] if ids else []
+    if dead or state:
+        parts.append(f"state {state or 'dead'}")
+    parts += [f"{label} {value}" for label, value in (("service", service), ("dossier", dossier))
+              if value]
+    return ", ".join(parts)
 
 
 @click.command()

@@ -10,23 +10,30 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
 
+from gateway.cli_spine import operator_action
 from gateway.cliopts import CONFIG, load
 from gateway.config import Config
 from gateway.identifiers import IdentifierError, normalise_client
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-def _store(config: Config) -> Any:
-    """The client store of the configured database, migrated and seeded from the configuration."""
+
+def _store(config: Config, engine: Engine | None = None) -> Any:
+    """The client store of the configured database (``engine``: an action's, already migrated),
+    seeded from the configuration."""
     from gateway.oauth.clients import ClientStore
     from gateway.storage.db import create_engine, upgrade
 
-    upgrade(config.database_url)
-    store = ClientStore(create_engine(config.database_url))
+    if engine is None:
+        upgrade(config.database_url)
+        engine = create_engine(config.database_url)
+    store = ClientStore(engine)
     store.seed(config.clients)
     return store
 
@@ -117,11 +124,13 @@ def add(config_path: Path, client_id: str, name: str, scopes: tuple[str, ...], j
     if not config.declares(cid):
         click.echo(f"warning: {cid} is not a member or subsystem declared in the configuration's "
                    "members", err=True)
-    try:
-        record = _store(config).add(cid, name=name, scopes=scopes,
-                                    secret_hash=hash_secret(secret) if secret else None, jwks=jwks)
-    except ClientExists as exc:
-        raise click.ClickException(str(exc)) from None
+    with operator_action(config, "clients.add", purpose=cid) as a:
+        try:
+            record = _store(config, a.engine).add(
+                cid, name=name, scopes=scopes, secret_hash=hash_secret(secret) if secret else None,
+                jwks=jwks)
+        except ClientExists as exc:
+            raise click.ClickException(str(exc)) from None
     _show(record)
     if secret:
         click.echo(f"client secret (shown once, store it now): {secret}", err=True)
@@ -135,12 +144,14 @@ def rotate_secret(config_path: Path, client_id: str) -> None:
     from gateway.oauth.clients import UnknownClient
     from gateway.oauth.secrets import hash_secret, new_secret
 
+    config, cid = load(config_path), _client_id(client_id)
     secret = new_secret()
-    try:
-        _store(load(config_path)).update(_client_id(client_id), secret_hash=hash_secret(secret))
-    except UnknownClient as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(secret)
+    with operator_action(config, "clients.rotate-secret", purpose=cid) as a:
+        try:
+            _store(config, a.engine).update(cid, secret_hash=hash_secret(secret))
+        except UnknownClient as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(secret)  # only once the change is audited: an unaudited secret is never handed out
     click.echo("new client secret above (shown once); tokens issued before stay valid until they "
                "expire: disable the client to stop them", err=True)
 
@@ -154,20 +165,24 @@ def set_keys(config_path: Path, client_id: str, jwks_path: Path) -> None:
     """Replace a client's public keys (private_key_jwt)."""
     from gateway.oauth.clients import UnknownClient
 
-    try:
-        _show(_store(load(config_path)).update(_client_id(client_id), jwks=_read_jwks(jwks_path)))
-    except UnknownClient as exc:
-        raise click.ClickException(str(exc)) from None
+    config, cid, jwks = load(config_path), _client_id(client_id), _read_jwks(jwks_path)
+    with operator_action(config, "clients.set-keys", purpose=cid) as a:
+        try:
+            record = _store(config, a.engine).update(cid, jwks=jwks)
+        except UnknownClient as exc:
+            raise click.ClickException(str(exc)) from None
+    _show(record)
 
 
 def _set_enabled(config_path: Path, client_id: str, enabled: bool) -> None:
     from gateway.oauth.clients import UnknownClient
 
-    config = load(config_path)
-    try:
-        _store(config).update(_client_id(client_id), enabled=enabled)
-    except UnknownClient as exc:
-        raise click.ClickException(str(exc)) from None
+    config, cid = load(config_path), _client_id(client_id)
+    with operator_action(config, "clients.enable" if enabled else "clients.disable", purpose=cid) as a:
+        try:
+            _store(config, a.engine).update(cid, enabled=enabled)
+        except UnknownClient as exc:
+            raise click.ClickException(str(exc)) from None
     if enabled:
         click.echo(f"{client_id} enabled")
     else:
@@ -279,7 +294,10 @@ def rotate(config_path: Path, algorithm: str | None) -> None:
             algorithm = str(keys.load_signing_keys(keys_dir).keys[-1].alg)
         except FileNotFoundError:
             algorithm = config.token.algorithm
-    done = do_rotate(keys_dir, algorithm, keep_for=config.token.lifetime + config.token.leeway)
+    with operator_action(config, "keys.rotate", purpose=f"new {algorithm} signing key") as a:
+        done = do_rotate(keys_dir, algorithm, keep_for=config.token.lifetime + config.token.leeway)
+        # Key ids are public (the JWKS lists them): they say which key the record is about.
+        a.purpose = f"new {algorithm} signing key {done.new_kid}; removed {len(done.removed)}"
     click.echo(f"new signing key {done.new_kid} ({algorithm}); running workers use it within "
                f"{config.token.refresh:g} s")
     for kid in done.removed:
