@@ -194,6 +194,11 @@ def test_overview_and_search_queries_on_each_database(database_url: str) -> None
                for i in range(9)]
     records.append(AuditRecord(exchange_id="c", ts_us=now, protocol="console", outcome="ok", status=200,
                                client="console", user_id="kiemtoan", operation="log.search"))
+    # The operators' API and command-line actions are audited, but they are not traffic.
+    records.append(AuditRecord(exchange_id="a", ts_us=now, protocol="api", outcome="ok", status=200,
+                               client="VN/GOV/000.00.00.G22/KIEMTOAN", operation="audit.entries"))
+    records.append(AuditRecord(exchange_id="l", ts_us=now, protocol="cli", outcome="ok", status=200,
+                               client="cli", user_id="root@host", operation="clients.disable"))
     AuditLog(engine).append_many(records)
     traffic = overview.traffic(engine, "24h")
     assert sum(traffic.totals.values()) == 9 and traffic.totals["refused"] == 3
@@ -205,7 +210,7 @@ def test_overview_and_search_queries_on_each_database(database_url: str) -> None
     rows, more = logquery.search(engine, Filters(subject="ab" * 32), limit=2)
     assert [r.idx for r in rows] == [7, 5] and more == 5
     rows, _ = logquery.search(engine, Filters(console=True), limit=20)
-    assert len(rows) == 10
+    assert len(rows) == 12
     assert [e.index for e in logquery.export_rows(engine, Filters(outcome="failed"))] == [2, 5, 8]
     engine.dispose()
 

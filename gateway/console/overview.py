@@ -1,8 +1,9 @@
 """What the overview shows, computed from the audit log's index columns and leaves and from the
 delivery queue: traffic per service and outcome over time, refusals, latency percentiles, upstream
 health and the dossier KPIs (per recorded agency, or rolled up into the agencies current today:
-gateway/delivery/stats.py). Pure reads; the console's own records (client ``console``) are left out
-of the traffic figures.
+gateway/delivery/stats.py). Pure reads; the console's own records (client ``console``) and the
+operators' API and command-line actions (records without a service) are left out of the traffic
+figures.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def traffic(engine: Engine, window: str = "24h", now: int | None = None) -> Traf
     start = end - length
     t = audit_leaves
     bucket = (t.c.ts_us // step).label("b")
-    outside_console = sa.or_(t.c.client.is_(None), t.c.client != CONSOLE_CLIENT)
+    # Exchanges only: the console's own records, and the operators' API and command-line actions
+    # (gateway/spine.py, gateway/cli_spine.py: no service), are not traffic.
+    outside_console = sa.and_(sa.or_(t.c.client.is_(None), t.c.client != CONSOLE_CLIENT),
+                              t.c.service.is_not(None))
     query = (sa.select(bucket, t.c.service, t.c.outcome, sa.func.count().label("n"))
              .where(t.c.ts_us >= start, t.c.ts_us < end, outside_console)
              .group_by(bucket, t.c.service, t.c.outcome))
