@@ -25,6 +25,7 @@ from gateway.audit.service import AuditService
 from gateway.config import Config
 from gateway.delivery.routes import router as delivery_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
+from gateway.flows.routes import router as flows_router
 from gateway.listclients import LIST_CLIENTS, ListClients
 from gateway.logs import configure_logging, stack
 from gateway.oauth.routes import router as oauth_router
@@ -74,6 +75,7 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
     api.include_router(oauth_router, responses=OAUTH_ERRORS)
     api.include_router(audit_router, responses=problems(400, 401, 403, 404, 503))
     api.include_router(delivery_router, responses=problems(400, 401, 403, 404, 503))
+    api.include_router(flows_router, responses=problems(400, 401, 403, 404, 503))
     apidocs.install(api)  # /docs and /redoc with their assets served here, not from a CDN
     openapi.install(api)
     if config.console.enabled:  # the web console (docs/console.md), a mounted app of its own
@@ -120,7 +122,7 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
     async def _crash(request: Request, exc: Exception) -> Response:
         # The type and the request, never the message: it may quote what the caller sent.
         log.error("request_crashed", method=request.method, path=request.url.path,
-                  error=type(exc).__name__, stack=stack(exc))
+                  error=type(exc).__name__, frames=stack(exc))
         return _problem_response(ServerError(
             f"the gateway failed unexpectedly ({type(exc).__name__}) while answering "
             f"{request.method} {request.url.path}; the error is logged"), request)

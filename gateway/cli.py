@@ -82,7 +82,8 @@ def simulators(config_path: Path, only: tuple[str, ...]) -> None:
 @main.command()
 @CONFIG
 def check(config_path: Path) -> None:
-    """Validate a configuration and its policies without starting anything."""
+    """Validate a configuration, its policies and its flows without starting anything."""
+    from gateway.flows import load_flows
     from gateway.policy import Policy
 
     config = load(config_path)
@@ -90,8 +91,12 @@ def check(config_path: Path) -> None:
         policy = Policy.load(config.path(config.policies_dir))
     except FileError as exc:
         raise click.ClickException(f"invalid policy: {exc}") from None
+    flows = load_flows(config.path(config.flows_dir), config, config_file=config_path)
+    if flows.problems:
+        raise click.ClickException("invalid flow definitions:\n" + "\n".join(
+            f"  {problem}" for problem in flows.problems))
     click.echo(f"{config_path}: {len(config.services)} services, {len(config.clients)} clients, "
-               f"{len(policy.rules)} policy rules: OK")
+               f"{len(policy.rules)} policy rules, {len(flows.flows)} flows: OK")
 
 
 @main.command()

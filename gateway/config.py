@@ -300,10 +300,17 @@ class Service(_Model):
                         "member whose routing.agencies name the agency in its dossier code, and "
                         "delivered by that member's service for the message (dossier.message); it "
                         "has no connector or upstream of its own (gateway/routing.py)")
+    flow: str | None = Field(None, description="the service starts the named joint procedure (a "
+                             "flow in flows_dir, docs/flows.md): its request is the joint dossier; "
+                             "like a routing service it has no connector or upstream of its own")
 
     @model_validator(mode="after")
     def _reaches_somewhere(self) -> Service:
-        if self.route:
+        if self.flow is not None:
+            if self.route or self.connector or self.upstream:
+                raise ValueError(f"service {self.id} starts flow {self.flow}: it has no connector, "
+                                 "upstream or route of its own, the flow's steps call the agencies")
+        elif self.route:
             if self.connector or self.upstream:
                 raise ValueError(f"service {self.id} routes (route: true): it has no connector or "
                                  "upstream of its own, the receiving member's service has")
@@ -392,6 +399,10 @@ class Config(_Model):
     database: str = "sqlite:///lienthong.db"
     keys_dir: str = "keys"
     policies_dir: str = "policies"
+    flows_dir: str = Field("flows", description="*.yaml joint procedure definitions (docs/flows.md)")
+    flows_client: str = Field("VN/GOV/000.00.00.G22/LIENTHONG", description=(
+        "the gateway's own client, as which a flow's steps call the agencies (a subsystem the "
+        "catalog declares; policies allow it the steps' services)"))
     schemas_dir: str | None = Field(None, description="defaults to the bundled schemas/")
     token: TokenSettings = TokenSettings()
     limits: Limits = Limits()

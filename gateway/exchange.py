@@ -49,7 +49,7 @@ from gateway.policy import Decision, Kept, Policy, compile_fields
 from gateway.ratelimit import Limiter, LocalLimiter
 
 __all__ = ["Addressed", "Answer", "AuditSink", "Decode", "Decoded", "Exchange", "Intake", "Pipeline",
-           "Ports", "Render", "Rendered", "Result", "Step", "Validator"]
+           "Ports", "Render", "Rendered", "Result", "Step", "Validator", "standard_checks"]
 
 log = structlog.get_logger("lienthong.exchange")
 
@@ -74,6 +74,7 @@ class Ports:
     limiter: Limiter = field(default_factory=LocalLimiter)
     intake: Intake | None = None  # stores an async service's request and answers 202 (gateway/delivery)
     validators: Mapping[str, Validator] = field(default_factory=dict)  # JSON Schema checks by service
+    flows: Intake | None = None  # files a joint dossier's flow and answers 202 (gateway/flows)
 
 
 class Pipeline:
@@ -86,10 +87,10 @@ class Pipeline:
     def __init__(self, ports: Ports, *, checks: Sequence[Step] | None = None,
                  send: Step | None = None, invoke: Step | None = None) -> None:
         self.ports = ports
-        self.checks: tuple[Step, ...] = tuple(checks) if checks is not None else _standard_checks(ports)
+        self.checks: tuple[Step, ...] = tuple(checks) if checks is not None else standard_checks(ports)
 
         async def send_now(ctx: Result) -> Result:
-            return await steps.send(ctx, ports.connectors, ports.intake)
+            return await steps.send(ctx, ports.connectors, ports.intake, ports.flows)
 
         async def invoke_now(ctx: Result) -> Result:
             return await steps.invoke(ctx, ports.connectors)
@@ -180,8 +181,9 @@ class Pipeline:
         return ctx, rendered
 
 
-def _standard_checks(ports: Ports) -> tuple[Step, ...]:
-    """The standard steps, bound to ``ports`` (read at each call: a reload swaps the policy)."""
+def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, ...]:
+    """The standard steps, bound to ``ports`` (read at each call: a reload swaps the policy);
+    without ``authenticate`` for a caller that says who acts itself (the flow engine)."""
     async def authenticate(ctx: Result) -> Result:
         return steps.authenticate(ctx, ports.tokens, ports.config)
 
@@ -200,7 +202,8 @@ def _standard_checks(ports: Ports) -> tuple[Step, ...]:
     async def validate(ctx: Result) -> Result:
         return steps.validate(ctx, ports.validators)
 
-    return authenticate, resolve, authorise, admit, parse, validate
+    checks = (resolve, authorise, admit, parse, validate)
+    return (authenticate, *checks) if authenticated else checks
 
 
 def _start(exchange: Exchange) -> Result:

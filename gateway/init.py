@@ -5,7 +5,8 @@ national population database (here under the example code 000.00.00.G01), and th
 of Tuyên Quang (000.00.00.H60, an example code) and Nghệ An (000.00.00.H41), each service pointing at
 the simulator of its upstream on loopback. Hà Giang (000.00.00.H22) is there as a former agency:
 merged into Tuyên Quang on 1 July 2025 (gateway/agencies.py), so what is still addressed to it goes
-to Tuyên Quang.
+to Tuyên Quang. The agencies of the joint procedures (civil status, residence registration, social
+insurance, postal delivery; example codes) answer the flows' steps from their simulators.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import yaml
 from gateway import keys
 from gateway.cli_spine import local_operator
 from gateway.oauth.secrets import hash_secret, new_secret
-from gateway.resources import policies_dir
+from gateway.resources import flows_dir, policies_dir
+from gateway.simulation import free_port
 
 PORTAL = "VN/GOV/000.00.00.G22"
 POPULATION = "VN/GOV/000.00.00.G01"
 HA_GIANG = "VN/GOV/000.00.00.H22"  # former: merged into Tuyên Quang (Resolution 202/2025/QH15)
 TUYEN_QUANG = "VN/GOV/000.00.00.H60"
 NGHE_AN = "VN/GOV/000.00.00.H41"
+# The agencies of the joint procedures (docs/flows.md), under example codes; the police's residence
+# registration is a subsystem of POPULATION's member.
+CIVIL_STATUS = "VN/GOV/000.00.00.G15"
+SOCIAL_INSURANCE = "VN/GOV/000.00.00.G20"
+POSTAL = "VN/COM/0100000001"
 MERGED = "2025-06-30"  # Hà Giang's last day; the new Tuyên Quang exists from 1 July 2025
 REORGANISED = "2025-07-01"
 
@@ -36,6 +43,8 @@ CLIENTS = {
     f"{PORTAL}/DVCQG": "Cổng Dịch vụ công quốc gia",
     f"{PORTAL}/KIEMTOAN": "Kiểm toán nhật ký liên thông",
     f"{PORTAL}/GIAMSAT": "Giám sát vận hành cổng liên thông",
+    # The gateway's own client: the flow engine calls the agencies' services as it.
+    f"{PORTAL}/LIENTHONG": "Cổng liên thông: điều phối thủ tục liên thông",
 }
 # Scopes other than "exchange": the auditor reads the audit log and answers citizens' access reports;
 # the monitoring system (a Prometheus scraper) reads /metrics and nothing else.
@@ -45,6 +54,9 @@ CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"], f"{PORTA
 KEY_CLIENTS = (f"{PORTAL}/DVCQG",)
 
 
+AGENCY_SIMULATORS = ("civil_status", "residence", "social_insurance", "postal")
+
+
 @dataclass(frozen=True)
 class Ports:
     gateway: int = 8080
@@ -52,6 +64,19 @@ class Ports:
     dvcqg: int = 9102
     onestop: int = 9103
     rest: int = 9104
+    # The agencies' simulators; 0 picks: the next fixed ports when the four above are the fixed
+    # defaults (`lienthong init`), else free ones, as callers that choose free ports for the others
+    # (tests, the demo, benchmarks) need, or parallel runs would collide on 9105-9108.
+    civil_status: int = 0
+    residence: int = 0
+    social_insurance: int = 0
+    postal: int = 0
+
+    def __post_init__(self) -> None:
+        fixed = (self.population, self.dvcqg, self.onestop, self.rest) == (9101, 9102, 9103, 9104)
+        for offset, name in enumerate(AGENCY_SIMULATORS, start=5):
+            if not getattr(self, name):
+                object.__setattr__(self, name, 9100 + offset if fixed else free_port())
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,42 @@ ROUTES = [{"id": f"{ROUTER}/{name}", "route": True, "description": text,
                "Chuyển tiến độ xử lý hồ sơ về một cửa của cơ quan trong mã hồ sơ")]]
 
 
+# The joint procedures a one-stop system files at the gateway (docs/flows.md): each service starts
+# its flow with the joint dossier, checked against the flow's JSON Schema, and names its people.
+FLOWS: list[dict[str, object]] = [{"id": f"{ROUTER}/{code}", "flow": name, "schema": f"flows/{name}.json",
+          "description": text, "subjects": subjects}
+         for code, name, text, subjects in [
+             ("KhaiSinh3Trong1", "khai-sinh-3-trong-1",
+              "Liên thông khai sinh, đăng ký thường trú, cấp thẻ BHYT cho trẻ dưới 6 tuổi",
+              ["Me.SoDinhDanh", "Cha.SoDinhDanh", "NguoiYeuCau.SoDinhDanh",
+               "ThuongTru.ChuHo.SoDinhDanh"]),
+             ("KhaiTu", "khai-tu", "Liên thông khai tử, xóa đăng ký thường trú, trợ cấp mai táng",
+              ["NguoiChet.SoDinhDanh", "NguoiYeuCau.SoDinhDanh", "NguoiNhanMaiTang.SoDinhDanh"])]]
+
+
+def agency_services(ports: Ports) -> list[tuple[str, int, str, str, list[str]]]:
+    """The joint procedures' agency services (flows contract): subsystem, simulator port, service
+    code (also the simulator's path), description, and where each request names a citizen."""
+    hotich, cutru = f"{CIVIL_STATUS}/HOTICH", f"{POPULATION}/CUTRU"
+    bhxh, post = f"{SOCIAL_INSURANCE}/BHXH", f"{POSTAL}/BUUCHINH"
+    requester = "NguoiYeuCau.SoDinhDanh"
+    return [
+        (hotich, ports.civil_status, "DangKyKhaiSinh", "Đăng ký khai sinh, cấp số định danh cá nhân",
+         ["Me.SoDinhDanh", "Cha.SoDinhDanh", requester]),
+        (hotich, ports.civil_status, "DangKyKhaiTu", "Đăng ký khai tử",
+         ["NguoiChet.SoDinhDanh", requester]),
+        (cutru, ports.residence, "DangKyThuongTru", "Đăng ký thường trú",
+         ["SoDinhDanh", "ChuHo.SoDinhDanh"]),
+        (cutru, ports.residence, "HuyDangKyThuongTru", "Hủy đăng ký thường trú", []),
+        (cutru, ports.residence, "XoaDangKyThuongTru", "Xóa đăng ký thường trú", ["SoDinhDanh"]),
+        (bhxh, ports.social_insurance, "CapTheBHYT", "Cấp thẻ BHYT cho trẻ em dưới 6 tuổi",
+         ["SoDinhDanh"]),
+        (bhxh, ports.social_insurance, "GiaiQuyetMaiTang", "Giải quyết trợ cấp mai táng",
+         ["SoDinhDanh", "NguoiNhan.SoDinhDanh"]),
+        (post, ports.postal, "TaoDonHang", "Tạo đơn chuyển phát kết quả thủ tục", []),
+    ]
+
+
 def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
     def up(port: int, path: str = "") -> str:
         return f"http://{host}:{port}{path}"
@@ -123,10 +184,14 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
                              ("CapNhatTienDoHoSo", "Nhận tiến độ xử lý hồ sơ từ Cổng DVCQG"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
         *ROUTES,
+        *FLOWS,
         {"id": f"{NGHE_AN}/DANHMUC/echo", "connector": "rest", "upstream": up(ports.rest, "/echo"),
          "timeout": 10, "description": "Dịch vụ REST mẫu: trả lại yêu cầu"},
         {"id": f"{NGHE_AN}/DANHMUC/items", "connector": "rest", "upstream": up(ports.rest, "/items"),
          "timeout": 10, "extra_path": "/", "description": "Danh mục dùng chung (REST/JSON)"},
+        *({"id": f"{subsystem}/{name}", "connector": "rest", "upstream": up(port, f"/{name}"),
+           "timeout": 10, "description": text, **({"subjects": subjects} if subjects else {})}
+          for subsystem, port, name, text, subjects in agency_services(ports)),
     ]
     return {
         "members": [
@@ -136,7 +201,8 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
                 {"code": "GIAMSAT", "name": "Giám sát vận hành cổng liên thông"},
                 {"code": "LIENTHONG", "name": "Định tuyến hồ sơ về địa phương (cổng liên thông)"}]},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
-                {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"}]},
+                {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"},
+                {"code": "CUTRU", "name": "Cơ sở dữ liệu về cư trú"}]},
             {"id": TUYEN_QUANG, "name": "UBND tỉnh Tuyên Quang", "valid_from": REORGANISED,
              "subsystems": [{"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
              "routing": {"agencies": ["H60"], "dossier": "MOTCUA/NhanHoSo",
@@ -149,10 +215,17 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An", "subsystems": [
                 {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"},
                 {"code": "DANHMUC", "name": "Danh mục dùng chung"}]},
+            {"id": CIVIL_STATUS, "name": "Bộ Tư pháp (mã ví dụ)", "subsystems": [
+                {"code": "HOTICH", "name": "Cơ sở dữ liệu hộ tịch điện tử"}]},
+            {"id": SOCIAL_INSURANCE, "name": "Bảo hiểm xã hội Việt Nam (mã ví dụ)", "subsystems": [
+                {"code": "BHXH", "name": "Hệ thống nghiệp vụ bảo hiểm xã hội"}]},
+            {"id": POSTAL, "name": "Bưu chính (mã ví dụ)", "subsystems": [
+                {"code": "BUUCHINH", "name": "Hệ thống đơn hàng bưu chính"}]},
         ],
         "services": services,
         "simulators": {"population": {"port": ports.population}, "dvcqg": {"port": ports.dvcqg},
-                       "onestop": {"port": ports.onestop}, "rest": {"port": ports.rest}},
+                       "onestop": {"port": ports.onestop}, "rest": {"port": ports.rest},
+                       **{name: {"port": getattr(ports, name)} for name in AGENCY_SIMULATORS}},
     }
 
 
@@ -172,6 +245,8 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
     policy_target.mkdir(exist_ok=True)
     for source in sorted(policies_dir().glob("*.yaml")):
         shutil.copyfile(source, policy_target / source.name)
+    # The joint procedures (docs/flows.md): flows_dir's default, "flows", is this folder.
+    shutil.copytree(flows_dir(), target / "flows", dirs_exist_ok=True)
 
     secrets = {client: new_secret() for client in CLIENTS}
     client_keys = {client: keys.new_client_key(target / "client-keys", client) for client in KEY_CLIENTS}

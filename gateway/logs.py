@@ -29,7 +29,8 @@ def drop_sensitive(_logger: Any, _name: str, event: MutableMapping[str, Any]) ->
 def stack(exc: BaseException, limit: int = 12) -> list[str]:
     """Where an unexpected exception came from, innermost frames last (``file:line in function``),
     without its message: the message may quote what a caller sent (a body, a personal id), the
-    frames name only our code. Crash logs carry this instead of a full traceback."""
+    frames name only our code. Crash logs carry it as ``frames`` (structlog keeps ``stack`` for
+    its own text)."""
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames]
 

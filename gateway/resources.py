@@ -1,4 +1,5 @@
-"""Where the bundled ``schemas/`` and ``policies/`` folders are, in a checkout or a wheel install."""
+"""Where the bundled ``schemas/``, ``policies/`` and ``flows/`` folders are, in a checkout or a wheel
+install."""
 
 from __future__ import annotations
 
@@ -19,3 +20,7 @@ def schemas_dir() -> Path:
 
 def policies_dir() -> Path:
     return _bundled("policies")
+
+
+def flows_dir() -> Path:
+    return _bundled("flows")

@@ -16,7 +16,10 @@ from gateway.audit.record import SubjectHasher
 from gateway.config import Config
 from gateway.connector import Connector, ConnectorContext
 from gateway.delivery import Deliveries
-from gateway.exchange import Pipeline, Ports
+from gateway.exchange import Pipeline, Ports, standard_checks
+from gateway.flows import load_flows
+from gateway.flows.engine import FlowEngine
+from gateway.flows.store import FlowStore
 from gateway.oauth.clients import ClientStore
 from gateway.oauth.security import Security
 from gateway.oauth.server import TokenServer
@@ -46,6 +49,7 @@ class Runtime:
     verifier: TokenVerifier
     security: Security
     deliveries: Deliveries
+    flows: FlowEngine | None = None
 
     @property
     def jwks(self) -> list[dict[str, Any]]:
@@ -76,9 +80,13 @@ class Runtime:
             http=http,
             schemas_dir=config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())
         connectors: dict[str, Connector] = {}
+        found = load_flows(config.path(config.flows_dir), config)
+        if found.problems:
+            raise StartupError("the joint procedures do not check:\n" +
+                               "\n".join(f"  {problem}" for problem in found.problems))
         for service in config.services:
-            if service.route:
-                continue  # stored for the receiving member's service, whose connector delivers it
+            if service.route or service.flow is not None:
+                continue  # stored for the receiving member's service, or the flow's steps' services
             try:
                 factory = plugins.load(plugins.CONNECTORS, service.connector)
                 connectors[service.id] = factory(service, context)
@@ -91,24 +99,34 @@ class Runtime:
             deliveries = Deliveries.build(config, engine, context.schemas_dir)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        pipeline = Pipeline(Ports(
+        flows = FlowEngine(config, found, FlowStore(engine), deliveries.store, config.flows_client,
+                           max_attempts=config.delivery.max_attempts) if found.flows else None
+        ports = Ports(
             config=config, tokens=functools.partial(authenticated, security.verifier, config),
             policy=policy, connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
-            limiter=security.limiter, intake=deliveries.intake, validators=deliveries.validators))
-        deliveries.attach(pipeline)
+            limiter=security.limiter, intake=deliveries.intake, validators=deliveries.validators,
+            flows=flows.file if flows is not None else None)
+        pipeline = Pipeline(ports)
+        deliveries.attach(pipeline, queued=found.called)
+        if flows is not None:
+            flows.attach(ports, standard_checks(ports, authenticated=False), deliveries.intake)
         return cls(config=config, engine=engine, audit=audit, http=http, connectors=connectors,
                    pipeline=pipeline, token_server=security.token_server, verifier=security.verifier,
-                   security=security, deliveries=deliveries)
+                   security=security, deliveries=deliveries, flows=flows)
 
     def start(self) -> None:
         self.audit.start()
         self.security.start(http=self.http, on_policy=self._use_policy)
         self.deliveries.start()
+        if self.flows is not None and self.config.delivery.workers:  # where the workers run
+            self.flows.start()
 
     def _use_policy(self, policy: Policy) -> None:
         self.pipeline.policy = policy
 
     async def stop(self) -> None:
+        if self.flows is not None:
+            await self.flows.stop()  # before the queue: a step being stored still needs it
         await self.deliveries.stop()  # first: deliveries in flight still need connectors and audit
         await self.security.stop()
         for connector in self.connectors.values():

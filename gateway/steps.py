@@ -231,17 +231,23 @@ def validate(ctx: Result, validators: Mapping[str, Validator]) -> Result:
     return ctx
 
 
-async def send(ctx: Result, connectors: Mapping[str, Connector], intake: Intake | None) -> Result:
-    """An async service's request is stored for the delivery workers and answered 202; any
-    other goes to the connector now. Errors from here on are the outcome, not a refusal."""
+async def send(ctx: Result, connectors: Mapping[str, Connector], intake: Intake | None,
+               flows: Intake | None = None) -> Result:
+    """A joint dossier files its flow (gateway/flows); an async service's request is stored for
+    the delivery workers; both are answered 202. Any other goes to the connector now. Errors from
+    here on are the outcome, not a refusal."""
     service, _ = ctx.target()
-    if service.delivery != "async":
+    if service.flow is not None:
+        store, missing = flows, "runs no joint procedures"
+    elif service.delivery == "async":
+        store, missing = intake, "runs no delivery queue"
+    else:
         return await invoke(ctx, connectors)
-    if intake is None:
-        return replace(ctx, error=ServerError(f"{service.id} is delivered asynchronously and this "
-                                              "gateway runs no delivery queue"))
+    if store is None:
+        return replace(ctx, error=ServerError(f"{service.id} is answered later and this gateway "
+                                              f"{missing}"))
     try:
-        return await intake(ctx)
+        return await store(ctx)
     except GatewayError as err:
         return replace(ctx, error=err)
 
@@ -275,7 +281,7 @@ async def invoke(ctx: Result, connectors: Mapping[str, Connector]) -> Result:
         # A bug in a connector: where it happened goes to the operator's log (not the message,
         # which may quote the body), the caller gets a 500 that names nothing.
         log.error("connector_crashed", exchange_id=ex.id, service=service.id,
-                  error=type(exc).__name__, stack=stack(exc))
+                  error=type(exc).__name__, frames=stack(exc))
         return replace(ctx, error=ServerError("the connector failed unexpectedly"),
                        upstream_us=_us_since(started))
     if fields is not None:

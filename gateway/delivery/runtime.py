@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -44,9 +44,11 @@ class Deliveries:
                               batch_wait_ms=config.delivery.batch_wait_ms)
         return cls(config, store, validators)
 
-    def attach(self, pipeline: Pipeline) -> None:
-        """The workers send through the pipeline every exchange goes through."""
-        self.dispatcher = Dispatcher(self.store, pipeline, self.config, worker=worker_name())
+    def attach(self, pipeline: Pipeline, queued: Iterable[str] = ()) -> None:
+        """The workers send through the pipeline every exchange goes through; ``queued`` names
+        the sync services whose requests others store too (the flows' steps)."""
+        self.dispatcher = Dispatcher(self.store, pipeline, self.config, worker=worker_name(),
+                                     queued=queued)
 
     def start(self) -> None:
         """Start the writer, and the workers when this process runs them (inside the event loop)."""

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,15 +83,17 @@ class Lane:
 
 
 class Dispatcher:
-    def __init__(self, store: DeliveryStore, pipeline: Pipeline, config: Config, *, worker: str) -> None:
+    def __init__(self, store: DeliveryStore, pipeline: Pipeline, config: Config, *, worker: str,
+                 queued: Iterable[str] = ()) -> None:
         self.store = store
         self.pipeline = pipeline
         self.config = config
         self.settings = config.delivery
         self.worker = worker
         self.lanes: dict[str, Lane] = {}
+        also = set(queued)  # sync services that others store deliveries for: the flows' steps
         for service in config.services:
-            if service.delivery != "async" or service.route:
+            if (service.delivery != "async" and service.id not in also) or service.route:
                 continue  # a routing service's deliveries are stored for the receiving service
             key = upstream_key(service)
             lane = self.lanes.get(key)

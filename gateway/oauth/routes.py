@@ -82,7 +82,7 @@ async def _answer(request: Request, endpoint: str,
             lambda: handle(runtime.token_server, oauth_request))
     except Exception as exc:  # a store (database, Redis) failed: not the client's fault
         log.error(f"{endpoint}_failed", error=type(exc).__name__, client=_client_of(request, form),
-                  stack=stack(exc))
+                  frames=stack(exc))
         return _oauth_error(503, "temporarily_unavailable", "the authorization server cannot answer "
                             "now; try again shortly")
     if isinstance(answer, Verdict):

@@ -125,7 +125,7 @@ class SoapEntry:
             await self._serve(scope, receive, send)
         except Exception as exc:  # a bug here must still answer SOAP, never an HTML 500 page
             log.error("soap_entry_crashed", error=type(exc).__name__, path=scope.get("path"),
-                      stack=stack(exc))
+                      frames=stack(exc))
             err = ServerError(f"the gateway failed unexpectedly ({type(exc).__name__}) while "
                               f"answering {scope.get('method')} {scope.get('path')}; the error is logged")
             await send_response(send, Rendered(500, [("content-type", XML)], fault_for(err, None, None)))
@@ -160,7 +160,7 @@ class SoapEntry:
             except GatewayError:
                 raise
             except Exception as exc:  # an input the reader did not foresee: refused, audited, logged
-                log.error("soap_read_failed", error=type(exc).__name__, stack=stack(exc))
+                log.error("soap_read_failed", error=type(exc).__name__, frames=stack(exc))
                 raise InvalidSoap("the request could not be read as a SOAP message") from exc
             arrival, service_id = self._from_header(parsed, service_path, arrival, service_id)
         except GatewayError as err:

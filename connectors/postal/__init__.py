@@ -1,0 +1,1 @@
+"""Postal delivery (bưu chính): a simulator of the order that sends paper results to the citizen."""

@@ -1,0 +1,1 @@
+"""Residence registration (cư trú, the police): a simulator of its permanent-residence services."""

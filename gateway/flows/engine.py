@@ -1,0 +1,377 @@
+"""Running joint procedures: filing a flow, and advancing it step by step through the one pipeline.
+
+Filing: a one-stop system calls a catalog service marked ``flow: <name>`` with the joint dossier.
+The pipeline authenticates, authorises, reads the people it names and checks it against the flow's
+JSON Schema like any exchange; its ``send`` step is ``FlowEngine.file``, which stores the flow with
+its steps (once per flow and dossier code) and answers 202 with ``Location: /flows/{id}``.
+
+Advancing: each process runs a loop that claims due flows (gateway/flows/store.py) and moves each
+as far as it can go now. A step is sent as an exchange of the gateway's own client (``flows.client``
+in the catalog, the platform's subsystem), through the pipeline's resolve, authorise, admit, parse
+and validate steps, and stored as a delivery: the store-and-forward queue carries it, retries it
+through an outage, and audits every attempt, its data subjects indexed like any exchange's. The
+step's request carries the flow in its purpose (``X-Road-Issue``), so the audit log ties every
+attempt to its flow. The agency's answer decides the step:
+
+    2xx           done: the answer is kept, later steps read it (steps.<id>.<field>)
+    4xx           rejected: the step's ``on_reject`` runs (stop; or compensate earlier steps, then stop)
+    dead delivery an outage that outlasted the queue's attempts: sent again after the step's backoff
+                  while its ``retry.attempts`` last, then failed
+
+A step that has not finished by its deadline, and a flow past its own, are marked overdue (and go
+on). Nothing is lost on ``kill -9``: the flow and its steps are rows, each send is a delivery under
+the key ``flow:{id}:{step}:{n}``, so a send repeated after a crash finds the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import structlog
+
+from gateway.config import Config
+from gateway.connector import Reply
+from gateway.context import Exchange, Intake, Rendered, Result, Step
+from gateway.delivery.store import DeliveryStore, now_us
+from gateway.errors import InvalidBody
+from gateway.exchange import Pipeline, Ports
+from gateway.flows.definition import Compensate, Flow
+from gateway.flows.definition import Step as FlowStep
+from gateway.flows.loading import Flows
+from gateway.flows.mapping import EvaluationError, MissingSource, Scope, build_request, resolve
+from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
+from gateway.ids import new_id
+from gateway.logs import stack
+from gateway.problems import problem_bytes
+
+__all__ = ["FlowEngine"]
+
+log = structlog.get_logger("lienthong.flows")
+
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+POLL_US = 200_000  # a flow waiting for its step's delivery looks again this soon
+IDLE_US = 60_000_000  # at the latest, so deadlines are marked while nothing else happens
+LEASE_US = 30_000_000
+BATCH = 64
+SCOPES = frozenset({"exchange"})
+
+
+def render(result: Result) -> Rendered:
+    """A step's intake as the engine reads it: the 202 (delivery id) or the refusal."""
+    if result.error is not None:
+        return Rendered(result.error.status, [("content-type", "application/problem+json")],
+                        problem_bytes(result.error, exchange_id=result.exchange.id))
+    reply = result.reply
+    assert reply is not None
+    return Rendered(reply.status, [("content-type", "application/json")], orjson.dumps(reply.payload))
+
+
+class FlowEngine:
+    def __init__(self, config: Config, flows: Flows, store: FlowStore, deliveries: DeliveryStore,
+                 client: str, *, max_attempts: int = 12) -> None:
+        self.config = config
+        self.flows = flows
+        self.store = store
+        self.deliveries = deliveries
+        self.client = client  # the gateway's own client, as which steps call the agencies
+        self.max_attempts = max_attempts  # a delivery's attempts before it dies (delivery settings)
+        self._pipeline: Pipeline | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._running = False
+
+    def attach(self, ports: Ports, checks: Sequence[Step], intake: Intake) -> None:
+        """The pipeline the steps go through: the exchange pipeline's checks after authentication
+        (resolve … validate), as the gateway's own client, then the delivery queue's intake."""
+
+        async def as_gateway(ctx: Result) -> Result:
+            return replace(ctx, client=self.client, scopes=SCOPES)
+
+        self._pipeline = Pipeline(ports, checks=(as_gateway, *checks), send=intake)
+
+    # -- filing ------------------------------------------------------------------------------------
+
+    async def file(self, ctx: Result) -> Result:
+        """The send step of a service marked ``flow:``: the flow stored, answered 202."""
+        service, _ = ctx.target()
+        flow = self.flows.started_by(service.id)
+        if flow is None:  # refused by ``lienthong check`` and at start: a wiring mistake
+            raise InvalidBody(f"{service.id} starts no flow this gateway knows", status=404)
+        code = resolve(ctx.payload, flow.code)
+        if not isinstance(code, str) or not code.strip():
+            raise InvalidBody(f"the joint dossier has no dossier code at {flow.code}", status=400,
+                              errors=[{"path": f"$.{flow.code}", "message": "a dossier code is required"}])
+        now = now_us()
+        row = FlowRow(id=new_flow_id(), name=flow.name, dossier_code=code[:128], client=ctx.caller(),
+                      exchange_id=ctx.exchange.id, state="running", dossier=ctx.payload,
+                      subjects=ctx.subjects, started_us=now, updated_us=now,
+                      deadline_us=now + int(flow.deadline * 1e6),
+                      steps=[StepRow(step=s.id, position=i, service=s.service)
+                             for i, s in enumerate(flow.steps)])
+        filed, duplicate = await asyncio.to_thread(self.store.file, row, now)
+        if not duplicate:
+            self.poke()
+        location = f"/flows/{filed.id}"
+        body = {"flowId": filed.id, "flow": filed.name, "state": filed.state, "duplicate": duplicate,
+                "location": location}
+        return replace(ctx, reply=Reply(payload=body, status=202, headers={"Location": location}))
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._running:
+            self._running = True
+            self._task = asyncio.create_task(self._loop(), name="flows")
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while self._running:
+            try:
+                claimed = await asyncio.to_thread(self.store.claim, BATCH, LEASE_US, now_us())
+            except Exception as exc:  # the database is away: try again shortly
+                log.error("flows_claim_failed", error=type(exc).__name__, frames=stack(exc))
+                claimed = []
+            for flow, lease in claimed:
+                try:
+                    await self.advance(flow, lease)
+                except Exception as exc:  # one flow's bug must not stop the others; its lease lapses
+                    log.error("flow_advance_crashed", flow=flow.id, error=type(exc).__name__,
+                              frames=stack(exc))
+            if len(claimed) >= BATCH:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_US / 1e6)
+
+    async def run_once(self) -> int:
+        """Advance every flow that is due now (tests and tools); the number advanced."""
+        claimed = await asyncio.to_thread(self.store.claim, BATCH, LEASE_US, now_us())
+        for flow, lease in claimed:
+            await self.advance(flow, lease)
+        return len(claimed)
+
+    # -- one flow ----------------------------------------------------------------------------------
+
+    async def advance(self, flow: FlowRow, lease: str) -> None:
+        """Move a leased flow as far as it can go now, and save it."""
+        now = now_us()
+        changed: dict[str, StepRow] = {}
+        definition = self.flows.flows.get(flow.name)
+        next_us = now + IDLE_US
+        if definition is None:
+            self._finish(flow, "failed", now, {"code": "Server.FlowUnknown",
+                                               "detail": f"flow {flow.name} is no longer defined"})
+        else:
+            next_us = await self._walk(flow, definition, now, changed)
+        if flow.state in ("running", "waiting") and now > flow.deadline_us:
+            flow.overdue = True
+        saved = await asyncio.to_thread(self.store.save, flow, lease, next_us, now_us(),
+                                        list(changed.values()))
+        if not saved:
+            log.warning("flow_lease_lost", flow=flow.id)
+        elif flow.state in ("completed", "rejected", "failed"):
+            log.info("flow_finished", flow=flow.id, name=flow.name, state=flow.state,
+                     s=round((now - flow.started_us) / 1e6, 3))
+
+    async def _walk(self, flow: FlowRow, definition: Flow, now: int, changed: dict[str, StepRow]) -> int:
+        """The steps in order: the first that is not finished decides what happens now; the time
+        to look again."""
+        steps = {s.step: s for s in flow.steps}
+        undoing = [s for s in flow.steps if s.state == "compensating"]
+        if undoing:
+            return await self._undoing(flow, undoing, now, changed)
+        flow.state = "running"
+        for spec in definition.steps:
+            row = steps[spec.id]
+            if row.state in ("done", "skipped"):
+                continue
+            if row.state in ("rejected", "failed", "compensated"):  # finished: the flow is too
+                return now + IDLE_US
+            scope = self._scope(flow, definition)
+            if row.state == "pending":
+                if row.due_us > now:
+                    flow.state = "waiting"
+                    return row.due_us
+                proceed = await self._send(flow, spec, row, scope, now, changed)
+                if proceed:
+                    continue
+                return now + POLL_US
+            # sent: what became of its delivery
+            view = await asyncio.to_thread(self.deliveries.get, row.delivery_id or "")
+            verdict = self._verdict(flow, definition, spec, row, view, now, changed)
+            if verdict is None:
+                continue  # done: on to the next step
+            return verdict
+        self._finish(flow, "completed", now, None)
+        return now + IDLE_US
+
+    def _scope(self, flow: FlowRow, definition: Flow) -> Scope:
+        results = {s.step: s.result for s in flow.steps if s.state == "done"}
+        started = datetime.fromtimestamp(flow.started_us / 1e6, tz=UTC).astimezone(VIETNAM).date()
+        return Scope(dossier=flow.dossier, steps=results, today=started)
+
+    async def _send(self, flow: FlowRow, spec: FlowStep, row: StepRow, scope: Scope, now: int,
+                    changed: dict[str, StepRow]) -> bool:
+        """A pending step: skipped (its condition does not hold; True: go on), or sent (False)."""
+        changed[row.step] = row
+        try:
+            if spec.when is not None and not spec.when.holds(scope):
+                row.state, row.finished_us = "skipped", now
+                return True
+            request = build_request(spec.input, scope)
+        except (MissingSource, EvaluationError) as exc:
+            self._fail_step(flow, row, now, {"code": "Server.FlowInput", "detail": str(exc)})
+            return False
+        sent = await self._store_request(flow, spec.service, request, f"{row.step}:{row.sends + 1}")
+        if isinstance(sent, dict):  # refused at intake: policy, schema, unknown service
+            self._fail_step(flow, row, now, sent)
+            return False
+        row.state, row.delivery_id, row.sends = "sent", sent, row.sends + 1
+        if row.started_us is None:
+            row.started_us = now
+            if spec.deadline is not None:
+                row.deadline_us = now + int(spec.deadline * 1e6)
+        return False
+
+    def _verdict(self, flow: FlowRow, definition: Flow, spec: FlowStep, row: StepRow,
+                 view: dict[str, Any] | None, now: int, changed: dict[str, StepRow]) -> int | None:
+        """A sent step's delivery: None when the step is done, else the time to look again."""
+        if row.deadline_us is not None and now > row.deadline_us and not row.overdue:
+            row.overdue = True
+            changed[row.step] = row
+        if view is None:
+            self._fail_step(flow, row, now, {"code": "Server.FlowLost",
+                                             "detail": f"delivery {row.delivery_id} is gone"})
+            changed[row.step] = row
+            return now + IDLE_US
+        state, response = view["state"], view.get("response") or {}
+        status = response.get("status")
+        if state == "delivered" and isinstance(status, int) and 200 <= status < 300:
+            row.state, row.result, row.finished_us = "done", response.get("body"), now
+            changed[row.step] = row
+            return None
+        if state == "delivered":  # the agency answered, and refused: its words are the reason
+            row.state, row.finished_us = "rejected", now
+            row.reason = {"status": status, "answer": response.get("body")}
+            changed[row.step] = row
+            return self._rejected(flow, definition, spec, now, changed)
+        if state in ("dead", "cancelled"):
+            error = view.get("lastError") or {"code": "Server.Cancelled", "detail": f"delivery {state}"}
+            used = (row.sends - 1) * self.max_attempts + int(view.get("attempts") or 0)
+            if state == "dead" and error.get("retryable") and used < spec.retry.attempts:
+                wait = min(spec.retry.backoff * 2 ** (row.sends - 1), spec.retry.max_backoff)
+                row.state, row.due_us, row.reason = "pending", now + int(wait * 1e6), error
+                changed[row.step] = row
+                flow.state = "waiting"
+                return row.due_us
+            self._fail_step(flow, row, now, error)
+            changed[row.step] = row
+            return now + IDLE_US
+        # still on its way: waiting when the agency is failing, running otherwise
+        flow.state = "waiting" if view.get("lastError") else "running"
+        return now + POLL_US
+
+    def _rejected(self, flow: FlowRow, definition: Flow, spec: FlowStep, now: int,
+                  changed: dict[str, StepRow]) -> int:
+        """A step the agency refused: stop, or first undo the earlier steps the definition names."""
+        if not isinstance(spec.on_reject, Compensate):
+            self._finish(flow, "rejected", now, {"step": spec.id, **(changed[spec.id].reason or {})})
+            return now + IDLE_US
+        steps = {s.step: s for s in flow.steps}
+        for name in spec.on_reject.compensate:
+            target, undo = steps[name], definition.step(name)
+            if target.state == "done" and undo is not None and undo.compensation is not None:
+                target.state = "compensating"
+                changed[name] = target
+        flow.reason = {"step": spec.id, **(changed[spec.id].reason or {})}
+        flow.state = "running"
+        return now  # the undo is sent at once, by the next look
+
+    async def _undoing(self, flow: FlowRow, undoing: list[StepRow], now: int,
+                       changed: dict[str, StepRow]) -> int:
+        """Steps being undone after a rejection: send each undo once, wait for their answers, then
+        the flow is rejected (its reason set when the rejection came)."""
+        definition = self.flows.flows[flow.name]
+        scope = self._scope(flow, definition)
+        waiting = False
+        for row in undoing:
+            spec = definition.step(row.step)
+            assert spec is not None and spec.compensation is not None
+            if row.undo_delivery_id is None:
+                try:
+                    request = build_request(spec.compensation.input, scope)
+                except (MissingSource, EvaluationError) as exc:
+                    row.state, row.reason = "done", {"code": "Server.FlowInput", "detail": str(exc),
+                                                     "undo": "failed"}
+                    changed[row.step] = row
+                    continue
+                sent = await self._store_request(flow, spec.compensation.service, request,
+                                                 f"{row.step}:undo")
+                if isinstance(sent, dict):
+                    row.state, row.reason = "done", {**sent, "undo": "failed"}
+                else:
+                    row.undo_delivery_id = sent
+                    waiting = True
+                changed[row.step] = row
+                continue
+            view = await asyncio.to_thread(self.deliveries.get, row.undo_delivery_id)
+            response = (view or {}).get("response") or {}
+            status = response.get("status")
+            if view is not None and view["state"] == "delivered" and isinstance(status, int) \
+                    and 200 <= status < 300:
+                row.state = "compensated"
+            elif view is not None and view["state"] == "pending":
+                waiting = True
+                continue
+            else:  # the undo was refused or could not be delivered: say so, the step stays done
+                row.state = "done"
+                row.reason = {"undo": "failed", "status": status,
+                              "answer": response.get("body") if view else None}
+            changed[row.step] = row
+        if waiting:
+            return now + POLL_US
+        self._finish(flow, "rejected", now, flow.reason)
+        return now + IDLE_US
+
+    async def _store_request(self, flow: FlowRow, service_id: str, request: Mapping[str, Any],
+                             key: str) -> str | dict[str, Any]:
+        """A step's request stored as a delivery through the pipeline: its id, or the refusal."""
+        if self._pipeline is None:
+            raise RuntimeError("the flow engine runs no pipeline: attach it first")
+        exchange = Exchange(id=new_id(), protocol="flow", received_us=now_us(), method="POST",
+                            service_id=service_id, body=orjson.dumps(request),
+                            content_type="application/json",
+                            issue=f"{flow.dossier_code} flow/{flow.id}",
+                            idempotency_key=f"flow:{flow.id}:{key}")
+        rendered = await self._pipeline.run(exchange, render)
+        answer = orjson.loads(rendered.body) if rendered.body else {}
+        if rendered.status == 202 and isinstance(answer, dict) and answer.get("deliveryId"):
+            return str(answer["deliveryId"])
+        return {"code": answer.get("code") if isinstance(answer, dict) else None, "status": rendered.status,
+                "detail": answer.get("detail") if isinstance(answer, dict) else None}
+
+    def _fail_step(self, flow: FlowRow, row: StepRow, now: int, reason: dict[str, Any]) -> None:
+        row.state, row.finished_us, row.reason = "failed", now, reason
+        self._finish(flow, "failed", now, {"step": row.step, **reason})
+
+    @staticmethod
+    def _finish(flow: FlowRow, state: str, now: int, reason: Any) -> None:
+        flow.state, flow.finished_us, flow.reason = state, now, reason

@@ -1,0 +1,199 @@
+"""Joint procedures end to end: a one-stop system files a joint dossier at the gateway, which runs
+the flow across the agencies' simulators through the pipeline and the delivery queue (real
+processes and sockets, SQLite and PostgreSQL: the session's ``stack``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.audit.log import AuditLog
+from gateway.audit.record import SubjectHasher
+from gateway.keys import load_subject_key
+from gateway.storage.db import create_engine
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+ONESTOP = "VN/GOV/000.00.00.H41/MOTCUA"
+OTHER = "VN/GOV/000.00.00.H60/MOTCUA"
+BIRTH = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiSinh3Trong1"
+DEATH = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiTu"
+ADDRESS = {"MaTinh": "40", "MaXa": "25456", "ChiTiet": "Số 12, đường Lê Lợi"}
+
+
+def code() -> str:
+    return f"H41.31-20261203-{time.time_ns() % 10**7:07d}"
+
+
+def pid(prefix: str = "040") -> str:
+    """A 12-digit personal id, new each call (the session's simulators keep what they registered)."""
+    width = 12 - len(prefix)
+    return f"{prefix}{time.time_ns() % 10**width:0{width}d}"
+
+
+def birth(**changes: Any) -> dict[str, Any]:
+    mother = {"HoTen": "Trần Thị Lan", "SoDinhDanh": pid("0401")}
+    dossier: dict[str, Any] = {
+        "MaHoSo": code(), "NoiDangKy": "25456",
+        "Tre": {"HoTen": "Nguyễn Minh Khang", "GioiTinh": 1, "NgaySinh": "2026-11-20",
+                "NoiSinh": "Bệnh viện Sản Nhi Nghệ An", "DanToc": "Kinh", "QuocTich": "Việt Nam"},
+        "Me": mother,
+        "NguoiYeuCau": {**mother, "QuanHe": "Mẹ", "SoDienThoai": "0912345678"},
+        "ThuongTru": {"ChuHo": {"HoTen": "Nguyễn Văn Hùng", "SoDinhDanh": pid("0400")},
+                      "QuanHeVoiChuHo": "Cháu", "DiaChi": ADDRESS},
+        "NhanKetQua": {"HinhThuc": "buu_chinh", "DiaChi": ADDRESS},
+    }
+    dossier.update(changes)
+    return dossier
+
+
+def death(**changes: Any) -> dict[str, Any]:
+    dossier: dict[str, Any] = {
+        "MaHoSo": code(), "NoiDangKy": "25456",
+        "NguoiChet": {"HoTen": "Lê Văn Bình", "SoDinhDanh": pid("0400"), "NgayChet": "2026-12-01",
+                      "NoiChet": "Tại nhà"},
+        "NguoiYeuCau": {"HoTen": "Lê Thị Hoa", "SoDinhDanh": pid("0401"), "QuanHe": "Con",
+                        "SoDienThoai": "0987654321"},
+        "NhanKetQua": {"HinhThuc": "truc_tiep"},
+    }
+    dossier.update(changes)
+    return dossier
+
+
+def headers(stack: Stack, client: str = ONESTOP) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.token(client)}"}
+
+
+def file(stack: Stack, service: str, dossier: dict[str, Any], client: str = ONESTOP) -> httpx.Response:
+    return httpx.post(f"{stack.base}/r1/{service}", json=dossier, headers=headers(stack, client), timeout=30)
+
+
+def follow(stack: Stack, location: str, until: tuple[str, ...] = ("completed", "rejected", "failed"),
+           seconds: float = 45) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    auth = headers(stack)
+    while True:
+        r = httpx.get(f"{stack.base}{location}", headers=auth, timeout=10)
+        assert r.status_code == 200, r.text
+        flow: dict[str, Any] = r.json()
+        if flow["state"] in until or time.monotonic() > deadline:
+            return flow
+        time.sleep(0.2)
+
+
+def steps(flow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["step"]: s for s in flow["steps"]}
+
+
+def test_a_3_in_1_flow_runs_across_three_agencies_and_the_post(stack: Stack) -> None:
+    dossier = birth()
+    r = file(stack, BIRTH, dossier)
+    assert r.status_code == 202, r.text
+    location = r.headers["location"]
+    assert location == r.json()["location"] == f"/flows/{r.json()['flowId']}"
+    flow = follow(stack, location)
+    assert flow["state"] == "completed", flow
+    done = steps(flow)
+    assert [s["state"] for s in flow["steps"]] == ["done", "done", "done", "done"]
+    child = done["khai_sinh"]["result"]["SoDinhDanh"]
+    assert re.fullmatch(r"[0-9]{12}", child)
+    assert done["bhyt"]["result"]["SoTheBHYT"].startswith("TE1")
+    assert re.fullmatch(r"EV[0-9]{9}VN", done["buu_chinh"]["result"]["MaVanDon"])
+    assert flow["dossier"] == dossier["MaHoSo"] and flow["client"] == ONESTOP
+    # the residence registration used the child's new id, as the definition maps it
+    registered = httpx.get(f"{stack.sims['residence']}/_sim/registrations").json()["items"]
+    assert any(i.get("MaHoSo") == dossier["MaHoSo"] and child in json.dumps(i) for i in registered)
+    # every step is an audited exchange carrying the flow, its people indexed
+    engine = create_engine(stack.database)
+    try:
+        log = AuditLog(engine)
+        leaves = [json.loads(x.leaf) for x in log.read(max(0, log.size() - 400), 400)]
+    finally:
+        engine.dispose()
+    about = [leaf for leaf in leaves if f"flow/{flow['id']}" in (leaf.get("purpose") or "")]
+    assert {leaf["protocol"] for leaf in about} >= {"flow", "delivery"}
+    assert {leaf["service"] for leaf in about} >= {s["service"] for s in flow["steps"]}
+    hasher = SubjectHasher(load_subject_key(stack.config_path.parent / "keys"))
+    mother = hasher(dossier["Me"]["SoDinhDanh"])
+    assert any(mother in leaf.get("subjects", []) for leaf in about)
+    assert dossier["Me"]["SoDinhDanh"] not in json.dumps(about)
+
+
+def test_filing_the_same_dossier_again_finds_the_same_flow(stack: Stack) -> None:
+    dossier = birth(NhanKetQua={"HinhThuc": "truc_tiep"})
+    first, again = file(stack, BIRTH, dossier), file(stack, BIRTH, dossier)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["flowId"] == first.json()["flowId"] and again.json()["duplicate"] is True
+    flow = follow(stack, first.headers["location"])
+    assert flow["state"] == "completed"
+    assert steps(flow)["buu_chinh"]["state"] == "skipped"  # results collected in person
+    listed = httpx.get(f"{stack.base}/flows", params={"dossier": dossier["MaHoSo"]},
+                       headers=headers(stack), timeout=10).json()["items"]
+    assert [f["id"] for f in listed] == [first.json()["flowId"]]
+
+
+def test_a_child_6_or_older_gets_no_card_step(stack: Stack) -> None:
+    dossier = birth(NhanKetQua={"HinhThuc": "truc_tiep"})
+    dossier["Tre"] = {**dossier["Tre"], "NgaySinh": "2019-01-15"}
+    flow = follow(stack, file(stack, BIRTH, dossier).headers["location"])
+    assert flow["state"] == "completed"
+    assert steps(flow)["bhyt"]["state"] == "skipped"
+
+
+def test_a_rejected_birth_stops_the_flow_with_the_agencys_reason(stack: Stack) -> None:
+    dossier = birth()
+    dossier["Me"] = {"HoTen": "Sai Tên Mẹ", "SoDinhDanh": dossier["Me"]["SoDinhDanh"]}
+    flow = follow(stack, file(stack, BIRTH, dossier).headers["location"])
+    assert flow["state"] == "rejected", flow
+    first = steps(flow)["khai_sinh"]
+    assert first["state"] == "rejected" and first["reason"]["status"] == 422
+    assert first["reason"]["answer"]["MaLoi"] == "TEN_KHONG_KHOP"
+    assert flow["reason"]["step"] == "khai_sinh"
+    assert [steps(flow)[s]["state"] for s in ("thuong_tru", "bhyt", "buu_chinh")] == ["pending"] * 3
+
+
+def test_the_death_group_registers_strikes_off_and_pays_the_allowance(stack: Stack) -> None:
+    dossier = death(NguoiNhanMaiTang={"HoTen": "Lê Thị Hoa", "SoDinhDanh": pid("0401")})
+    r = file(stack, DEATH, dossier)
+    assert r.status_code == 202, r.text
+    flow = follow(stack, r.headers["location"])
+    assert flow["state"] == "completed", flow
+    done = steps(flow)
+    assert done["xoa_thuong_tru"]["state"] == "done" and done["mai_tang"]["result"]["SoTien"] > 0
+    assert done["buu_chinh"]["state"] == "skipped"
+
+
+def test_an_agency_outage_is_ridden_out(stack: Stack) -> None:
+    residence = stack.sims["residence"]
+    httpx.post(f"{residence}/_sim/mode", json={"mode": "down"}).raise_for_status()
+    try:
+        r = file(stack, BIRTH, birth(NhanKetQua={"HinhThuc": "truc_tiep"}))
+        waiting = follow(stack, r.headers["location"], until=("waiting",), seconds=20)
+        assert waiting["state"] == "waiting", waiting
+        assert steps(waiting)["khai_sinh"]["state"] == "done"
+    finally:
+        httpx.post(f"{residence}/_sim/mode", json={"mode": "normal"}).raise_for_status()
+    flow = follow(stack, r.headers["location"], seconds=90)
+    assert flow["state"] == "completed", flow
+
+
+def test_bad_joint_dossiers_and_unknown_flows_are_refused(stack: Stack) -> None:
+    incomplete = birth()
+    del incomplete["Me"]
+    r = file(stack, BIRTH, incomplete)
+    assert r.status_code in (400, 422) and "Me" in r.text
+    missing = httpx.get(f"{stack.base}/flows/nope", headers=headers(stack), timeout=10)
+    assert missing.status_code == 404
+    mine = file(stack, BIRTH, birth(NhanKetQua={"HinhThuc": "truc_tiep"}))
+    theirs = httpx.get(f"{stack.base}{mine.headers['location']}", headers=headers(stack, OTHER), timeout=10)
+    assert theirs.status_code == 404  # another one-stop system does not see it
+    listing = httpx.get(f"{stack.base}/flows", headers=headers(stack), timeout=10)
+    assert listing.status_code == 400  # a client names the dossier
+    unauthorised = file(stack, BIRTH, birth(), client="VN/GOV/000.00.00.G22/DVCQG")
+    assert unauthorised.status_code == 403
