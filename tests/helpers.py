@@ -31,10 +31,11 @@ class FunctionConnector:
 
 
 def rest_only_config(tmp_path: Path, **overrides: object) -> tuple[Config, dict[str, str]]:
-    """The demo configuration cut down to its REST services (no simulator needed to start)."""
+    """The demo configuration cut down to its REST services and the joint procedures that call
+    them (no simulator needed to start)."""
     init = initialise(tmp_path / "gw")
     data = yaml.safe_load(init.config_path.read_text())
-    data["services"] = [s for s in data["services"] if s.get("connector") == "rest"]
+    data["services"] = [s for s in data["services"] if s.get("connector") == "rest" or s.get("flow")]
     for member in data["members"]:
         member.pop("routing", None)  # its receiving services are gone
     data.update(overrides)

@@ -68,7 +68,7 @@ def soap_config(workdir: Path, *, services: list[dict[str, Any]], clients: list[
     init = initialise(workdir, **kwargs)
     data = yaml.safe_load(init.config_path.read_text())
     if not keep_demo:
-        data["services"] = [s for s in data["services"] if s.get("connector") == "rest"]
+        data["services"] = [s for s in data["services"] if s.get("connector") == "rest" or s.get("flow")]
         for member in data["members"]:
             member.pop("routing", None)  # its receiving services are gone
     known = {m["id"]: m for m in data["members"]}

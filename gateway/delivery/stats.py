@@ -12,7 +12,7 @@ For each agency (the code of the province whose one-stop system holds the dossie
   (``NgayHenTra``).
 
 A share is null when there is nothing to divide. The facts come from ``delivery_dossiers``, which
-holds the latest state of each dossier as delivered (see ``store.DeliveryStore._track``).
+holds the latest state of each dossier as delivered (see ``dossiers.track``).
 
 Agencies change (gateway/agencies.py): a dossier counts for the agency recorded when it went through,
 and stays there. Per recorded agency (the default), an item of an agency that has since ended says so

@@ -1,0 +1,101 @@
+"""The operators' views of the queue: one delivery, a listing, counts by service and state, the age
+of the oldest pending delivery. They read through connections that take no write lock, so looking
+never holds up the writer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.delivery.model import BLOCKING, PENDING, now_us
+from gateway.delivery.sql import selecting
+from gateway.delivery.tables import deliveries
+
+__all__ = ["DeliveryViews", "describe"]
+
+
+class DeliveryViews:
+    def __init__(self, reader: Engine) -> None:
+        self.reader = reader
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None:
+        with self.reader.connect() as conn:
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+            if row is None:
+                return None
+            view = describe(row._mapping)
+            if row.state == PENDING:
+                view["waitingFor"] = _blocker(conn, row.order_key, row.seq)
+            return view
+
+    def find(self, *, state: str | None = None, service: str | None = None, dossier: str | None = None,
+             flagged: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        query = selecting(sa.select(*[c for c in deliveries.c if c.name not in ("body", "response")]),
+                          state=state, service=service, dossier=dossier, flagged=flagged)
+        query = query.where(deliveries.c.seq > after).order_by(deliveries.c.seq).limit(limit)
+        with self.reader.connect() as conn:
+            return [describe(r._mapping) for r in conn.execute(query)]
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Deliveries and attempts by service and state."""
+        d = deliveries
+        query = (sa.select(d.c.service, d.c.state, sa.func.count().label("n"),
+                           sa.func.coalesce(sa.func.sum(d.c.attempts), 0).label("attempts"))
+                 .group_by(d.c.service, d.c.state))
+        with self.reader.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def oldest_pending_us(self) -> int | None:
+        query = (sa.select(deliveries.c.created_us).where(deliveries.c.state == PENDING)
+                 .order_by(deliveries.c.seq).limit(1))
+        with self.reader.connect() as conn:
+            value = conn.execute(query).scalar()
+        return int(value) if value is not None else None
+
+
+def _blocker(conn: Connection, order_key: str, seq: int) -> str | None:
+    """The earliest delivery of the same chain that holds this one back."""
+    query = (sa.select(deliveries.c.id).where(deliveries.c.order_key == order_key,
+                                               deliveries.c.seq < seq,
+                                               deliveries.c.state.in_(BLOCKING))
+             .order_by(deliveries.c.seq).limit(1))
+    return conn.execute(query).scalar()
+
+
+def describe(row: Any) -> dict[str, Any]:
+    """A delivery as the API and the CLI show it."""
+    in_flight = row["state"] == PENDING and row["lease"] is not None and row["next_us"] > now_us()
+    view: dict[str, Any] = {
+        "id": row["id"], "state": "in-flight" if in_flight else row["state"],
+        "service": row["service"], "operation": row["operation"], "dossier": row["dossier"],
+        "client": row["client"], "attempts": row["attempts"], "exchangeId": row["exchange_id"],
+        "created": _iso(row["created_us"]), "updated": _iso(row["updated_us"]),
+        "delivered": _iso(row["delivered_us"]) if row["delivered_us"] else None,
+        "nextAttempt": _iso(row["next_us"]) if row["state"] == PENDING and not in_flight else None,
+        "lastError": orjson.loads(row["last_error"]) if row["last_error"] else None,
+        "worker": row["worker"], "flag": row["flag"], "replayOf": row["replay_of"], "seq": row["seq"],
+    }
+    if "response" in row.keys():  # noqa: SIM118 - a RowMapping, not a dict
+        view["response"] = _answer(row["response"], row["response_status"])
+    return view
+
+
+def _answer(body: bytes | None, status: int | None) -> dict[str, Any] | None:
+    if body is None or status is None:
+        return None
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = bytes(body).decode("utf-8", "replace")
+    return {"status": status, "body": payload}
+
+
+def _iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="milliseconds")
