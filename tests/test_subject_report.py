@@ -59,3 +59,27 @@ def test_a_dossier_filed_in_a_citizens_name_shows_in_their_report(stack: Stack) 
     assert r.status_code == 202, r.text
     accesses = _report(stack, person)
     assert any(a["service"]["id"] == PUSH and a["outcome"] == "ok" for a in accesses), accesses  # type: ignore[index]
+
+
+def test_a_progress_update_shows_in_the_dossier_owners_report(stack: Stack) -> None:
+    """A progress update names no citizen, but it is about the dossier's owner: indexed as them,
+    once the dossier itself went through the gateway."""
+    person = _person()
+    token = stack.token(f"{TUYEN_QUANG}/MOTCUA")
+    code = f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
+    dossier = {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
+               "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": person,
+               "NgayTiepNhan": "20261121090000", "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2"}
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"{stack.base}/r1/{PUSH}", json=dossier, headers=auth).status_code == 202
+    progress = {"MaHoSo": code, "NguoiXuLy": "Trần Văn B", "ChucDanh": "Chuyên viên",
+                "ThoiDiemXuLy": "20261122100000", "PhongBanXuLy": "Bộ phận một cửa",
+                "NoiDungXuLy": "Đang xử lý", "TrangThai": "4", "NgayBatDau": "20261121090000",
+                "NgayKetThucTheoQuyDinh": "20261126170000"}
+    r = httpx.post(f"{stack.base}/r1/{PORTAL}/DVCQG/CapNhatTienDoHoSoMC", json=progress, headers=auth)
+    assert r.status_code == 202, r.text
+    services = [a["service"]["id"] for a in _report(stack, person)]  # type: ignore[index]
+    assert f"{PORTAL}/DVCQG/CapNhatTienDoHoSoMC" in services and PUSH in services
+    stranger = {**progress, "MaHoSo": f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"}
+    assert httpx.post(f"{stack.base}/r1/{PORTAL}/DVCQG/CapNhatTienDoHoSoMC", json=stranger,
+                      headers=auth).status_code == 202  # a dossier never seen here: no one indexed

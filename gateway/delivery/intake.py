@@ -17,6 +17,7 @@ an agency no member receives is refused here, 422, naming it, before anything is
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import replace
@@ -65,6 +66,7 @@ class Intake:
 
     async def __call__(self, ctx: Result) -> Result:
         target = self.route(ctx)
+        ctx = await self._owner_of_progress(ctx)
         accepted = await self.store.accept(self.new_delivery(ctx, target))
         if self._notify is not None and not accepted.duplicate:
             self._notify()
@@ -81,6 +83,16 @@ class Intake:
         location = f"/deliveries/{accepted.id}"
         return replace(ctx, reply=Reply(payload={**body, "location": location}, status=202,
                                         headers={"Location": location}))
+
+    async def _owner_of_progress(self, ctx: Result) -> Result:
+        """A progress update names no citizen, but it is about the dossier's owner: the subjects
+        the dossier's earlier messages named are this one's too (the audit record indexes them,
+        so the owner's access report shows every step of their dossier)."""
+        tracking = ctx.service.dossier if ctx.service is not None else None
+        if tracking is None or tracking.message != "progress" or ctx.subjects:
+            return ctx
+        known = await asyncio.to_thread(self.store.subjects_of, dossier_code(ctx.payload))
+        return replace(ctx, subjects=known) if known else ctx
 
     def route(self, ctx: Result) -> Target | None:
         """Where a routing service's request goes; None for any other service."""

@@ -120,3 +120,6 @@ class DeliveryStore:
 
     def oldest_pending_us(self) -> int | None:
         return self.views.oldest_pending_us()
+
+    def subjects_of(self, dossier: str) -> tuple[str, ...]:
+        return self.views.subjects_of(dossier)

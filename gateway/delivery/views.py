@@ -50,6 +50,16 @@ class DeliveryViews:
         with self.reader.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def subjects_of(self, dossier: str) -> tuple[str, ...]:
+        """The data subjects an earlier message of this dossier named (its owner, by keyed hash):
+        a progress update names no citizen, yet it is about the dossier's owner."""
+        query = (sa.select(deliveries.c.subjects)
+                 .where(deliveries.c.dossier == dossier, deliveries.c.subjects != "[]")
+                 .order_by(deliveries.c.seq).limit(1))
+        with self.reader.connect() as conn:
+            found = conn.execute(query).scalar()
+        return tuple(orjson.loads(found)) if found else ()
+
     def oldest_pending_us(self) -> int | None:
         query = (sa.select(deliveries.c.created_us).where(deliveries.c.state == PENDING)
                  .order_by(deliveries.c.seq).limit(1))
