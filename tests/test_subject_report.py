@@ -47,14 +47,20 @@ def test_an_unreadable_refused_request_names_no_one(stack: Stack) -> None:
     assert r.status_code == 403  # refused by policy first; the broken body is simply not indexed
 
 
+def _code() -> str:
+    return f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
+
+
+def _dossier(code: str, owner: str) -> dict[str, str]:
+    return {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
+            "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": owner,
+            "NgayTiepNhan": "20261121090000", "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2"}
+
+
 def test_a_dossier_filed_in_a_citizens_name_shows_in_their_report(stack: Stack) -> None:
     person = _person()
     token = stack.token(f"{TUYEN_QUANG}/MOTCUA")
-    code = f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
-    dossier = {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
-               "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": person,
-               "NgayTiepNhan": "20261121090000", "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2"}
-    r = httpx.post(f"{stack.base}/r1/{PUSH}", json=dossier,
+    r = httpx.post(f"{stack.base}/r1/{PUSH}", json=_dossier(_code(), person),
                    headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 202, r.text
     accesses = _report(stack, person)
@@ -64,14 +70,9 @@ def test_a_dossier_filed_in_a_citizens_name_shows_in_their_report(stack: Stack) 
 def test_a_progress_update_shows_in_the_dossier_owners_report(stack: Stack) -> None:
     """A progress update names no citizen, but it is about the dossier's owner: indexed as them,
     once the dossier itself went through the gateway."""
-    person = _person()
-    token = stack.token(f"{TUYEN_QUANG}/MOTCUA")
-    code = f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"
-    dossier = {"MaHoSo": code, "MaTTHC": "1.001193.000.00.00.H22", "TenTTHC": "Đăng ký khai sinh",
-               "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1", "MaDoiTuong": person,
-               "NgayTiepNhan": "20261121090000", "NgayHenTra": "20261126170000", "TrangThaiHoSo": "2"}
-    auth = {"Authorization": f"Bearer {token}"}
-    assert httpx.post(f"{stack.base}/r1/{PUSH}", json=dossier, headers=auth).status_code == 202
+    person, code = _person(), _code()
+    auth = {"Authorization": f"Bearer {stack.token(f'{TUYEN_QUANG}/MOTCUA')}"}
+    assert httpx.post(f"{stack.base}/r1/{PUSH}", json=_dossier(code, person), headers=auth).status_code == 202
     progress = {"MaHoSo": code, "NguoiXuLy": "Trần Văn B", "ChucDanh": "Chuyên viên",
                 "ThoiDiemXuLy": "20261122100000", "PhongBanXuLy": "Bộ phận một cửa",
                 "NoiDungXuLy": "Đang xử lý", "TrangThai": "4", "NgayBatDau": "20261121090000",
@@ -80,6 +81,6 @@ def test_a_progress_update_shows_in_the_dossier_owners_report(stack: Stack) -> N
     assert r.status_code == 202, r.text
     services = [a["service"]["id"] for a in _report(stack, person)]  # type: ignore[index]
     assert f"{PORTAL}/DVCQG/CapNhatTienDoHoSoMC" in services and PUSH in services
-    stranger = {**progress, "MaHoSo": f"H60.23-20261121-{int(random_id(), 16) % 10_000_000:07d}"}
+    stranger = {**progress, "MaHoSo": _code()}
     assert httpx.post(f"{stack.base}/r1/{PORTAL}/DVCQG/CapNhatTienDoHoSoMC", json=stranger,
                       headers=auth).status_code == 202  # a dossier never seen here: no one indexed
