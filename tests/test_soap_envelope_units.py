@@ -418,13 +418,22 @@ def test_multipart_refusals(data: bytes, kind: str, error: type[Exception], mess
         read(data, kind, xroad=False)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a Content-Type parameter the email parser chokes on "
-                   "('multipart/related; 0*') makes envelope.read raise IndexError instead of a SOAP "
-                   "fault error (the SOAP face's catch-all turns it into Client.InvalidSoap)")
-def test_malformed_multipart_parameters_are_a_soap_fault_error() -> None:
-    data = multipart(SOAP_PART)
-    with pytest.raises(SoapClientError):
-        read(data, "multipart/related; boundary=XX; 0*", xroad=False)
+@pytest.mark.parametrize("kind", ["multipart/related; boundary=XX; 0*", "multipart/related; boundary=XX; a*",
+                                  f"{MP}; start*"])
+def test_malformed_multipart_parameters_are_a_soap_fault_error(kind: str) -> None:
+    """A Content-Type whose parameters Python's email parser cannot read (it raises IndexError) is
+    refused as a request that is no SOAP message, never an unexpected exception."""
+    with pytest.raises(InvalidSoap) as refused:
+        read(multipart(SOAP_PART), kind, xroad=False)
+    assert isinstance(refused.value, SoapClientError) and refused.value.code == "Client.InvalidSoap"
+    assert str(refused.value) == "the request could not be read as a SOAP message"
+
+
+def test_part_header_the_parser_cannot_read_is_a_broken_header() -> None:
+    """The same parameters on a part's Content-Type are that part's broken header."""
+    part = b"Content-Type: text/xml; 0*\r\n\r\n" + plain()
+    with pytest.raises(MimeParsingFailed, match="a part of the multipart message has a header that cannot"):
+        read(multipart(part), MP, xroad=False)
 
 
 # --- writing --------------------------------------------------------------------------------------------

@@ -129,11 +129,12 @@ def split_mime(data: bytes, content_type: str, limit: int) -> bytes:
     Every part is checked as X-Road's decoder checks it: a part whose header is broken is refused
     (``Client.MimeParsingFailed``), a part with no ``Content-Type`` and a SOAP part that is not
     ``text/xml`` (or XOP) are ``Client.InvalidContentType``, a message with no part at all is
-    ``Client.MissingSoap``."""
+    ``Client.MissingSoap``; a Content-Type (the request's) that cannot be parsed at all is
+    ``Client.InvalidSoap``."""
     if len(data) > limit:
         raise PayloadTooLarge(f"the body is larger than the {limit} bytes this gateway accepts")
     head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\nMIME-Version: 1.0\r\n\r\n"
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + data)
+    message = _parse_mime(head, data)
     if not message.is_multipart():
         if message.get_boundary() is None:
             raise InvalidSoap("the multipart message has no boundary")
@@ -160,6 +161,34 @@ def split_mime(data: bytes, content_type: str, limit: int) -> bytes:
     if not isinstance(payload, bytes) or not payload.strip():
         raise InvalidSoap("the multipart message's SOAP part is empty")
     return payload
+
+
+def _parse_mime(head: bytes, data: bytes) -> Any:
+    """The parsed message; a header the email package cannot parse is the client's error.
+
+    Its header parser raises (``IndexError`` on ``multipart/related; boundary=XX; 0*``, for one)
+    instead of noting a defect, and which exceptions it may raise is not documented: any of them is
+    the fault for a malformed message when the request's own Content-Type is to blame, else the
+    fault for a broken part header."""
+    try:
+        return _mime_parser().parsebytes(head + data)
+    except Exception as exc:
+        if not _parses(head):  # the SOAP face's words for a request it cannot read at all
+            raise InvalidSoap("the request could not be read as a SOAP message") from exc
+        raise MimeParsingFailed("a part of the multipart message has a header that cannot be parsed") \
+            from exc
+
+
+def _parses(head: bytes) -> bool:
+    try:
+        _mime_parser().parsebytes(head)
+    except Exception:
+        return False
+    return True
+
+
+def _mime_parser() -> email.parser.BytesParser:
+    return email.parser.BytesParser(policy=email.policy.HTTP)
 
 
 _HEADER_DEFECTS = ("MissingHeaderBodySeparatorDefect", "InvalidHeaderDefect", "HeaderMissingRequiredValue",

@@ -24,16 +24,15 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.xml.simple import NOT_XML, Errors, Simple, compile_simple
+from gateway.xml.simple import MAX_ERRORS, NOT_XML, Errors, Simple, TooManyErrors, compile_simple, note
 
-__all__ = ["Compiler", "Element", "TranslationError", "compile_element", "untyped"]
+__all__ = ["MAX_ERRORS", "Compiler", "Element", "TranslationError", "compile_element", "untyped"]
 
 XSD = "http://www.w3.org/2001/XMLSchema"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_NIL = f"{{{XSI}}}nil"
 XSI_TYPE = f"{{{XSI}}}type"
 _XSI_IGNORED = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
-MAX_ERRORS = 50
 ANY = "#any"
 CONTENT = "#content"
 TEXT = "$"
@@ -48,17 +47,7 @@ class TranslationError(ValueError):
         self.errors = errors
 
 
-class _TooMany(Exception):
-    pass
-
-
 _ABSENT: Any = object()
-
-
-def _note(errors: Errors, path: str, message: str) -> None:
-    errors.append({"path": path, "message": message})
-    if len(errors) >= MAX_ERRORS:
-        raise _TooMany
 
 
 def _local(tag: str) -> str:
@@ -132,7 +121,7 @@ class Wildcard(Particle):
             return None
         declared = self.compiler.global_element(tag)
         if declared is None and self.process == "strict":
-            _note(errors, path, f"{_local(tag)} has no declaration, and the wildcard here is strict")
+            note(errors, path, f"{_local(tag)} has no declaration, and the wildcard here is strict")
         return declared
 
 
@@ -333,16 +322,16 @@ class Complex:
         if self.content == "simple":
             assert self.simple is not None
             if len(node):
-                _note(errors, path, f"{self.name} has text content only, no child elements")
+                note(errors, path, f"{self.name} has text content only, no child elements")
             out[TEXT] = self.simple.decode(node.text or "", path, errors, node)
             return out
         children = list(node.iterchildren(tag=etree.Element))
         mixed = self.content == "mixed"
         if not mixed and (not _blank(node.text) or any(not _blank(c.tail) for c in children)):
-            _note(errors, path, f"{self.name} has child elements only, no text")
+            note(errors, path, f"{self.name} has child elements only, no text")
         if self.content == "empty" or self.model is None:
             if children:
-                _note(errors, _step(path, children[0].tag), f"{self.name} has no child elements")
+                note(errors, _step(path, children[0].tag), f"{self.name} has no child elements")
             return out
         if self.plain is not None:
             fast = self._decode_plain(children, path, out, errors)
@@ -352,7 +341,7 @@ class Complex:
         try:
             assignment, visited = match(self.model, tags)
         except _Mismatch as m:
-            _note(errors, path if m.pos >= len(tags) else _step(path, tags[m.pos]),
+            note(errors, path if m.pos >= len(tags) else _step(path, tags[m.pos]),
                   f"{self.name} {_mismatch_message(m, tags)}")
             return out
         if self.ordered:
@@ -438,22 +427,22 @@ class Complex:
             if attribute is not None:
                 seen += attribute.required
                 if attribute.fixed is not None and attribute.simple.normalise(text) != attribute.fixed:
-                    _note(errors, f"{path}/@{_local(tag)}", f"must be {attribute.fixed!r}")
+                    note(errors, f"{path}/@{_local(tag)}", f"must be {attribute.fixed!r}")
                 out[attribute.key] = attribute.simple.decode(text, f"{path}/@{_local(tag)}", errors, node)
             elif tag.startswith(f"{{{XSI}}}"):
                 if tag == XSI_TYPE:
-                    _note(errors, path, "xsi:type (type substitution) is not supported")
+                    note(errors, path, "xsi:type (type substitution) is not supported")
                 elif tag not in _XSI_IGNORED and tag != XSI_NIL:
-                    _note(errors, path, f"attribute {tag} is not allowed")
+                    note(errors, path, f"attribute {tag} is not allowed")
             elif self.any_attribute is not None and self.any_attribute.is_matching(tag):
                 out["@" + (tag if tag.startswith("{") else "{}" + tag)] = text
             else:
-                _note(errors, f"{path}/@{_local(tag)}",
+                note(errors, f"{path}/@{_local(tag)}",
                       f"attribute {_local(tag)} is not allowed on {self.name}")
         if seen < sum(a.required for a in self.attributes.values()):
             for attribute in self.attributes.values():
                 if attribute.required and attribute.tag not in node.attrib:
-                    _note(errors, path, f"attribute {_local(attribute.tag)} is required")
+                    note(errors, path, f"attribute {_local(attribute.tag)} is required")
 
     # -- JSON -> XML -------------------------------------------------------------------------------------
 
@@ -462,7 +451,7 @@ class Complex:
             _generic_encode(value, node, path, errors)
             return
         if not isinstance(value, dict):
-            _note(errors, path, f"must be an object ({self.name})")
+            note(errors, path, f"must be an object ({self.name})")
             return
         rest = self._encode_attributes(value, node, path, errors)
         if self.content == "simple":
@@ -478,7 +467,7 @@ class Complex:
         else:
             self._encode_flat(rest, node, path, errors)
         for key in rest:
-            _note(errors, _key_path(path, key), f"is not a field of {self.name}")
+            note(errors, _key_path(path, key), f"is not a field of {self.name}")
 
     def _encode_attributes(self, value: dict[str, Any], node: Any, path: str,
                            errors: Errors) -> dict[str, Any]:
@@ -493,21 +482,21 @@ class Complex:
                 text = attribute.simple.encode(item, where, errors, node)
                 if text is not None:
                     if attribute.fixed is not None and attribute.simple.normalise(text) != attribute.fixed:
-                        _note(errors, where, f"must be {attribute.fixed!r}")
+                        note(errors, where, f"must be {attribute.fixed!r}")
                     node.set(attribute.tag, text)
             elif self.any_attribute is not None and key.startswith("@{"):
                 tag = key[1:].removeprefix("{}")
                 if not isinstance(item, str):
-                    _note(errors, where, "must be a string")
+                    note(errors, where, "must be a string")
                 elif not _valid_attribute_name(tag) or not self.any_attribute.is_matching(tag):
-                    _note(errors, where, f"attribute {tag} is not allowed on {self.name}")
+                    note(errors, where, f"attribute {tag} is not allowed on {self.name}")
                 else:
                     node.set(tag, item)
             else:
-                _note(errors, where, f"is not an attribute of {self.name}")
+                note(errors, where, f"is not an attribute of {self.name}")
         for attribute in self.attributes.values():
             if attribute.required and attribute.key not in value:
-                _note(errors, _key_path(path, attribute.key), "is required")
+                note(errors, _key_path(path, attribute.key), "is required")
         return rest
 
     def _encode_flat(self, rest: dict[str, Any], node: Any, path: str, errors: Errors) -> None:
@@ -520,16 +509,16 @@ class Complex:
             where = f"{path}.{key}"
             if value is _ABSENT:
                 if least > 0:
-                    _note(errors, where, "is required")
+                    note(errors, where, "is required")
             elif most == 1:
                 element.encode(value, node, where, errors)
             elif not isinstance(value, list):
-                _note(errors, where, "must be an array")
+                note(errors, where, "must be an array")
             else:
                 if len(value) < least:
-                    _note(errors, where, f"needs at least {least} items")
+                    note(errors, where, f"needs at least {least} items")
                 if most is not None and len(value) > most:
-                    _note(errors, where, f"takes at most {most} items")
+                    note(errors, where, f"takes at most {most} items")
                 for i, member in enumerate(value):
                     element.encode(member, node, f"{where}[{i}]", errors)
 
@@ -538,7 +527,7 @@ class Complex:
         content = rest.pop(CONTENT, [])
         where = _key_path(path, CONTENT)
         if not isinstance(content, list):
-            _note(errors, where, "must be an array")
+            note(errors, where, "must be an array")
             return
         mixed = self.content == "mixed"
         tags: list[str] = []
@@ -546,10 +535,10 @@ class Complex:
         for i, item in enumerate(content):
             if isinstance(item, str):
                 if not mixed:
-                    _note(errors, f"{where}[{i}]", f"{self.name} has no text content")
+                    note(errors, f"{where}[{i}]", f"{self.name} has no text content")
                 continue
             if not isinstance(item, dict) or len(item) != 1:
-                _note(errors, f"{where}[{i}]", "must be a one-key object (or, in mixed content, a string)")
+                note(errors, f"{where}[{i}]", "must be a one-key object (or, in mixed content, a string)")
                 continue
             ((key, value),) = item.items()
             tag = self._tag_of(key)
@@ -559,7 +548,7 @@ class Complex:
             assignment, _ = match(self.model, tags)
         except _Mismatch as m:
             at = items[m.pos][0] if m.pos < len(items) else len(content)
-            _note(errors, f"{where}[{at}]", f"{self.name} {_mismatch_message(m, tags)}")
+            note(errors, f"{where}[{at}]", f"{self.name} {_mismatch_message(m, tags)}")
             return
         particles = iter(assignment)
         last = None
@@ -584,7 +573,7 @@ class Complex:
 
     def _encode_item(self, item: Any, node: Any, path: str, errors: Errors, particle: Particle) -> Any:
         if not isinstance(item, dict) or len(item) != 1:
-            _note(errors, path, "must be a one-key object")
+            note(errors, path, "must be a one-key object")
             return None
         ((key, value),) = item.items()
         tag = self._tag_of(key)
@@ -592,12 +581,12 @@ class Complex:
         if isinstance(particle, ElementParticle):
             element = particle.elements.get(tag)
             if element is None:
-                _note(errors, where, f"{key} is not allowed here")
+                note(errors, where, f"{key} is not allowed here")
                 return None
             return element.encode(value, node, where, errors)
         assert isinstance(particle, Wildcard)
         if not _valid_tag(tag) or not particle.admits(tag):
-            _note(errors, where, f"{key} is not an element this wildcard admits")
+            note(errors, where, f"{key} is not an element this wildcard admits")
             return None
         declared = particle.element(tag, where, errors)
         if declared is not None:
@@ -614,13 +603,15 @@ def _encode_group(owner: Complex, group: Group, rest: dict[str, Any], node: Any,
         present = [item for item in group.items if _present(item, rest)]
         if len(present) > 1:
             names = ", ".join(_particle_names(item) for item in present)
-            _note(errors, path, f"takes only one of {names}")
+            note(errors, path, f"takes only one of {names}")
+            for key in (k for item in present for k in _keys(item)):
+                rest.pop(key, None)  # they are fields: said once, not again as unknown keys
             return
         if not present:
             if group.emptiable:
                 return
             names = ", ".join(_particle_names(item) for item in group.items)
-            _note(errors, path, f"needs one of {names}")
+            note(errors, path, f"needs one of {names}")
             return
         _encode_particle(owner, present[0], rest, node, path, errors)
         return
@@ -647,10 +638,12 @@ def _encode_particle(owner: Complex, item: Particle, rest: dict[str, Any], node:
     keys = [key for key in item.keys.values() if key in rest]
     if not keys:
         if item.min > 0:
-            _note(errors, _key_path(path, item.key), "is required")
+            note(errors, _key_path(path, item.key), "is required")
         return
     if len(keys) > 1:
-        _note(errors, path, f"takes only one of {', '.join(keys)}")
+        note(errors, path, f"takes only one of {', '.join(keys)}")
+        for other in keys[1:]:
+            rest.pop(other)  # a field, said once, not again as an unknown key
     key = keys[0]
     value = rest.pop(key)
     tag = next(t for t, k in item.keys.items() if k == key)
@@ -659,12 +652,12 @@ def _encode_particle(owner: Complex, item: Particle, rest: dict[str, Any], node:
         element.encode(value, node, _key_path(path, key), errors)
         return
     if not isinstance(value, list):
-        _note(errors, _key_path(path, key), "must be an array")
+        note(errors, _key_path(path, key), "must be an array")
         return
     if len(value) < item.min:
-        _note(errors, _key_path(path, key), f"needs at least {item.min} items")
+        note(errors, _key_path(path, key), f"needs at least {item.min} items")
     if item.max is not None and len(value) > item.max:
-        _note(errors, _key_path(path, key), f"takes at most {item.max} items")
+        note(errors, _key_path(path, key), f"takes at most {item.max} items")
     for i, member in enumerate(value):
         element.encode(member, node, _key_path(path, key, i), errors)
 
@@ -675,12 +668,12 @@ def _encode_wildcard(owner: Complex, item: Wildcard, rest: dict[str, Any], node:
     items = rest.pop(ANY, [])
     where = _key_path(path, ANY)
     if not isinstance(items, list):
-        _note(errors, where, "must be an array of one-key objects")
+        note(errors, where, "must be an array of one-key objects")
         return
     if len(items) < item.min:
-        _note(errors, where, f"needs at least {item.min} items")
+        note(errors, where, f"needs at least {item.min} items")
     if item.max is not None and len(items) > item.max:
-        _note(errors, where, f"takes at most {item.max} items")
+        note(errors, where, f"takes at most {item.max} items")
     for i, member in enumerate(items):
         owner._encode_item(member, node, _key_path(path, ANY, i), errors, item)
 
@@ -732,14 +725,14 @@ def _generic_encode(value: Any, node: Any, path: str, errors: Errors) -> None:
         _text(node, value, path, errors)
         return
     if not isinstance(value, dict):
-        _note(errors, path, "must be a string or an object (untyped XML content)")
+        note(errors, path, "must be a string or an object (untyped XML content)")
         return
     rest = {}
     for key, item in value.items():
         if key.startswith("@"):
             tag = key[1:]
             if not isinstance(item, str) or not _valid_attribute_name(tag):
-                _note(errors, _key_path(path, key), "must be a string attribute with a valid name")
+                note(errors, _key_path(path, key), "must be a string attribute with a valid name")
             else:
                 node.set(tag, item)
         else:
@@ -750,10 +743,10 @@ def _generic_encode(value: Any, node: Any, path: str, errors: Errors) -> None:
 def _generic_encode_content(rest: dict[str, Any], node: Any, path: str, errors: Errors) -> None:
     content = rest.pop(CONTENT, [])
     for key in list(rest):
-        _note(errors, _key_path(path, key), "untyped content holds only \"@attributes\" and \"#content\"")
+        note(errors, _key_path(path, key), "untyped content holds only \"@attributes\" and \"#content\"")
         rest.pop(key)
     if not isinstance(content, list):
-        _note(errors, _key_path(path, CONTENT), "must be an array")
+        note(errors, _key_path(path, CONTENT), "must be an array")
         return
     last = None
     for i, item in enumerate(content):
@@ -767,12 +760,12 @@ def _generic_encode_content(rest: dict[str, Any], node: Any, path: str, errors: 
         elif isinstance(item, dict) and len(item) == 1:
             ((tag, child_value),) = item.items()
             if not _valid_tag(tag):
-                _note(errors, where, f"{tag!r} is not an element name")
+                note(errors, where, f"{tag!r} is not an element name")
                 continue
             last = etree.SubElement(node, tag)
             _generic_encode(child_value, last, _key_path(where, tag), errors)
         else:
-            _note(errors, where, "must be a string or a one-key object")
+            note(errors, where, "must be a string or a one-key object")
 
 
 def _text(node: Any, text: str, path: str, errors: Errors) -> None:
@@ -782,7 +775,7 @@ def _text(node: Any, text: str, path: str, errors: Errors) -> None:
 
 def _text_ok(text: str, path: str, errors: Errors) -> bool:
     if NOT_XML.search(text):
-        _note(errors, path, "contains characters XML cannot carry")
+        note(errors, path, "contains characters XML cannot carry")
         return False
     return True
 
@@ -824,9 +817,9 @@ class Element:
         path = "/" + self.name
         try:
             if node.tag != self.tag:
-                _note(errors, path, f"expected element {self.tag}, found {node.tag}")
+                note(errors, path, f"expected element {self.tag}, found {node.tag}")
             value = self.decode(node, path, errors)
-        except _TooMany:
+        except TooManyErrors:
             pass
         if errors:
             raise TranslationError(f"{self.name} does not match its schema", errors)
@@ -837,7 +830,7 @@ class Element:
         naming the JSON path of every problem."""
         errors: Errors = []
         node = None
-        with contextlib.suppress(_TooMany):
+        with contextlib.suppress(TooManyErrors):
             node = self.encode(value, parent, "$", errors, root=True)
         if errors or node is None:
             if parent is not None and node is not None:
@@ -873,9 +866,9 @@ class Element:
         nil = node.get(XSI_NIL)
         if nil is not None and nil.strip() in ("true", "1"):
             if not self.nillable:
-                _note(errors, path, f"{self.name} cannot be nil")
+                note(errors, path, f"{self.name} cannot be nil")
             if len(node) or not _blank(node.text):
-                _note(errors, path, f"{self.name} is nil and so must be empty")
+                note(errors, path, f"{self.name} is nil and so must be empty")
             others = {t: v for t, v in node.attrib.items() if not t.startswith(f"{{{XSI}}}")}
             if not others:
                 return None
@@ -886,15 +879,15 @@ class Element:
         if self.simple is not None:
             for tag in node.attrib:
                 if tag == XSI_TYPE:
-                    _note(errors, path, "xsi:type (type substitution) is not supported")
+                    note(errors, path, "xsi:type (type substitution) is not supported")
                 elif not tag.startswith(f"{{{XSI}}}"):
-                    _note(errors, f"{path}/@{_local(tag)}", f"attribute {_local(tag)} is not allowed")
+                    note(errors, f"{path}/@{_local(tag)}", f"attribute {_local(tag)} is not allowed")
             if len(node):
-                _note(errors, path, f"{self.name} holds a value, not child elements")
+                note(errors, path, f"{self.name} holds a value, not child elements")
                 return None
             value = self.simple.decode(node.text or "", path, errors, node)
             if self.fixed is not None and self.simple.normalise(node.text or "") != self.fixed:
-                _note(errors, path, f"must be {self.fixed!r}")
+                note(errors, path, f"must be {self.fixed!r}")
             return value
         assert self.complex is not None
         return self.complex.decode(node, path, errors)
@@ -908,7 +901,7 @@ class Element:
             node = etree.SubElement(parent, self.tag)
         if value is None or (isinstance(value, dict) and value.get(NIL) is True):
             if not self.nillable:
-                _note(errors, path, "must not be null")
+                note(errors, path, "must not be null")
                 return node
             node.set(XSI_NIL, "true")
             if isinstance(value, dict) and self.complex is not None:
@@ -919,7 +912,7 @@ class Element:
             text = self.simple.encode(value, path, errors, node)
             if text is not None:
                 if self.fixed is not None and self.simple.normalise(text) != self.fixed:
-                    _note(errors, path, f"must be {self.fixed!r}")
+                    note(errors, path, f"must be {self.fixed!r}")
                 node.text = text
             return node
         assert self.complex is not None

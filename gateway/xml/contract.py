@@ -221,7 +221,10 @@ def _from_wsdl(path: Path) -> Contract:
 
 
 def _unsupported(op: Any, binding: Any) -> str:
-    style = op.soap_style or binding.soap_style or "document"
+    # The attributes as written: xmlschema reports an operation without a style as "document", but
+    # such an operation takes its binding's style (WSDL 1.1 sections 3.3, 3.4).
+    own = op.soap_operation.get("style") if op.soap_operation is not None else None
+    style = own or binding.soap_binding.get("style") or "document"
     if style != "document":
         return f"style {style} (only document/literal is supported)"
     for message in (op.input, op.output):

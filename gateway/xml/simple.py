@@ -3,7 +3,8 @@
 One ``Simple`` per simple type, built once from xmlschema's component. ``decode`` reads an element's
 or attribute's text (white space normalised as the type says) and gives the JSON value; ``encode``
 takes a JSON value and gives the text, which is then checked by the same ``decode``, so that nothing
-invalid is ever written. Both append ``{"path", "message"}`` to an error list instead of raising.
+invalid is ever written. Both note ``{"path", "message"}`` in an error list instead of raising, until
+the list holds ``MAX_ERRORS``: then ``note`` raises ``TooManyErrors`` (the codec stops there).
 
 JSON values by type (docs/translation.md): ``xs:boolean`` true/false; the integer types a number
 (a string of digits beyond 2^53, where I-JSON and JavaScript numbers stop being exact);
@@ -21,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from xmlschema import XMLSchemaValidationError
+from xmlschema.validators import XsdList, XsdUnion
 from xmlschema.validators.facets import (
     XsdEnumerationFacets,
     XsdMaxLengthFacet,
@@ -28,10 +30,11 @@ from xmlschema.validators.facets import (
     XsdPatternFacets,
 )
 
-__all__ = ["NOT_XML", "Errors", "Simple", "compile_simple"]
+__all__ = ["MAX_ERRORS", "NOT_XML", "Errors", "Simple", "TooManyErrors", "compile_simple", "note"]
 
 XSD = "http://www.w3.org/2001/XMLSchema"
 Errors = list[dict[str, str]]
+MAX_ERRORS = 50  # a hostile message must not make its fault detail (or 422) as long as itself
 SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers beyond are not exact in every JSON reader
 
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -58,6 +61,17 @@ def replace(text: str) -> str:
 
 _WHITESPACE: dict[str | None, Callable[[str], str]] = {
     "collapse": collapse, "replace": replace, "preserve": lambda text: text, None: lambda text: text}
+
+
+class TooManyErrors(Exception):
+    """MAX_ERRORS problems are listed: whoever started the translation stops and reports those."""
+
+
+def note(errors: Errors, path: str, message: str) -> None:
+    """List a problem; every one goes through here, so the cap holds wherever it is found."""
+    errors.append({"path": path, "message": message})
+    if len(errors) >= MAX_ERRORS:
+        raise TooManyErrors
 
 
 class Simple:
@@ -88,15 +102,14 @@ class Simple:
         """The typed value of already-normalised text after every facet, or _BAD (error noted)."""
         for facet in self.patterns:
             if not any(p.match(text) for p in facet.patterns):
-                errors.append({"path": path,
-                               "message": f"{text!r} does not match the pattern of {self.name}"})
+                note(errors, path, f"{text!r} does not match the pattern of {self.name}")
                 return _BAD
         value = self.parse(text, path, errors, node)
         if value is _BAD:
             return _BAD
         for passes, facet in self.checks:
             if not passes(value):
-                errors.append({"path": path, "message": _reason(facet, value, self.name)})
+                note(errors, path, _reason(facet, value, self.name))
                 return _BAD
         return value
 
@@ -106,7 +119,7 @@ class Simple:
         try:
             return self.to_python(text)
         except (ValueError, TypeError, ArithmeticError, LookupError, XMLSchemaValidationError):
-            errors.append({"path": path, "message": f"{text!r} is not a valid {self.name}"})
+            note(errors, path, f"{text!r} is not a valid {self.name}")
             return _BAD
 
     def json(self, text: str, value: Any) -> Any:
@@ -119,7 +132,7 @@ class Simple:
         if text is None:
             return None
         if NOT_XML.search(text):
-            errors.append({"path": path, "message": "contains characters XML cannot carry"})
+            note(errors, path, "contains characters XML cannot carry")
             return None
         before = len(errors)
         self.value(self.normalise(text), path, errors, node)
@@ -128,7 +141,7 @@ class Simple:
     def text(self, value: Any, path: str, errors: Errors) -> str | None:
         if isinstance(value, str):
             return value
-        errors.append({"path": path, "message": f"must be a string ({self.name})"})
+        note(errors, path, f"must be a string ({self.name})")
         return None
 
 
@@ -149,7 +162,7 @@ class Boolean(Simple):
             return True
         if text in ("false", "0"):
             return False
-        errors.append({"path": path, "message": f"{text!r} is not a boolean (true, false, 1, 0)"})
+        note(errors, path, f"{text!r} is not a boolean (true, false, 1, 0)")
         return _BAD
 
     def json(self, text: str, value: Any) -> Any:
@@ -158,7 +171,7 @@ class Boolean(Simple):
     def text(self, value: Any, path: str, errors: Errors) -> str | None:
         if isinstance(value, bool):
             return "true" if value else "false"
-        errors.append({"path": path, "message": "must be true or false"})
+        note(errors, path, "must be true or false")
         return None
 
 
@@ -169,7 +182,7 @@ class Integer(Simple):
     def parse(self, text: str, path: str, errors: Errors, node: Any) -> Any:
         if _INTEGER.match(text):
             return int(text)
-        errors.append({"path": path, "message": f"{text!r} is not an integer ({self.name})"})
+        note(errors, path, f"{text!r} is not an integer ({self.name})")
         return _BAD
 
     def json(self, text: str, value: Any) -> Any:
@@ -180,7 +193,7 @@ class Integer(Simple):
             return str(value)
         if isinstance(value, str) and _INTEGER.match(value):
             return value  # beyond 2^53 integers travel as strings
-        errors.append({"path": path, "message": f"must be an integer ({self.name})"})
+        note(errors, path, f"must be an integer ({self.name})")
         return None
 
 
@@ -194,7 +207,7 @@ class Decimal_(Simple):
                 return Decimal(text)
             except InvalidOperation:
                 pass
-        errors.append({"path": path, "message": f"{text!r} is not a decimal number ({self.name})"})
+        note(errors, path, f"{text!r} is not a decimal number ({self.name})")
         return _BAD
 
     def text(self, value: Any, path: str, errors: Errors) -> str | None:
@@ -204,7 +217,7 @@ class Decimal_(Simple):
             return str(value)
         if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
             return format(Decimal(repr(value)), "f")
-        errors.append({"path": path, "message": f"must be a decimal number as a string ({self.name})"})
+        note(errors, path, f"must be a decimal number as a string ({self.name})")
         return None
 
 
@@ -216,7 +229,7 @@ class Float(Simple):
         if _FLOAT.match(text):
             special = _SPECIAL_FLOATS.get(text)
             return float(special.replace("INF", "inf").replace("NaN", "nan")) if special else float(text)
-        errors.append({"path": path, "message": f"{text!r} is not a floating-point number ({self.name})"})
+        note(errors, path, f"{text!r} is not a floating-point number ({self.name})")
         return _BAD
 
     def json(self, text: str, value: Any) -> Any:
@@ -236,8 +249,7 @@ class Float(Simple):
             return repr(number)
         if isinstance(value, str) and value in _SPECIAL_FLOATS:
             return value
-        errors.append({"path": path,
-                       "message": f"must be a number, or \"INF\", \"-INF\", \"NaN\" ({self.name})"})
+        note(errors, path, f"must be a number, or \"INF\", \"-INF\", \"NaN\" ({self.name})")
         return None
 
 
@@ -251,7 +263,7 @@ class QName(Simple):
         prefix, _, local = text.rpartition(":")
         namespace = (node.nsmap if node is not None else {}).get(prefix or None)
         if prefix and namespace is None:
-            errors.append({"path": path, "message": f"the prefix of {text!r} is not declared"})
+            note(errors, path, f"the prefix of {text!r} is not declared")
             return _BAD
         return f"{{{namespace}}}{local}" if namespace else local
 
@@ -262,8 +274,7 @@ class QName(Simple):
         """``node`` here is the element being written: the prefix must be in scope there."""
         match = _CLARK.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            errors.append({"path": path,
-                           "message": f"must be a name as \"{{namespace}}local\" ({self.name})"})
+            note(errors, path, f"must be a name as \"{{namespace}}local\" ({self.name})")
             return None
         namespace, local = match.group(1), match.group(2)
         if not namespace:
@@ -271,7 +282,7 @@ class QName(Simple):
         scope = node.nsmap if node is not None else {}
         prefix = next((p for p, uri in scope.items() if uri == namespace and p), None)
         if not prefix:
-            errors.append({"path": path, "message": f"no prefix is declared for {namespace}"})
+            note(errors, path, f"no prefix is declared for {namespace}")
             return None
         return f"{prefix}:{local}"
 
@@ -289,20 +300,21 @@ class List(Simple):
         self.item = item
 
     def parse(self, text: str, path: str, errors: Errors, node: Any) -> Any:
-        items = []
+        items = _Items()
         for i, part in enumerate(text.split(" ") if text else []):
             value = self.item.value(self.item.normalise(part), f"{path}[{i}]", errors, node)
             if value is _BAD:
                 return _BAD
-            items.append((part, value))
+            items.append(value)
+            items.parts.append(part)
         return items
 
     def json(self, text: str, value: Any) -> Any:
-        return [self.item.json(part, item) for part, item in value]
+        return [self.item.json(part, item) for part, item in zip(value.parts, value, strict=True)]
 
     def text(self, value: Any, path: str, errors: Errors) -> str | None:
         if not isinstance(value, list):
-            errors.append({"path": path, "message": f"must be an array ({self.name})"})
+            note(errors, path, f"must be an array ({self.name})")
             return None
         parts = []
         for i, item in enumerate(value):
@@ -310,11 +322,21 @@ class List(Simple):
             if part is None:
                 return None
             if not part.strip() or _SPACES.search(part.strip()):
-                errors.append({"path": f"{path}[{i}]",
-                               "message": "list items cannot be empty or hold spaces"})
+                note(errors, f"{path}[{i}]", "list items cannot be empty or hold spaces")
                 return None
             parts.append(part.strip())
         return " ".join(parts)
+
+
+class _Items(list[Any]):
+    """A list's typed items, as a restriction's facets see them (length counts items, an enumeration
+    compares whole lists), with the text of each for the JSON."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
 
 
 class Union(Simple):
@@ -334,7 +356,7 @@ class Union(Simple):
             value = member.value(member.normalise(text), path, attempt, node)
             if value is not _BAD:
                 return value
-        errors.append({"path": path, "message": f"{text!r} is not a valid {self.name}"})
+        note(errors, path, f"{text!r} is not a valid {self.name}")
         return _BAD
 
     def text(self, value: Any, path: str, errors: Errors) -> str | None:
@@ -360,9 +382,9 @@ def _passes(facet: Any) -> Callable[[Any], bool]:
         return lambda value: value in allowed
     limit = getattr(facet, "value", None)
     if isinstance(facet, XsdMinLengthFacet) and isinstance(limit, int):
-        return lambda value: not isinstance(value, str) or len(value) >= limit
+        return lambda value: not isinstance(value, str | list) or len(value) >= limit
     if isinstance(facet, XsdMaxLengthFacet) and isinstance(limit, int):
-        return lambda value: not isinstance(value, str) or len(value) <= limit
+        return lambda value: not isinstance(value, str | list) or len(value) <= limit
 
     def slow(value: Any) -> bool:
         try:
@@ -382,7 +404,9 @@ def _reason(facet: Any, value: Any, name: str) -> str:
 
 
 def _facets(xsd_type: Any) -> tuple[Any, list[Any], list[tuple[Callable[[Any], bool], Any]]]:
-    """Walk the restriction chain to the built-in type: (built-in, pattern facets, other checks)."""
+    """Walk the restriction chain to the built-in type, or to the list or union type a restriction
+    narrows: (that type, pattern facets, other checks). A restriction's facets apply to the whole
+    list (``xs:length`` counts items) or to the union's value."""
     patterns: list[Any] = []
     checks: list[tuple[Callable[[Any], bool], Any]] = []
     builtin = xsd_type
@@ -391,7 +415,8 @@ def _facets(xsd_type: Any) -> tuple[Any, list[Any], list[tuple[Callable[[Any], b
             patterns.append(builtin.patterns)
         checks.extend((_passes(v), v) for v in getattr(builtin, "validators", ())
                       if not isinstance(v, XsdPatternFacets))
-        if builtin.is_list() or builtin.is_union():
+        # is_list()/is_union() are also true of a restriction of one, which has no item or member types
+        if isinstance(builtin, XsdList | XsdUnion):
             break
         builtin = builtin.base_type
     return builtin, patterns, checks
