@@ -126,9 +126,12 @@ _add_security_commands()
 
 def _add_delivery_commands() -> None:
     from gateway.delivery.cli import deliveries, stats
+    from gateway.flows.cli import flow_stats, flows_group
 
     main.add_command(deliveries)
+    stats.add_command(flow_stats)  # lienthong stats flows
     main.add_command(stats)
+    main.add_command(flows_group)
 
 
 _add_delivery_commands()

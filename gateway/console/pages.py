@@ -5,6 +5,7 @@
     page_log.py          the exchange log: search, exports, one entry with its proof, checkpoints
     page_subjects.py     the data-subject report
     page_deliveries.py   deliveries by state; retry and replay
+    page_flows.py        joint procedures: the list with their KPIs, one flow's timeline
     page_catalog.py      members, subsystems, services and their policy rules
 
 A page is a plain function of a ``Ctx`` (``web.py``) run in a worker thread, or, before signing in,
@@ -22,6 +23,7 @@ from gateway.console import (
     page_auth,
     page_catalog,
     page_deliveries,
+    page_flows,
     page_log,
     page_overview,
     page_subjects,
@@ -35,7 +37,7 @@ __all__ = ["AREAS", "routes"]
 
 AREAS: tuple[tuple[OpenRoute | PageRoute, ...], ...] = (
     page_auth.ROUTES, page_overview.ROUTES, page_log.ROUTES, page_subjects.ROUTES, page_deliveries.ROUTES,
-    page_catalog.ROUTES)
+    page_flows.ROUTES, page_catalog.ROUTES)
 
 
 def routes(console: Console) -> list[Route]:

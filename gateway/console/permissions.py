@@ -14,6 +14,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "deliveries": (OPERATOR, ADMIN),
     "deliveries.act": (OPERATOR, ADMIN),  # retry, replay
     "catalog": (AUDITOR, OPERATOR, ADMIN),
+    "flows": (AUDITOR, OPERATOR, ADMIN),  # joint procedures, their timelines and KPIs (read-only)
     "account": (AUDITOR, OPERATOR, ADMIN),  # sign out
 }
 

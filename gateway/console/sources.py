@@ -1,5 +1,6 @@
 """Where the console's data comes from: the audit log and its checkpoints, the delivery queue, the
-dossier KPIs, the policy and the catalog, read through their own modules (never over HTTP).
+dossier KPIs, the joint procedures and their KPIs, the policy and the catalog, read through their
+own modules (never over HTTP).
 
 ``ConsoleData`` is the one interface the pages use. It is built from the running gateway's
 ``Runtime`` and the gateway's ``AuditService`` (``app.state.audit``: checkpoint signer, verifier key,
@@ -29,6 +30,8 @@ from gateway.policy import Rule
 
 if TYPE_CHECKING:  # the runtime imports the delivery package; the console only reads both
     from gateway.delivery.store import DeliveryStore
+    from gateway.flows.definition import Flow
+    from gateway.flows.store import FlowRow
     from gateway.runtime import Runtime
 
 __all__ = ["CheckpointView", "ConsistencyView", "ConsoleData", "ProofBundle"]
@@ -175,6 +178,43 @@ class ConsoleData:
 
     def queue_counts(self) -> list[dict[str, Any]]:
         return list(self.deliveries.counts())
+
+    # -- joint procedures ------------------------------------------------------------------------
+
+    @property
+    def flow_definitions(self) -> dict[str, Flow]:
+        """The flows this gateway runs, by name (none when it runs no joint procedures)."""
+        engine = self.runtime.flows
+        return dict(engine.flows.flows) if engine is not None else {}
+
+    def flow_list(self, *, name: str | None = None, state: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+        """Flows, newest first: their summary columns only, never the joint dossier (the list shows
+        no personal data, so it does not read any)."""
+        import sqlalchemy as sa
+
+        from gateway.flows.tables import flows
+
+        query = (sa.select(flows.c.id, flows.c.name, flows.c.dossier_code, flows.c.state, flows.c.started_us,
+                           flows.c.finished_us, flows.c.deadline_us, flows.c.overdue)
+                 .order_by(flows.c.started_us.desc(), flows.c.id).limit(limit))
+        if name:
+            query = query.where(flows.c.name == name)
+        if state:
+            query = query.where(flows.c.state == state)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def flow(self, flow_id: str) -> FlowRow | None:
+        from gateway.flows.store import FlowStore
+
+        return FlowStore(self.engine).get(flow_id)
+
+    def flow_kpis(self, period: str, now_us: int) -> dict[str, Any]:
+        from gateway.flows import stats
+
+        limits = {n: f.legal_limit for n, f in self.flow_definitions.items()}
+        return stats.report(self.engine, period=period, limits=limits, now_us=now_us)
 
     # -- catalog and policy ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import click
 import orjson
 
 from gateway.cli_spine import operator_action
-from gateway.cliopts import CONFIG, load
+from gateway.cliopts import CONFIG, CONFIG_HELP, load
 from gateway.delivery import stats as kpis
 from gateway.delivery.routes import moment
 from gateway.delivery.store import STATES, DeliveryStore
@@ -151,8 +151,11 @@ def _selection(ids: tuple[str, ...], *, dead: bool = False, state: str | None = 
     return ", ".join(parts)
 
 
-@click.command()
-@CONFIG
+# A group, so that ``lienthong stats flows`` (gateway/flows/cli.py) sits beside the dossier KPIs, which
+# stay ``lienthong stats [options]`` as before: the group runs them when no subcommand is named.
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help=CONFIG_HELP)
 @click.option("--agency", help="an agency code, e.g. 000.00.00.H60 (with --rollup: it and every former "
               "agency that rolls up into it)")
 @click.option("--period", type=click.Choice(kpis.PERIODS), default="month", show_default=True)
@@ -162,12 +165,17 @@ def _selection(ids: tuple[str, ...], *, dead: bool = False, state: str | None = 
               "Quang) up into the agency current today that took their work over: a row per "
               "successor and period, naming the agencies it includes")
 @JSON
-def stats(config_path: Path, agency: str | None, period: str, start: str | None, end: str | None,
-          rollup: bool, as_json: bool) -> None:
+@click.pass_context
+def stats(ctx: click.Context, config_path: Path | None, agency: str | None, period: str, start: str | None,
+          end: str | None, rollup: bool, as_json: bool) -> None:
     """KPIs per agency and period: dossiers received, share online, resolved, share on time.
 
     Per recorded agency by default, a former agency's row marked with its successor; --rollup sums
-    them into the current successor."""
+    them into the current successor. 'lienthong stats flows --help': the joint procedures' KPIs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_path is None:
+        raise click.UsageError("Missing option '--config'.")
     config, store = _open(config_path)
     try:
         items = kpis.report(store.reader, agency=agency, period=period, start=moment(start, "--from"),
