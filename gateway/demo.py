@@ -9,9 +9,12 @@ database, generated keys and secrets), then plays the scenario a newcomer should
    dossier once with its update after it (gateway/delivery/demo.py);
    then the portal routes two nationally filed dossiers down by the agency in their code, and their
    updates after them, to Hà Giang's one-stop system (gateway/routing.py);
-2. the national portal verifies 20 citizens against the population database (JSON in, SOAP
+2. Nghệ An's and Tuyên Quang's one-stop systems file ten "3 in 1" and five death-group joint
+   dossiers, which the gateway runs as flows across the agencies' simulators while the residence
+   registry is down for a while and the civil-status registry refuses one (gateway/flows/demo.py);
+3. the national portal verifies 20 citizens against the population database (JSON in, SOAP
    upstream, JSON out);
-3. a call without a token, and a call to a service the client may not use, are refused;
+4. a call without a token, and a call to a service the client may not use, are refused;
 
 and checks that the upstreams received what was sent and that every exchange, refused ones
 included, has its audit record.
@@ -42,7 +45,8 @@ from rich.table import Table
 from gateway.client import tool_client
 from gateway.config import load_config
 from gateway.errors import describe
-from gateway.init import POPULATION, PORTAL, TUYEN_QUANG, Ports, initialise
+from gateway.flows.demo import FlowOutcome, flows_table, run_joint_procedures
+from gateway.init import NGHE_AN, POPULATION, PORTAL, TUYEN_QUANG, Ports, initialise
 from gateway.simulation import free_port
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -69,10 +73,12 @@ class Scenario:
     secrets: dict[str, str]
     sim_dvcqg: str  # the portal simulator's base URL, to check what arrived upstream
     sim_onestop: str = ""  # Hà Giang's one-stop simulator, to check what was routed down
+    sim_residence: str = ""  # the residence registry's simulator, switched down and back
     sent: dict[str, str] = field(default_factory=dict)  # exchange id -> what it was
     checks: list[Outcome] = field(default_factory=list)
     refused: list[tuple[str, int, str]] = field(default_factory=list)
     verified: Counter[str] = field(default_factory=Counter)
+    flows: list[FlowOutcome] = field(default_factory=list)  # the joint procedures, for the report
     client_keys: dict[str, Any] = field(default_factory=dict)  # client -> private JWK (private_key_jwt)
     step: str = "starting"  # what the scenario is doing, for an error message that says so
 
@@ -153,6 +159,11 @@ async def play(sc: Scenario) -> None:
 
         sc.doing("routing dossiers addressed to former Hà Giang down to Tuyên Quang, then their updates")
         await route_down(http, sc.base, t_portal, portal, sc.sim_onestop, exchange, sc.check)
+
+        sc.doing("running 15 joint procedures, the residence registry down for a while")
+        nghe_an = f"{NGHE_AN}/MOTCUA"
+        tokens = {motcua: t_motcua, nghe_an: await _token(http, sc.base, nghe_an, sc.secrets[nghe_an])}
+        sc.flows = await run_joint_procedures(http, sc.base, tokens, sc.sim_residence, exchange, sc.check)
 
         from connectors.synthetic import people
 
@@ -255,6 +266,8 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
     for label, status, why in sc.refused:
         refused.add_row(label, str(status), why)
     console.print(refused)
+    if sc.flows:
+        console.print(flows_table(sc.flows))
 
     checks = Table(title="Checks", show_header=False)
     checks.add_column("")
@@ -301,9 +314,11 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
     try:
         with console.status("starting the simulators and the gateway…"):
             _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
+            _wait_ready(f"http://127.0.0.1:{ports.residence}/_sim/received", procs)
             _wait_ready(f"{base}/readyz", procs)
         sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}",
                       sim_onestop=f"http://127.0.0.1:{ports.onestop}",
+                      sim_residence=f"http://127.0.0.1:{ports.residence}",
                       client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()})
         with console.status("playing the scenario…"):
             asyncio.run(play(sc))

@@ -156,3 +156,7 @@ def test_demo_runs_and_reports(tmp_path: object) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "every exchange has exactly one audit record" in out.stdout
     assert "✘" not in out.stdout
+    # the joint procedures: a row per flow, each with its outcome
+    rows = [line for line in out.stdout.splitlines() if "Khai sinh 3 trong 1" in line or "Khai tử" in line]
+    assert len(rows) == 15 and sum("completed" in r for r in rows) == 14 and "rejected" in "".join(rows)
+    assert "14/14 completed" in out.stdout and "3/3 waited, then completed" in out.stdout
