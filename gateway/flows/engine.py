@@ -13,14 +13,21 @@ through an outage, and audits every attempt, its data subjects indexed like any 
 step's request carries the flow in its purpose (``X-Road-Issue``), so the audit log ties every
 attempt to its flow. The agency's answer decides the step:
 
-    2xx           done: the answer is kept, later steps read it (steps.<id>.<field>)
+    2xx           done: the answer is kept, later steps read it (steps.<id>.<field>); an answer
+                  that is not a JSON object, or lacks a field the step ``produces``, is malformed:
+                  the step fails with the answer as the reason (nothing half-recorded)
     4xx           rejected: the step's ``on_reject`` runs (stop; or compensate earlier steps, then stop)
     dead delivery an outage that outlasted the queue's attempts: sent again after the step's backoff
                   while its ``retry.attempts`` last, then failed
 
 A step that has not finished by its deadline, and a flow past its own, are marked overdue (and go
-on). Nothing is lost on ``kill -9``: the flow and its steps are rows, each send is a delivery under
-the key ``flow:{id}:{step}:{n}``, so a send repeated after a crash finds the first one.
+on; a flow that finishes late is overdue too). A refusal at the step's intake that may pass later
+(5xx, 429: the database or the audit log busy) leaves the step pending, sent again shortly; any
+other refusal (policy, schema) fails it.
+
+Nothing is lost on ``kill -9``: the flow and its steps are rows, each send is a delivery under the
+key ``flow:{id}:{step}:{n}``, so a send repeated after a crash finds the first one (the agency may
+still see the one delivery's request again: the queue is at least once, docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -38,14 +45,14 @@ import structlog
 
 from gateway.config import Config
 from gateway.connector import Reply
-from gateway.context import Exchange, Intake, Rendered, Result, Step
-from gateway.delivery.store import DeliveryStore, now_us
+from gateway.context import Exchange, Intake, Render, Rendered, Result, Step
+from gateway.delivery.store import now_us
 from gateway.errors import InvalidBody
 from gateway.exchange import Pipeline, Ports
 from gateway.flows.definition import Compensate, Flow
 from gateway.flows.definition import Step as FlowStep
 from gateway.flows.loading import Flows
-from gateway.flows.mapping import EvaluationError, MissingSource, Scope, build_request, resolve
+from gateway.flows.mapping import MISSING, EvaluationError, MissingSource, Scope, build_request, resolve
 from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
 from gateway.ids import new_id
 from gateway.logs import stack
@@ -61,6 +68,20 @@ IDLE_US = 60_000_000  # at the latest, so deadlines are marked while nothing els
 LEASE_US = 30_000_000
 BATCH = 64
 SCOPES = frozenset({"exchange"})
+INTAKE_RETRY_US = 2_000_000  # a step refused at intake by a passing trouble (5xx, 429) tries again
+ANSWERED = ("done", "compensating", "compensated")  # steps whose answer later steps and undos read
+
+
+class Deliveries(Protocol):
+    """Where the engine reads what became of a step's delivery (``GET /deliveries/{id}``'s view)."""
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None: ...
+
+
+class StepPipeline(Protocol):
+    """What stores a step's request: the exchange pipeline ending in the delivery queue's intake."""
+
+    async def run(self, exchange: Exchange, render: Render) -> Rendered: ...
 
 
 def render(result: Result) -> Rendered:
@@ -74,15 +95,15 @@ def render(result: Result) -> Rendered:
 
 
 class FlowEngine:
-    def __init__(self, config: Config, flows: Flows, store: FlowStore, deliveries: DeliveryStore,
-                 client: str, *, max_attempts: int = 12) -> None:
+    def __init__(self, config: Config, flows: Flows, store: FlowStore, deliveries: Deliveries,
+                 client: str, *, max_attempts: int = 12, pipeline: StepPipeline | None = None) -> None:
         self.config = config
         self.flows = flows
         self.store = store
         self.deliveries = deliveries
         self.client = client  # the gateway's own client, as which steps call the agencies
         self.max_attempts = max_attempts  # a delivery's attempts before it dies (delivery settings)
-        self._pipeline: Pipeline | None = None
+        self._pipeline: StepPipeline | None = pipeline  # given here by unit tests, else by attach()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._running = False
@@ -181,8 +202,11 @@ class FlowEngine:
                                                "detail": f"flow {flow.name} is no longer defined"})
         else:
             next_us = await self._walk(flow, definition, now, changed)
-        if flow.state in ("running", "waiting") and now > flow.deadline_us:
+        # Finished on this look or still going, a flow past its deadline is late.
+        if now > flow.deadline_us and (flow.finished_us is None or flow.finished_us > flow.deadline_us):
             flow.overdue = True
+        elif flow.state in ("running", "waiting"):
+            next_us = min(next_us, flow.deadline_us + 1)  # look again when it becomes late
         saved = await asyncio.to_thread(self.store.save, flow, lease, next_us, now_us(),
                                         list(changed.values()))
         if not saved:
@@ -197,7 +221,7 @@ class FlowEngine:
         steps = {s.step: s for s in flow.steps}
         undoing = [s for s in flow.steps if s.state == "compensating"]
         if undoing:
-            return await self._undoing(flow, undoing, now, changed)
+            return await self._undoing(flow, definition, undoing, now, changed)
         flow.state = "running"
         for spec in definition.steps:
             row = steps[spec.id]
@@ -205,15 +229,15 @@ class FlowEngine:
                 continue
             if row.state in ("rejected", "failed", "compensated"):  # finished: the flow is too
                 return now + IDLE_US
-            scope = self._scope(flow, definition)
             if row.state == "pending":
+                self._mark_late(row, now, changed)
                 if row.due_us > now:
                     flow.state = "waiting"
                     return row.due_us
-                proceed = await self._send(flow, spec, row, scope, now, changed)
+                proceed = await self._send(flow, spec, row, self._scope(flow), now, changed)
                 if proceed:
                     continue
-                return now + POLL_US
+                return row.due_us if row.state == "pending" else now + POLL_US
             # sent: what became of its delivery
             view = await asyncio.to_thread(self.deliveries.get, row.delivery_id or "")
             verdict = self._verdict(flow, definition, spec, row, view, now, changed)
@@ -223,10 +247,18 @@ class FlowEngine:
         self._finish(flow, "completed", now, None)
         return now + IDLE_US
 
-    def _scope(self, flow: FlowRow, definition: Flow) -> Scope:
-        results = {s.step: s.result for s in flow.steps if s.state == "done"}
+    @staticmethod
+    def _scope(flow: FlowRow) -> Scope:
+        # A step being undone, or undone, still had its answer: its undo reads it.
+        results = {s.step: s.result for s in flow.steps if s.state in ANSWERED}
         started = datetime.fromtimestamp(flow.started_us / 1e6, tz=UTC).astimezone(VIETNAM).date()
         return Scope(dossier=flow.dossier, steps=results, today=started)
+
+    @staticmethod
+    def _mark_late(row: StepRow, now: int, changed: dict[str, StepRow]) -> None:
+        if row.deadline_us is not None and now > row.deadline_us and not row.overdue:
+            row.overdue = True
+            changed[row.step] = row
 
     async def _send(self, flow: FlowRow, spec: FlowStep, row: StepRow, scope: Scope, now: int,
                     changed: dict[str, StepRow]) -> bool:
@@ -241,8 +273,12 @@ class FlowEngine:
             self._fail_step(flow, row, now, {"code": "Server.FlowInput", "detail": str(exc)})
             return False
         sent = await self._store_request(flow, spec.service, request, f"{row.step}:{row.sends + 1}")
-        if isinstance(sent, dict):  # refused at intake: policy, schema, unknown service
-            self._fail_step(flow, row, now, sent)
+        if isinstance(sent, dict):
+            if _passing(sent):  # the gateway itself was busy: not the step's fault, nor a send
+                row.due_us, row.reason = now + INTAKE_RETRY_US, sent
+                flow.state = "waiting"
+                return False
+            self._fail_step(flow, row, now, sent)  # refused for good: policy, schema, unknown service
             return False
         row.state, row.delivery_id, row.sends = "sent", sent, row.sends + 1
         if row.started_us is None:
@@ -254,9 +290,7 @@ class FlowEngine:
     def _verdict(self, flow: FlowRow, definition: Flow, spec: FlowStep, row: StepRow,
                  view: dict[str, Any] | None, now: int, changed: dict[str, StepRow]) -> int | None:
         """A sent step's delivery: None when the step is done, else the time to look again."""
-        if row.deadline_us is not None and now > row.deadline_us and not row.overdue:
-            row.overdue = True
-            changed[row.step] = row
+        self._mark_late(row, now, changed)
         if view is None:
             self._fail_step(flow, row, now, {"code": "Server.FlowLost",
                                              "detail": f"delivery {row.delivery_id} is gone"})
@@ -265,8 +299,14 @@ class FlowEngine:
         state, response = view["state"], view.get("response") or {}
         status = response.get("status")
         if state == "delivered" and isinstance(status, int) and 200 <= status < 300:
-            row.state, row.result, row.finished_us = "done", response.get("body"), now
             changed[row.step] = row
+            malformed = _malformed(spec, response.get("body"))
+            if malformed is not None:
+                self._fail_step(flow, row, now, {"code": "Server.FlowAnswer", "status": status,
+                                                 "detail": malformed,
+                                                 "answer": _excerpt(response.get("body"))})
+                return now + IDLE_US
+            row.state, row.result, row.finished_us, row.reason = "done", response.get("body"), now, None
             return None
         if state == "delivered":  # the agency answered, and refused: its words are the reason
             row.state, row.finished_us = "rejected", now
@@ -292,60 +332,66 @@ class FlowEngine:
     def _rejected(self, flow: FlowRow, definition: Flow, spec: FlowStep, now: int,
                   changed: dict[str, StepRow]) -> int:
         """A step the agency refused: stop, or first undo the earlier steps the definition names."""
-        if not isinstance(spec.on_reject, Compensate):
-            self._finish(flow, "rejected", now, {"step": spec.id, **(changed[spec.id].reason or {})})
-            return now + IDLE_US
+        reason = {"step": spec.id, **(changed[spec.id].reason or {})}
+        undo = spec.on_reject.compensate if isinstance(spec.on_reject, Compensate) else []
         steps = {s.step: s for s in flow.steps}
-        for name in spec.on_reject.compensate:
-            target, undo = steps[name], definition.step(name)
-            if target.state == "done" and undo is not None and undo.compensation is not None:
+        for name in undo:
+            target, declared = steps[name], definition.step(name)
+            if target.state == "done" and declared is not None and declared.compensation is not None:
                 target.state = "compensating"
                 changed[name] = target
-        flow.reason = {"step": spec.id, **(changed[spec.id].reason or {})}
+        if not any(steps[name].state == "compensating" for name in undo):
+            # nothing to undo (the steps were skipped): rejected now, not left running forever
+            self._finish(flow, "rejected", now, reason)
+            return now + IDLE_US
+        flow.reason = reason
         flow.state = "running"
         return now  # the undo is sent at once, by the next look
 
-    async def _undoing(self, flow: FlowRow, undoing: list[StepRow], now: int,
+    async def _undoing(self, flow: FlowRow, definition: Flow, undoing: list[StepRow], now: int,
                        changed: dict[str, StepRow]) -> int:
         """Steps being undone after a rejection: send each undo once, wait for their answers, then
         the flow is rejected (its reason set when the rejection came)."""
-        definition = self.flows.flows[flow.name]
-        scope = self._scope(flow, definition)
+        scope = self._scope(flow)
         waiting = False
         for row in undoing:
+            changed[row.step] = row
             spec = definition.step(row.step)
-            assert spec is not None and spec.compensation is not None
+            compensation = spec.compensation if spec is not None else None
+            if compensation is None:  # the definition changed since: say so rather than crash each look
+                row.state, row.reason = "done", {"code": "Server.FlowUndoUnknown", "undo": "failed",
+                                                 "detail": f"step {row.step} no longer declares its undo"}
+                continue
             if row.undo_delivery_id is None:
                 try:
-                    request = build_request(spec.compensation.input, scope)
+                    request = build_request(compensation.input, scope)
                 except (MissingSource, EvaluationError) as exc:
                     row.state, row.reason = "done", {"code": "Server.FlowInput", "detail": str(exc),
                                                      "undo": "failed"}
-                    changed[row.step] = row
                     continue
-                sent = await self._store_request(flow, spec.compensation.service, request,
-                                                 f"{row.step}:undo")
-                if isinstance(sent, dict):
+                sent = await self._store_request(flow, compensation.service, request, f"{row.step}:undo")
+                if isinstance(sent, dict) and not _passing(sent):
                     row.state, row.reason = "done", {**sent, "undo": "failed"}
+                elif isinstance(sent, dict):
+                    waiting = True  # the gateway was busy: the next look stores it
                 else:
                     row.undo_delivery_id = sent
                     waiting = True
-                changed[row.step] = row
                 continue
             view = await asyncio.to_thread(self.deliveries.get, row.undo_delivery_id)
+            state = view["state"] if view is not None else None
             response = (view or {}).get("response") or {}
             status = response.get("status")
-            if view is not None and view["state"] == "delivered" and isinstance(status, int) \
-                    and 200 <= status < 300:
+            if state == "delivered" and isinstance(status, int) and 200 <= status < 300:
                 row.state = "compensated"
-            elif view is not None and view["state"] == "pending":
-                waiting = True
-                continue
-            else:  # the undo was refused or could not be delivered: say so, the step stays done
+            elif state in ("delivered", "dead", "cancelled", None):
+                # refused, undeliverable or gone: say so, the step stays done
                 row.state = "done"
                 row.reason = {"undo": "failed", "status": status,
-                              "answer": response.get("body") if view else None}
-            changed[row.step] = row
+                              "answer": response.get("body") if view else None,
+                              "error": (view or {}).get("lastError")}
+            else:  # pending or in flight: its answer is still to come
+                waiting = True
         if waiting:
             return now + POLL_US
         self._finish(flow, "rejected", now, flow.reason)
@@ -375,3 +421,28 @@ class FlowEngine:
     @staticmethod
     def _finish(flow: FlowRow, state: str, now: int, reason: Any) -> None:
         flow.state, flow.finished_us, flow.reason = state, now, reason
+
+
+def _passing(refusal: Mapping[str, Any]) -> bool:
+    """A refusal at intake that may pass by itself (the database or the audit log busy, a rate
+    limit): the step waits and is stored again, rather than failing the whole joint procedure."""
+    status = refusal.get("status")
+    return isinstance(status, int) and (status >= 500 or status == 429)
+
+
+def _malformed(spec: FlowStep, answer: Any) -> str | None:
+    """Why a 2xx answer cannot be the step's result, or None: later steps read its fields, so it is
+    a JSON object holding every field the step declares it produces."""
+    if not isinstance(answer, dict):
+        return f"the agency's answer is not a JSON object ({type(answer).__name__})"
+    missing = [f for f in spec.produces if resolve(answer, f) is MISSING]
+    if missing:
+        return f"the agency's answer lacks {', '.join(missing)}, which step {spec.id} produces"
+    return None
+
+
+def _excerpt(answer: Any, limit: int = 500) -> Any:
+    """An answer kept as a reason: as it came, cut when it is long text."""
+    if isinstance(answer, str) and len(answer) > limit:
+        return answer[:limit] + "…"
+    return answer

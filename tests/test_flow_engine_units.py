@@ -1,0 +1,373 @@
+"""The flow engine's decisions, one look at a time: ``FlowEngine.advance`` on a FlowStore over a
+temporary SQLite database, with a stand-in pipeline (what it was asked to store, and under which
+idempotency key) and stand-in delivery views (what became of each delivery), no process or socket.
+
+These cover the branches the end-to-end fault tests (tests/test_flows_faults.py) cannot reach on
+purpose: an undo refused or still in flight, a definition removed or changed under a running flow,
+an input that is not there, a refusal at intake, a delivery that vanished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.config import Config
+from gateway.context import Exchange, Render, Rendered
+from gateway.delivery.model import now_us
+from gateway.flows.definition import Flow
+from gateway.flows.engine import LEASE_US, FlowEngine
+from gateway.flows.loading import Flows
+from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
+from gateway.storage.db import create_engine, upgrade
+from tests.helpers import rest_only_config
+
+A = "VN/GOV/000.00.00.G15/HOTICH/DangKyKhaiSinh"
+B = "VN/GOV/000.00.00.G20/BHXH/CapTheBHYT"
+UNDO = "VN/GOV/000.00.00.G01/CUTRU/HuyDangKyThuongTru"
+
+
+def later(n: int = 1) -> int:
+    """A time ``n`` thousand seconds from now: every flow is due by then, past any lease."""
+    return now_us() + n * 1_000_000_000
+
+
+def definition(**changes: Any) -> Flow:
+    """Two steps: ``a`` (undone by UNDO with its own answer), then ``b``, which undoes ``a`` when
+    refused; ``changes`` replace fields of step ``a`` or ``b`` (``a_when=…``, ``b_retry=…``)."""
+    a: dict[str, Any] = {"id": "a", "service": A, "input": {"MaHoSo": "dossier.MaHoSo"}, "produces": ["So"],
+                         "compensation": {"service": UNDO, "input": {"So": "steps.a.So"}}}
+    b: dict[str, Any] = {"id": "b", "service": B, "produces": ["The"],
+                         "input": {"MaHoSo": "dossier.MaHoSo", "So": "steps.a.So"},
+                         "on_reject": {"compensate": ["a"]}}
+    for key, value in changes.items():
+        (a if key.startswith("a_") else b)[key[2:]] = value
+    return Flow.model_validate({"name": "thu", "title": {"vi": "Thử", "en": "Test"},
+                                "dossier_schema": "x.json", "deadline": "1d", "legal_limit": "7d",
+                                "steps": [a, b]})
+
+
+class Pipeline:
+    """Stores every request it is given as delivery ``d:<key>`` (202), or answers ``refusal``."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []  # (key, service, request)
+        self.refusal: tuple[int, dict[str, Any]] | None = None
+
+    async def run(self, exchange: Exchange, render: Render) -> Rendered:
+        if self.refusal is not None:
+            return Rendered(self.refusal[0], [], orjson.dumps(self.refusal[1]))
+        key = exchange.idempotency_key or ""
+        self.sent.append((key, exchange.service_id, orjson.loads(exchange.body)))
+        return Rendered(202, [], orjson.dumps({"deliveryId": f"d:{key}"}))
+
+
+class Deliveries:
+    """What became of each delivery, as the test says."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, dict[str, Any]] = {}
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None:
+        return self.views.get(delivery_id)
+
+    def answer(self, delivery_id: str, status: int, body: Any) -> None:
+        self.views[delivery_id] = {"state": "delivered", "attempts": 1,
+                                   "response": {"status": status, "body": body}}
+
+    def dead(self, delivery_id: str, attempts: int, *, retryable: bool = True) -> None:
+        self.views[delivery_id] = {"state": "dead", "attempts": attempts, "lastError": {
+            "code": "Server.ServiceFailed", "status": 503, "detail": "HTTP 503", "retryable": retryable}}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return rest_only_config(tmp_path_factory.mktemp("units"))[0]
+
+
+class World:
+    def __init__(self, tmp_path: Path, config: Config, flow: Flow | None) -> None:
+        url = f"sqlite:///{tmp_path / 'flows.db'}"
+        upgrade(url)
+        self.store = FlowStore(create_engine(url))
+        self.pipeline, self.deliveries = Pipeline(), Deliveries()
+        self.flow = flow
+        self.config = config
+        self.engine = self.engine_for(flow)
+
+    def engine_for(self, flow: Flow | None) -> FlowEngine:
+        flows = Flows(flows={flow.name: flow} if flow is not None else {})
+        return FlowEngine(self.config, flows, self.store, self.deliveries, "VN/GOV/000.00.00.G22/LIENTHONG",
+                          max_attempts=2, pipeline=self.pipeline)
+
+    def file(self, dossier: dict[str, Any] | None = None, *, deadline_us: int | None = None,
+             code: str = "H41-1") -> str:
+        now = now_us()
+        spec = self.flow or definition()
+        row = FlowRow(id=new_flow_id(), name="thu", dossier_code=code, client="motcua", exchange_id="x",
+                      state="running", dossier=dossier or {"MaHoSo": "H41-1"}, subjects=(), started_us=now,
+                      updated_us=now, deadline_us=deadline_us or now + 86_400_000_000,
+                      steps=rows(spec))
+        self.store.file(row, now)
+        return row.id
+
+    async def look(self, flow_id: str) -> FlowRow:
+        """One look at the flow by the engine (due or not), and the flow as stored after it."""
+        claimed = [(f, lease) for f, lease in self.store.claim(64, LEASE_US, later()) if f.id == flow_id]
+        assert claimed, "the flow is not active"
+        await self.engine.advance(*claimed[0])
+        found = self.store.get(flow_id)
+        assert found is not None
+        return found
+
+    def keys(self) -> list[str]:
+        return [key.rsplit(":", 2)[-2] + ":" + key.rsplit(":", 1)[-1] for key, _, _ in self.pipeline.sent]
+
+
+def rows(spec: Flow) -> list[StepRow]:
+    return [StepRow(step=s.id, position=i, service=s.service) for i, s in enumerate(spec.steps)]
+
+
+def states(flow: FlowRow) -> dict[str, str]:
+    return {s.step: s.state for s in flow.steps}
+
+
+def step(flow: FlowRow, name: str) -> StepRow:
+    return next(s for s in flow.steps if s.step == name)
+
+
+@pytest.fixture
+def world(tmp_path: Path, config: Config) -> World:
+    return World(tmp_path, config, definition())
+
+
+async def _done_a(world: World, flow_id: str) -> FlowRow:
+    """Step ``a`` sent and answered; ``b`` sent."""
+    await world.look(flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, {"So": "7/2026"})
+    return await world.look(flow_id)
+
+
+async def test_each_step_is_stored_under_its_key_and_reads_the_answers_before_it(world: World) -> None:
+    """A step is sent as delivery ``flow:{id}:{step}:1``; its answer feeds the next; all done: completed."""
+    flow_id = world.file()
+    flow = await _done_a(world, flow_id)
+    assert states(flow) == {"a": "done", "b": "sent"} and flow.state == "running"
+    assert world.pipeline.sent[1] == (f"flow:{flow_id}:b:1", B, {"MaHoSo": "H41-1", "So": "7/2026"})
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 200, {"The": "TE1"})
+    flow = await world.look(flow_id)
+    assert flow.state == "completed" and step(flow, "b").result == {"The": "TE1"} and not flow.overdue
+
+
+async def test_looking_again_after_a_crash_finds_the_same_delivery_key(world: World) -> None:
+    """A look whose save was lost (the process killed before it) is made again from the state before
+    it, and sends under the same key: the queue's idempotency finds the first delivery."""
+    flow_id = world.file()
+    (flow, lease), = world.store.claim(64, LEASE_US, later())
+    before = copy.deepcopy(flow)
+    await world.engine.advance(flow, lease)
+    (_, newer), = world.store.claim(64, LEASE_US, later(2))  # the lease lapsed: another look
+    await world.engine.advance(before, newer)
+    assert [k for k, _, _ in world.pipeline.sent] == [f"flow:{flow_id}:a:1"] * 2
+
+
+async def test_a_removed_definition_fails_the_flow_saying_so(world: World) -> None:
+    flow_id = world.file()
+    world.engine = world.engine_for(None)
+    flow = await world.look(flow_id)
+    assert flow.state == "failed" and flow.reason["code"] == "Server.FlowUnknown"
+    assert world.pipeline.sent == []
+
+
+async def test_a_missing_input_fails_the_step_and_sends_nothing(world: World) -> None:
+    world.flow = definition(a_input={"Ten": "dossier.Tre.HoTen"})
+    world.engine = world.engine_for(world.flow)
+    flow = await world.look(world.file())
+    assert flow.state == "failed" and states(flow)["a"] == "failed"
+    reason = step(flow, "a").reason
+    assert reason["code"] == "Server.FlowInput" and "Tre.HoTen" in reason["detail"]
+    assert flow.reason["step"] == "a" and world.pipeline.sent == []
+
+
+async def test_a_refused_step_undoes_the_earlier_one_with_its_own_answer(world: World) -> None:
+    """The undo reads the answer of the step being undone (it is ``compensating`` by then)."""
+    flow_id = world.file()
+    await _done_a(world, flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI"})
+    flow = await world.look(flow_id)
+    assert states(flow) == {"a": "compensating", "b": "rejected"} and flow.state == "running"
+    flow = await world.look(flow_id)
+    assert world.pipeline.sent[-1] == (f"flow:{flow_id}:a:undo", UNDO, {"So": "7/2026"})
+    assert step(flow, "a").undo_delivery_id == f"d:flow:{flow_id}:a:undo"
+    world.deliveries.answer(f"d:flow:{flow_id}:a:undo", 200, {"DaHuy": True})
+    flow = await world.look(flow_id)
+    assert states(flow) == {"a": "compensated", "b": "rejected"}
+    assert flow.state == "rejected"
+    assert flow.reason == {"step": "b", "status": 422, "answer": {"MaLoi": "TU_CHOI"}}
+
+
+async def test_an_undo_in_flight_is_waited_for(world: World) -> None:
+    flow_id = world.file()
+    await _done_a(world, flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI"})
+    await world.look(flow_id)
+    await world.look(flow_id)
+    for state in ("pending", "in-flight"):
+        world.deliveries.views[f"d:flow:{flow_id}:a:undo"] = {"state": state, "attempts": 1}
+        flow = await world.look(flow_id)
+        assert states(flow)["a"] == "compensating" and flow.state == "running"
+
+
+async def test_an_undo_the_agency_refuses_leaves_the_step_done_saying_so(world: World) -> None:
+    flow_id = world.file()
+    await _done_a(world, flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI"})
+    await world.look(flow_id)
+    await world.look(flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:a:undo", 422, {"MaLoi": "KHONG_TIM_THAY"})
+    flow = await world.look(flow_id)
+    assert flow.state == "rejected" and states(flow) == {"a": "done", "b": "rejected"}
+    reason = step(flow, "a").reason
+    assert reason["undo"] == "failed" and reason["status"] == 422
+    assert reason["answer"]["MaLoi"] == "KHONG_TIM_THAY"
+    assert step(flow, "a").result == {"So": "7/2026"}  # what it registered stands
+
+
+async def test_an_undo_no_longer_declared_is_reported_not_crashed_on(world: World) -> None:
+    flow_id = world.file()
+    await _done_a(world, flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI"})
+    await world.look(flow_id)
+    changed = definition(a_compensation=None, b_on_reject="stop")
+    world.engine = world.engine_for(changed)
+    flow = await world.look(flow_id)
+    assert flow.state == "rejected" and step(flow, "a").reason["code"] == "Server.FlowUndoUnknown"
+
+
+async def test_compensating_a_skipped_step_rejects_the_flow_at_once(world: World) -> None:
+    """Nothing to undo: the flow is rejected there and then, not left running for ever."""
+    world.flow = definition(a_when={"path": "dossier.CoBuocA", "present": True},
+                            b_input={"MaHoSo": "dossier.MaHoSo"})
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    flow = await world.look(flow_id)
+    assert states(flow) == {"a": "skipped", "b": "sent"}
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI"})
+    flow = await world.look(flow_id)
+    assert flow.state == "rejected" and flow.reason["step"] == "b"
+    assert [key for key, _, _ in world.pipeline.sent] == [f"flow:{flow_id}:b:1"]
+
+
+@pytest.mark.parametrize("answer", [{"Khac": 1}, "<html>OK</html>", None, ["So"]])
+async def test_a_2xx_answer_that_is_not_the_steps_object_fails_the_step(world: World, answer: Any) -> None:
+    flow_id = world.file()
+    await world.look(flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, answer)
+    flow = await world.look(flow_id)
+    a = step(flow, "a")
+    assert flow.state == "failed" and a.state == "failed" and a.result is None
+    assert a.reason["code"] == "Server.FlowAnswer" and a.reason["answer"] == answer
+    assert states(flow)["b"] == "pending"
+
+
+async def test_a_dead_delivery_is_sent_again_then_fails_once_the_attempts_are_spent(world: World) -> None:
+    """retry.attempts 3, the queue's 2 a delivery: a second delivery after the backoff, then failed."""
+    world.flow = definition(a_retry={"attempts": 3, "backoff": "0.01s", "max_backoff": "0.01s"})
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    await world.look(flow_id)
+    world.deliveries.dead(f"d:flow:{flow_id}:a:1", attempts=2)
+    flow = await world.look(flow_id)
+    assert flow.state == "waiting" and states(flow)["a"] == "pending" and step(flow, "a").sends == 1
+    await asyncio.sleep(0.02)
+    flow = await world.look(flow_id)
+    assert step(flow, "a").delivery_id == f"d:flow:{flow_id}:a:2" and step(flow, "a").sends == 2
+    world.deliveries.dead(f"d:flow:{flow_id}:a:2", attempts=2)
+    flow = await world.look(flow_id)
+    assert flow.state == "failed" and step(flow, "a").reason["code"] == "Server.ServiceFailed"
+    assert flow.reason["step"] == "a" and world.keys() == ["a:1", "a:2"]
+
+
+async def test_a_permanent_failure_is_not_sent_again(world: World) -> None:
+    flow_id = world.file()
+    await world.look(flow_id)
+    world.deliveries.dead(f"d:flow:{flow_id}:a:1", attempts=1, retryable=False)
+    flow = await world.look(flow_id)
+    assert flow.state == "failed" and step(flow, "a").sends == 1
+
+
+async def test_a_delivery_that_vanished_fails_the_step(world: World) -> None:
+    flow_id = world.file()
+    flow = await world.look(flow_id)
+    assert step(flow, "a").state == "sent"
+    flow = await world.look(flow_id)  # no view for it
+    assert flow.state == "failed" and step(flow, "a").reason["code"] == "Server.FlowLost"
+
+
+async def test_a_passing_refusal_at_intake_waits_and_a_lasting_one_fails(world: World) -> None:
+    """503 (the audit log busy) or 429: the step waits, no send counted; 403 (a policy): failed."""
+    for status in (503, 429):
+        world.pipeline.refusal = (status, {"code": "Server.AuditFailed", "detail": "busy"})
+        flow = await world.look(world.file(code=f"H41-{status}"))
+        a = step(flow, "a")
+        assert flow.state == "waiting" and a.state == "pending" and a.sends == 0
+        assert a.due_us > now_us() and a.reason["status"] == status
+    world.pipeline.refusal = (403, {"code": "Server.ServerProxy.AccessDenied", "detail": "no rule"})
+    flow = await world.look(world.file(code="H41-403"))
+    assert flow.state == "failed" and step(flow, "a").reason["status"] == 403
+
+
+async def test_a_flow_that_finishes_after_its_deadline_is_overdue(world: World) -> None:
+    world.flow = definition(a_deadline="0.01s")
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file(deadline_us=now_us() + 10_000)
+    await world.look(flow_id)
+    await asyncio.sleep(0.02)
+    world.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, {"So": "7/2026"})
+    flow = await world.look(flow_id)
+    assert step(flow, "a").overdue and flow.overdue
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 200, {"The": "TE1"})
+    flow = await world.look(flow_id)
+    assert flow.state == "completed" and flow.overdue and not step(flow, "b").overdue
+
+
+async def test_a_flow_finished_on_its_first_late_look_is_overdue(world: World) -> None:
+    """The look that completes a flow already past its deadline marks it, though it is no longer running."""
+    flow_id = world.file()
+    await _done_a(world, flow_id)
+    world.deliveries.answer(f"d:flow:{flow_id}:b:1", 200, {"The": "TE1"})
+    world.store.engine.dispose()
+    with world.store.engine.begin() as conn:
+        from gateway.flows.tables import flows
+
+        conn.execute(flows.update().where(flows.c.id == flow_id).values(deadline_us=now_us() - 1))
+    flow = await world.look(flow_id)
+    assert flow.state == "completed" and flow.overdue
+
+
+def test_a_save_without_the_lease_writes_nothing(world: World) -> None:
+    """A process whose lease lapsed (another took the flow over) cannot overwrite the newer state."""
+    flow_id = world.file()
+    (first, lease), = world.store.claim(64, LEASE_US, later())
+    (_, newer), = world.store.claim(64, LEASE_US, later(2))
+    first.state = "failed"
+    assert world.store.save(first, lease, now_us(), now_us()) is False
+    assert world.store.save(first, newer, now_us(), now_us()) is True
+    found = world.store.get(flow_id)
+    assert found is not None and found.state == "failed"
+
+
+def test_filing_the_same_dossier_twice_finds_the_first_flow(world: World) -> None:
+    first = world.file()
+    spec = definition()
+    now = now_us()
+    again = FlowRow(id=new_flow_id(), name="thu", dossier_code="H41-1", client="motcua", exchange_id="y",
+                    state="running", dossier={}, subjects=(), started_us=now, updated_us=now, deadline_us=now,
+                    steps=rows(spec))
+    found, duplicate = world.store.file(again, now)
+    assert duplicate and found.id == first
