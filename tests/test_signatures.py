@@ -1,0 +1,578 @@
+"""Signature verification (gateway/signatures/): a real test PKI, real signatures in each format.
+
+The PKI is made once per module with `cryptography`: a root, an intermediate that issues every
+signer and a CRL, signers with the right usage, the wrong usage, an expired and a revoked one, a
+self-signed stranger, and a time-stamping authority (pyHanko's in-process TSA makes RFC 3161 tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from joserfc import jws
+from joserfc.jwk import ECKey, RSAKey
+from joserfc.registry import HeaderParameter
+from lxml import etree
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+from signxml import XMLSigner
+from signxml.xades import XAdESSigner
+
+from gateway.signatures import REASONS, TrustStore, Verdict, verify
+from gateway.signatures.trust import TrustStoreError
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAY = timedelta(days=1)
+CRL_URL = "http://crl.invalid/intermediate.crl"  # never fetched: .invalid does not resolve
+
+
+@dataclass(frozen=True)
+class Party:
+    key: Any
+    cert: x509.Certificate
+
+    @property
+    def pem_key(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def asn1(self) -> asn1_x509.Certificate:
+        return asn1_x509.Certificate.load(self.der)
+
+    @property
+    def asn1_key(self) -> asn1_keys.PrivateKeyInfo:
+        return asn1_keys.PrivateKeyInfo.load(self.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Liên Thông test PKI"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _usage(**flags: bool) -> x509.KeyUsage:
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(**{name: flags.get(name, False) for name in names})
+
+
+def _issue(cn: str, issuer: Party | None, *, ca: bool = False, usage: x509.KeyUsage | None = None,
+           start: datetime = NOW - 365 * DAY, end: datetime = NOW + 365 * DAY, rsa_key: bool = False,
+           eku: list[x509.ObjectIdentifier] | None = None) -> Party:
+    key: Any = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(_name(cn))
+               .issuer_name(issuer.cert.subject if issuer else _name(cn)).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=True)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+        if not ca:
+            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(CRL_URL)], None, None, None)]), critical=False)
+    cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
+    return Party(key, cert)
+
+
+SIGNING = _usage(digital_signature=True, content_commitment=True)
+
+
+@dataclass(frozen=True)
+class Pki:
+    root: Party
+    intermediate: Party
+    signer: Party  # RSA, digitalSignature + nonRepudiation, valid a year either side of now
+    ec_signer: Party
+    wrong_usage: Party  # keyEncipherment only
+    expired: Party  # valid from three years ago to a year ago
+    revoked: Party  # revoked 30 days ago
+    stranger: Party  # self-signed, in no trust store
+    tsa: Party
+    trust: TrustStore
+    strict: TrustStore  # claimed signing times not trusted
+
+    def chain(self, party: Party) -> list[Party]:
+        return [party, self.intermediate]
+
+
+REVOKED_AT = NOW - 30 * DAY
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = _issue("Test Root CA", None, ca=True, usage=_usage(key_cert_sign=True, crl_sign=True),
+                  start=NOW - 3650 * DAY, end=NOW + 3650 * DAY)
+    intermediate = _issue("Test Signing CA", root, ca=True, usage=_usage(key_cert_sign=True, crl_sign=True),
+                          start=NOW - 1800 * DAY, end=NOW + 1800 * DAY)
+    revoked = _issue("Trần Thị Bị Thu Hồi", intermediate, usage=SIGNING)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(intermediate.cert.subject)
+           .last_update(NOW - timedelta(hours=1)).next_update(NOW + 7 * DAY)
+           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(revoked.cert.serial_number)
+                                    .revocation_date(REVOKED_AT).build())
+           .add_extension(x509.CRLNumber(1), critical=False)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(intermediate.key.public_key()),
+                          critical=False)
+           .sign(intermediate.key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("trust")
+    (folder / "anchors").mkdir()
+    (folder / "anchors" / "root.pem").write_bytes(root.cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "revocation").mkdir()
+    (folder / "revocation" / "intermediate.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    trust = TrustStore.load(folder / "anchors", revocation=folder / "revocation")
+    return Pki(
+        root=root, intermediate=intermediate,
+        signer=_issue("Nguyễn Văn An", intermediate, usage=SIGNING, rsa_key=True),
+        ec_signer=_issue("UBND tỉnh Tuyên Quang", intermediate, usage=SIGNING),
+        wrong_usage=_issue("Sai Mục Đích", intermediate, usage=_usage(key_encipherment=True)),
+        expired=_issue("Hết Hạn", intermediate, usage=SIGNING, start=NOW - 1095 * DAY, end=NOW - 365 * DAY),
+        revoked=revoked,
+        stranger=_issue("Self Signed Stranger", None, usage=SIGNING),
+        tsa=_issue("Test TSA", intermediate, usage=_usage(digital_signature=True), rsa_key=True,
+                   eku=[ExtendedKeyUsageOID.TIME_STAMPING]),  # pyHanko's test TSA signs with RSA only
+        trust=trust, strict=replace(trust, claimed_time=False))
+
+
+# --- signing helpers: each format's own library -----------------------------------------------
+
+DOSSIER = ("<HoSo Id='hs1'><MaHoSo>H60.23-20261121-0000001</MaHoSo><ChuHoSo>Nguyễn Văn An</ChuHoSo>"
+           "<TenTTHC>Đăng ký khai sinh</TenTTHC></HoSo>").encode()
+
+
+def _pems(pki: Pki, party: Party) -> list[str]:
+    chain = [party] if party is pki.stranger else pki.chain(party)
+    return [p.cert.public_bytes(serialization.Encoding.PEM).decode() for p in chain]
+
+
+def _xml_algorithm(party: Party) -> str:
+    return "rsa-sha256" if isinstance(party.key, rsa.RSAPrivateKey) else "ecdsa-sha256"
+
+
+def sign_xml(pki: Pki, party: Party, body: bytes = DOSSIER) -> bytes:
+    signer = XMLSigner(signature_algorithm=_xml_algorithm(party))
+    signed = signer.sign(etree.fromstring(body), key=party.pem_key, cert=_pems(pki, party))
+    return etree.tostring(signed)
+
+
+class _XAdESAt(XAdESSigner):
+    """XAdES with a chosen SigningTime (signxml writes now)."""
+
+    def __init__(self, at: datetime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.at = at
+
+    def add_signing_time(self, properties: Any, sig_root: Any, signing_settings: Any) -> None:
+        super().add_signing_time(properties, sig_root, signing_settings)
+        node = properties.find("{http://uri.etsi.org/01903/v1.3.2#}SigningTime")
+        node.text = self.at.isoformat(timespec="seconds")
+
+
+def sign_xades(pki: Pki, party: Party, at: datetime = NOW, body: bytes = DOSSIER) -> bytes:
+    signer = _XAdESAt(at, signature_algorithm=_xml_algorithm(party))
+    signed = signer.sign(etree.fromstring(body), key=party.pem_key, cert=_pems(pki, party))
+    return etree.tostring(signed)
+
+
+def blank_pdf() -> bytes:
+    writer = PdfFileWriter()
+    writer.insert_page(generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject(
+            [generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+        generic.NameObject("/Resources"): generic.DictionaryObject()}))
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+class _PdfSignerAt(signers.PdfSigner):
+    """pyHanko's PDF signer with a chosen signing time (/M), as if it signed then."""
+
+    at: datetime = NOW
+
+    def init_signing_session(self, *args: Any, **kwargs: Any) -> Any:
+        session = super().init_signing_session(*args, **kwargs)
+        session.system_time = self.at
+        return session
+
+
+def _cms_signer(pki: Pki, party: Party) -> signers.SimpleSigner:
+    chain = [] if party is pki.stranger else [pki.intermediate.asn1]
+    return signers.SimpleSigner(signing_cert=party.asn1, signing_key=party.asn1_key,
+                                cert_registry=SimpleCertificateStore.from_certs(chain))
+
+
+def _tsa(pki: Pki, at: datetime) -> DummyTimeStamper:
+    return DummyTimeStamper(tsa_cert=pki.tsa.asn1, tsa_key=pki.tsa.asn1_key,
+                            certs_to_embed=SimpleCertificateStore.from_certs([pki.intermediate.asn1]),
+                            fixed_dt=at)
+
+
+def sign_pdf(pki: Pki, party: Party, *, at: datetime = NOW, pades: bool = True,
+             stamped_at: datetime | None = None) -> bytes:
+    meta = signers.PdfSignatureMetadata(
+        field_name="ChuKy1", subfilter=fields.SigSeedSubFilter.PADES if pades else None)
+    pdf_signer = _PdfSignerAt(meta, signer=_cms_signer(pki, party),
+                              timestamper=None if stamped_at is None else _tsa(pki, stamped_at))
+    pdf_signer.at = at
+    out = pdf_signer.sign_pdf(IncrementalPdfFileWriter(BytesIO(blank_pdf())))
+    return bytes(out.getvalue())
+
+
+def sign_cms(pki: Pki, party: Party, data: bytes, *, at: datetime = NOW, detached: bool = True) -> bytes:
+    signature = asyncio.run(_cms_signer(pki, party).async_sign_general_data(
+        data, "sha256", detached=detached, signed_attr_settings=PdfCMSSignedAttributes(signing_time=at)))
+    return bytes(signature.dump())
+
+
+class _BigHeaders(jws.JWSRegistry):
+    max_header_length = 16_384  # x5c with two certificates
+
+
+_JWS_REGISTRY = _BigHeaders(header_registry={"sigT": HeaderParameter("JAdES signing time", "str")},
+                            algorithms=["RS256", "ES256"])
+
+BODY = json.dumps({"MaHoSo": "H60.23-20261121-0000001", "ChuHoSo": "Nguyễn Văn An", "TrangThaiHoSo": "2"},
+                  ensure_ascii=False).encode()
+
+
+def sign_jws(pki: Pki, party: Party, body: bytes = BODY, *, detached: bool = False, b64: bool = True,
+             at: datetime | None = None, x5c: bool = True) -> bytes:
+    rsa_key = isinstance(party.key, rsa.RSAPrivateKey)
+    key = RSAKey.import_key(party.pem_key) if rsa_key else ECKey.import_key(party.pem_key)
+    header: dict[str, Any] = {"alg": "RS256" if rsa_key else "ES256"}
+    if x5c:
+        chain = [party] if party is pki.stranger else pki.chain(party)
+        header["x5c"] = [base64.b64encode(p.der).decode() for p in chain]
+    if not b64:
+        header |= {"b64": False, "crit": ["b64"]}
+    if at is not None:
+        header["sigT"] = at.isoformat().replace("+00:00", "Z")
+    token = jws.serialize_compact(header, body, key, registry=_JWS_REGISTRY).encode()
+    if detached and b64:
+        head, _, signature = token.split(b".")
+        token = head + b".." + signature
+    return token
+
+
+def _tamper_xml(signed: bytes) -> bytes:
+    assert b"0000001" in signed
+    return signed.replace(b"0000001", b"0000009")
+
+
+# --- the verdict ------------------------------------------------------------------------------------
+
+def test_verdict_record_is_small_json_with_the_evidence() -> None:
+    """as_record keeps the signer, time, algorithm, digest and reason, in camelCase, times in UTC."""
+    verdict = Verdict("jws", True, "ok", "fine", subject="CN=A", serial="1f", issuer="CN=CA",
+                      signing_time=datetime(2026, 11, 21, 9, tzinfo=UTC), time_source="claimed",
+                      algorithm="ES256", digest="ab" * 32)
+    record = verdict.as_record()
+    assert json.loads(json.dumps(record)) == record
+    assert record == {"format": "jws", "valid": True, "reason": "ok",
+                      "signer": {"subject": "CN=A", "serial": "1f", "issuer": "CN=CA"},
+                      "signingTime": "2026-11-21T09:00:00Z", "timeSource": "claimed", "algorithm": "ES256",
+                      "digest": {"sha256": "ab" * 32}}
+
+
+def test_verdict_refuses_a_reason_outside_the_set_or_disagreeing_with_valid() -> None:
+    """Only the closed set of reasons, and valid exactly when the reason is ok."""
+    with pytest.raises(ValueError, match="unknown reason"):
+        Verdict("jws", False, "nope", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot have valid"):
+        Verdict("jws", True, "revoked", "x")
+    assert Verdict(None, False, "unsupported", "x").as_record()["signer"] is None
+
+
+# --- the trust store ------------------------------------------------------------------------------
+
+def test_trust_store_refuses_an_empty_or_unreadable_folder(tmp_path: Path) -> None:
+    """An anchors folder without certificates, or a broken CRL, fails at load with the file named."""
+    with pytest.raises(TrustStoreError, match="no CA certificate"):
+        TrustStore.load(tmp_path)
+    (tmp_path / "ca.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(TrustStoreError, match=r"ca\.pem"):
+        TrustStore.load(tmp_path)
+
+
+def test_trust_store_reads_der_and_pem_bundles(pki: Pki, tmp_path: Path) -> None:
+    """Anchors may be DER files or PEM bundles of several certificates."""
+    (tmp_path / "root.der").write_bytes(pki.root.der)
+    (tmp_path / "bundle.pem").write_bytes(b"".join(p.cert.public_bytes(serialization.Encoding.PEM)
+                                                   for p in (pki.root, pki.intermediate)))
+    assert len(TrustStore.load(tmp_path).anchors) == 3
+
+
+# --- XML-DSig and XAdES -----------------------------------------------------------------------------
+
+def _xml(pki: Pki, body: bytes, trust: TrustStore | None = None) -> Verdict:
+    return verify(body, "application/xml; charset=utf-8", trust=trust or pki.trust)
+
+
+def test_xmldsig_valid(pki: Pki) -> None:
+    """An enveloped XML-DSig by a trusted signer is ok, with the signer and digest as evidence."""
+    verdict = _xml(pki, sign_xml(pki, pki.signer))
+    assert (verdict.format, verdict.reason, verdict.valid) == ("xmldsig", "ok", True), verdict.message
+    assert verdict.subject is not None and "Nguyễn Văn An" in verdict.subject
+    assert verdict.serial == format(pki.signer.cert.serial_number, "x")
+    assert verdict.algorithm == "rsa-sha256" and verdict.digest is not None and len(verdict.digest) == 64
+    assert verdict.time_source == "verification"
+
+
+def test_xmldsig_failures(pki: Pki) -> None:
+    """Tampered, untrusted, expired, revoked, wrong usage and unsigned each get their reason."""
+    cases = {
+        "digest-mismatch": _tamper_xml(sign_xml(pki, pki.signer)),
+        "untrusted": sign_xml(pki, pki.stranger),
+        "expired": sign_xml(pki, pki.expired),
+        "revoked": sign_xml(pki, pki.revoked),
+        "wrong-usage": sign_xml(pki, pki.wrong_usage),
+        "no-signature": DOSSIER,
+    }
+    for reason, body in cases.items():
+        verdict = _xml(pki, body)
+        assert (verdict.reason, verdict.valid) == (reason, False), (reason, verdict.message)
+
+
+def test_xmldsig_signature_value_changed_is_bad_signature(pki: Pki) -> None:
+    """A changed SignatureValue (the digests intact) is bad-signature."""
+    signed = etree.fromstring(sign_xml(pki, pki.ec_signer))
+    value = signed.find(".//{http://www.w3.org/2000/09/xmldsig#}SignatureValue")
+    raw = bytearray(base64.b64decode(value.text))
+    raw[-1] ^= 1
+    value.text = base64.b64encode(bytes(raw)).decode()
+    assert _xml(pki, etree.tostring(signed)).reason == "bad-signature"
+
+
+def test_xml_refusals_by_shape(pki: Pki) -> None:
+    """A DTD, a signature over one element only, two signatures: refused as unsupported, not verified."""
+    assert _xml(pki, b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>").reason == "unsupported"
+    inner = etree.fromstring(b"<Goi><HoSo Id='a'>1</HoSo><Khac>2</Khac></Goi>")
+    signed_inner = XMLSigner(signature_algorithm="ecdsa-sha256").sign(
+        inner, key=pki.ec_signer.pem_key, cert=_pems(pki, pki.ec_signer), reference_uri="#a")
+    verdict = _xml(pki, etree.tostring(signed_inner))
+    assert verdict.reason == "unsupported" and "not the whole document" in verdict.message
+    twice = etree.fromstring(sign_xml(pki, pki.ec_signer))
+    twice.append(etree.fromstring(etree.tostring(twice[-1])))
+    assert _xml(pki, etree.tostring(twice)).reason == "unsupported"
+
+
+def test_xades_valid_and_tampered(pki: Pki) -> None:
+    """XAdES-BES by a trusted signer is ok with its SigningTime; a changed dossier is digest-mismatch."""
+    signed = sign_xades(pki, pki.signer, at=NOW - DAY)
+    verdict = _xml(pki, signed)
+    assert (verdict.format, verdict.reason) == ("xades", "ok"), verdict.message
+    assert (verdict.signing_time, verdict.time_source) == (NOW - DAY, "claimed")
+    assert _xml(pki, _tamper_xml(signed)).reason == "digest-mismatch"
+
+
+def test_xades_signing_time_rule(pki: Pki) -> None:
+    """Validity is judged at the signed SigningTime: expired now but valid then passes, unless the
+    store trusts no claimed time; signed after expiry is expired; revoked after signing passes."""
+    then = NOW - 700 * DAY  # inside the expired certificate's validity
+    assert _xml(pki, sign_xades(pki, pki.expired, at=then)).reason == "ok"
+    assert _xml(pki, sign_xades(pki, pki.expired, at=then), pki.strict).reason == "expired"
+    assert _xml(pki, sign_xades(pki, pki.expired, at=NOW)).reason == "expired"
+    assert _xml(pki, sign_xades(pki, pki.revoked, at=REVOKED_AT - 10 * DAY)).reason == "ok"
+    assert _xml(pki, sign_xades(pki, pki.revoked, at=REVOKED_AT + DAY)).reason == "revoked"
+    assert _xml(pki, sign_xades(pki, pki.signer, at=NOW - 400 * DAY)).reason == "not-yet-valid"
+
+
+def test_xades_failures(pki: Pki) -> None:
+    """XAdES: untrusted, wrong usage."""
+    assert _xml(pki, sign_xades(pki, pki.stranger)).reason == "untrusted"
+    assert _xml(pki, sign_xades(pki, pki.wrong_usage)).reason == "wrong-usage"
+
+
+# --- PDF: PAdES and CMS ---------------------------------------------------------------------------
+
+def _pdf(pki: Pki, body: bytes, trust: TrustStore | None = None) -> Verdict:
+    return verify(body, "application/pdf", trust=trust or pki.trust)
+
+
+def test_pades_valid(pki: Pki) -> None:
+    """A PAdES signature by a trusted signer is ok; the digest is that of the signed byte ranges."""
+    verdict = _pdf(pki, sign_pdf(pki, pki.signer))
+    assert (verdict.format, verdict.reason) == ("pades", "ok"), verdict.message
+    assert verdict.issuer is not None and "Test Signing CA" in verdict.issuer
+    assert verdict.time_source == "claimed"
+    legacy = _pdf(pki, sign_pdf(pki, pki.ec_signer, pades=False))
+    assert (legacy.format, legacy.reason) == ("cms", "ok"), legacy.message
+
+
+def test_pades_failures(pki: Pki) -> None:
+    """Tampered signed bytes, untrusted, expired, revoked, wrong usage and an unsigned PDF."""
+    signed = sign_pdf(pki, pki.signer)
+    cases = {
+        "digest-mismatch": signed.replace(b"595 842", b"595 843", 1),
+        "untrusted": sign_pdf(pki, pki.stranger),
+        "expired": sign_pdf(pki, pki.expired),
+        "revoked": sign_pdf(pki, pki.revoked),
+        "wrong-usage": sign_pdf(pki, pki.wrong_usage),
+        "no-signature": blank_pdf(),
+    }
+    assert cases["digest-mismatch"] != signed
+    for reason, body in cases.items():
+        verdict = _pdf(pki, body)
+        assert (verdict.reason, verdict.valid) == (reason, False), (reason, verdict.message)
+
+
+def test_pades_signing_time_and_timestamp(pki: Pki) -> None:
+    """The signer's /M time counts unless the store trusts no claim; an RFC 3161 timestamp always does."""
+    then = NOW - 700 * DAY
+    assert _pdf(pki, sign_pdf(pki, pki.expired, at=then)).reason == "ok"
+    assert _pdf(pki, sign_pdf(pki, pki.expired, at=then), pki.strict).reason == "expired"
+    stamped = _pdf(pki, sign_pdf(pki, pki.expired, at=then, stamped_at=then), pki.strict)
+    assert (stamped.reason, stamped.time_source, stamped.signing_time) == ("ok", "timestamp", then), \
+        stamped.message
+    revoked_late = _pdf(pki, sign_pdf(pki, pki.revoked, stamped_at=NOW))
+    assert revoked_late.reason == "revoked"
+
+
+def test_pdf_unreadable_is_unsupported(pki: Pki) -> None:
+    """Bytes that are not a PDF are refused, never an exception."""
+    assert _pdf(pki, b"%PDF-1.7 garbage").reason in ("unsupported", "no-signature")
+    assert verify(b"", "application/pdf", trust=pki.trust).valid is False
+
+
+def test_cms_detached_over_bytes(pki: Pki) -> None:
+    """A detached .p7s over a document: ok; the content changed: digest-mismatch; and each failure."""
+    document = b"Quyet dinh so 123/QD-UBND" * 10
+    verdict = verify(document, "application/octet-stream", trust=pki.trust,
+                     detached=sign_cms(pki, pki.signer, document))
+    assert (verdict.format, verdict.reason) == ("cms", "ok"), verdict.message
+    assert verify(document + b".", "", trust=pki.trust,
+                  detached=sign_cms(pki, pki.signer, document)).reason == "digest-mismatch"
+    for reason, party in (("untrusted", pki.stranger), ("expired", pki.expired), ("revoked", pki.revoked),
+                          ("wrong-usage", pki.wrong_usage)):
+        got = verify(document, "", trust=pki.trust, detached=sign_cms(pki, party, document))
+        assert got.reason == reason, (reason, got.message)
+    then = NOW - 700 * DAY
+    assert verify(document, "", trust=pki.trust,
+                  detached=sign_cms(pki, pki.expired, document, at=then)).reason == "ok"
+
+
+def test_cms_attached(pki: Pki) -> None:
+    """A .p7m with the content inside is verified over that content."""
+    signed = sign_cms(pki, pki.ec_signer, b"noi dung", detached=False)
+    verdict = verify(signed, "application/pkcs7-mime", trust=pki.trust)
+    assert (verdict.format, verdict.reason) == ("cms", "ok"), verdict.message
+    assert verify(sign_cms(pki, pki.ec_signer, b"x"), "application/pkcs7-signature",
+                  trust=pki.trust).reason == "bad-signature"
+
+
+# --- JWS ----------------------------------------------------------------------------------------
+
+def _json(pki: Pki, body: bytes, detached: bytes | None = None, trust: TrustStore | None = None) -> Verdict:
+    return verify(body, "application/json", trust=trust or pki.trust, detached=detached)
+
+
+def test_jws_compact_and_detached_valid(pki: Pki) -> None:
+    """Compact with the body inside, detached (RFC 7515 F) and unencoded (RFC 7797): all ok."""
+    compact = verify(sign_jws(pki, pki.signer), "application/jose", trust=pki.trust)
+    assert (compact.format, compact.reason, compact.algorithm) == ("jws", "ok", "RS256"), compact.message
+    detached = _json(pki, BODY, sign_jws(pki, pki.ec_signer, detached=True))
+    assert detached.reason == "ok", detached.message
+    unencoded = _json(pki, BODY, sign_jws(pki, pki.ec_signer, b64=False))
+    assert unencoded.reason == "ok", unencoded.message
+    assert compact.digest == detached.digest == unencoded.digest
+
+
+def test_jws_failures(pki: Pki) -> None:
+    """Changed body, untrusted, expired, revoked, wrong usage, no x5c, no signature."""
+    cases = {
+        "bad-signature": (BODY.replace(b"2", b"3"), sign_jws(pki, pki.signer, detached=True)),
+        "untrusted": (BODY, sign_jws(pki, pki.stranger, detached=True)),
+        "expired": (BODY, sign_jws(pki, pki.expired, detached=True)),
+        "revoked": (BODY, sign_jws(pki, pki.revoked, detached=True)),
+        "wrong-usage": (BODY, sign_jws(pki, pki.wrong_usage, detached=True)),
+        "unsupported": (BODY, sign_jws(pki, pki.signer, detached=True, x5c=False)),
+        "no-signature": (BODY, None),
+    }
+    for reason, (body, token) in cases.items():
+        verdict = _json(pki, body, token)
+        assert (verdict.reason, verdict.valid) == (reason, False), (reason, verdict.message)
+
+
+def test_jws_signing_time_and_attached_payload(pki: Pki) -> None:
+    """sigT is the claimed signing time; a JWS carrying its own payload beside a body is refused."""
+    then = NOW - 700 * DAY
+    assert _json(pki, BODY, sign_jws(pki, pki.expired, detached=True, at=then)).reason == "ok"
+    strict = _json(pki, BODY, sign_jws(pki, pki.expired, detached=True, at=then), pki.strict)
+    assert strict.reason == "expired"
+    assert _json(pki, BODY, sign_jws(pki, pki.signer)).reason == "bad-signature"
+
+
+def test_jws_refuses_symmetric_and_none(pki: Pki) -> None:
+    """HS256 and none are not signatures by anyone: unsupported."""
+    head = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=")
+    assert _json(pki, BODY, head + b"..c2ln").reason == "unsupported"
+    head = base64.urlsafe_b64encode(b'{"alg":"HS256"}').rstrip(b"=")
+    assert _json(pki, BODY, head + b"..c2ln").reason == "unsupported"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_single_byte_change_breaks_the_jws(pki: Pki, data: st.DataObject) -> None:
+    """Changing any one byte of a signed JSON body makes its detached JWS invalid."""
+    token = _DETACHED.setdefault("token", sign_jws(pki, pki.ec_signer, detached=True))
+    index = data.draw(st.integers(0, len(BODY) - 1))
+    value = data.draw(st.integers(0, 255).filter(lambda b: b != BODY[index]))
+    changed = BODY[:index] + bytes([value]) + BODY[index + 1:]
+    verdict = _json(pki, changed, token)
+    assert not verdict.valid and verdict.reason == "bad-signature"
+
+
+_DETACHED: dict[str, bytes] = {}
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+def test_dispatch_by_content_type_and_content(pki: Pki) -> None:
+    """Generic content types are recognised by their first bytes; unknown ones are unsupported."""
+    xml = verify(sign_xml(pki, pki.ec_signer), "application/octet-stream", trust=pki.trust)
+    assert (xml.format, xml.reason) == ("xmldsig", "ok")
+    assert verify(sign_pdf(pki, pki.ec_signer), "", trust=pki.trust).reason == "ok"
+    assert verify(sign_jws(pki, pki.ec_signer), "", trust=pki.trust).reason == "ok"
+    unknown = verify(b"hello", "text/plain", trust=pki.trust)
+    assert (unknown.format, unknown.reason) == (None, "unsupported")
+    assert set(REASONS) >= {unknown.reason}
+
+
+async def test_averify_inside_an_event_loop(pki: Pki) -> None:
+    """averify is the same verdict for callers with a running loop."""
+    from gateway.signatures import averify
+
+    verdict = await averify(sign_xml(pki, pki.ec_signer), "text/xml", trust=pki.trust)
+    assert verdict.reason == "ok", verdict.message
