@@ -29,7 +29,7 @@ from typing import Any
 
 from lxml import etree
 
-__all__ = ["Limits", "XmlRefused", "parse"]
+__all__ = ["PARSER_OPTIONS", "Limits", "XmlRefused", "parse", "refuse_pis", "refused_syntax"]
 
 _CHUNK = 65536
 
@@ -49,7 +49,9 @@ class XmlRefused(ValueError):
         self.kind = kind
 
 
-_OPTIONS: dict[str, Any] = dict(resolve_entities=False, no_network=True, load_dtd=False,
+# The hardened settings: shared with every reader that must parse as ``parse`` does, incrementally
+# too (gateway/edxml streams attachments through a pull parser with them).
+PARSER_OPTIONS: dict[str, Any] = dict(resolve_entities=False, no_network=True, load_dtd=False,
                                 dtd_validation=False, huge_tree=False, remove_comments=True,
                                 remove_pis=False, collect_ids=False, strip_cdata=True)
 _local = threading.local()
@@ -58,7 +60,7 @@ _local = threading.local()
 def _parser() -> etree.XMLParser:
     parser: etree.XMLParser | None = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = etree.XMLParser(**_OPTIONS)
+        parser = _local.parser = etree.XMLParser(**PARSER_OPTIONS)
     return parser
 
 
@@ -78,16 +80,16 @@ def parse(data: bytes, limits: Limits = Limits()) -> Any:
         try:
             root = etree.fromstring(data, _parser())
         except etree.XMLSyntaxError as exc:
-            raise _syntax(exc) from None
+            raise refused_syntax(exc) from None
         if tags > limits.max_depth:
             _check_depth(root, limits.max_depth)
     if root.getroottree().docinfo.doctype:
         raise XmlRefused("dtd", "XML with a document type declaration (DTD) is refused")
-    _refuse_pis(root)
+    refuse_pis(root)
     return root
 
 
-def _refuse_pis(root: Any) -> None:
+def refuse_pis(root: Any) -> None:
     """Refuse a processing instruction inside the root, or beside it (before or after)."""
     found = next(root.iter(etree.ProcessingInstruction), None)
     if found is None:
@@ -99,7 +101,8 @@ def _refuse_pis(root: Any) -> None:
                          "is refused: SOAP 1.1 forbids them in a message")
 
 
-def _syntax(exc: etree.XMLSyntaxError) -> XmlRefused:
+def refused_syntax(exc: etree.XMLSyntaxError) -> XmlRefused:
+    """lxml's syntax error as the refusal it means (too deep, a DTD or entity, malformed)."""
     message = str(exc.msg if getattr(exc, "msg", None) else exc)
     if "Excessive depth" in message or "Maximum nesting" in message:
         return XmlRefused("too-deep", f"the XML document nests too deeply: {message}")
@@ -121,7 +124,7 @@ def _check_depth(root: Any, max_depth: int) -> None:
 
 def _parse_counting(data: bytes, limits: Limits) -> Any:
     """Parse in chunks, counting elements and depth from the parser's events, and stop early."""
-    parser = etree.XMLPullParser(events=("start", "end"), **_OPTIONS)
+    parser = etree.XMLPullParser(events=("start", "end"), **PARSER_OPTIONS)
     count = depth = 0
     try:
         for offset in range(0, len(data), _CHUNK):
@@ -140,5 +143,5 @@ def _parse_counting(data: bytes, limits: Limits) -> Any:
                     depth -= 1
         root = parser.close()
     except etree.XMLSyntaxError as exc:
-        raise _syntax(exc) from None
+        raise refused_syntax(exc) from None
     return root
