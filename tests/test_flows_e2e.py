@@ -17,6 +17,7 @@ from gateway.audit.record import SubjectHasher
 from gateway.keys import load_subject_key
 from gateway.storage.db import create_engine
 from tests.conftest import Stack
+from tests.test_flow_definitions import birth_dossier, death_dossier
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,6 @@ ONESTOP = "VN/GOV/000.00.00.H41/MOTCUA"
 OTHER = "VN/GOV/000.00.00.H60/MOTCUA"
 BIRTH = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiSinh3Trong1"
 DEATH = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiTu"
-ADDRESS = {"MaTinh": "40", "MaXa": "25456", "ChiTiet": "Số 12, đường Lê Lợi"}
 
 
 def code() -> str:
@@ -38,30 +38,25 @@ def pid(prefix: str = "040") -> str:
 
 
 def birth(**changes: Any) -> dict[str, Any]:
+    """The definitions' example 3-in-1 dossier (tests/test_flow_definitions.py) under a new code and
+    new people: the session's simulators keep what they registered."""
     mother = {"HoTen": "Trần Thị Lan", "SoDinhDanh": pid("0401")}
-    dossier: dict[str, Any] = {
-        "MaHoSo": code(), "NoiDangKy": "25456",
-        "Tre": {"HoTen": "Nguyễn Minh Khang", "GioiTinh": 1, "NgaySinh": "2026-11-20",
-                "NoiSinh": "Bệnh viện Sản Nhi Nghệ An", "DanToc": "Kinh", "QuocTich": "Việt Nam"},
-        "Me": mother,
-        "NguoiYeuCau": {**mother, "QuanHe": "Mẹ", "SoDienThoai": "0912345678"},
-        "ThuongTru": {"ChuHo": {"HoTen": "Nguyễn Văn Hùng", "SoDinhDanh": pid("0400")},
-                      "QuanHeVoiChuHo": "Cháu", "DiaChi": ADDRESS},
-        "NhanKetQua": {"HinhThuc": "buu_chinh", "DiaChi": ADDRESS},
-    }
+    example = birth_dossier()
+    dossier = {**example, "MaHoSo": code(), "Me": mother,
+               "NguoiYeuCau": {**example["NguoiYeuCau"], **mother},
+               "ThuongTru": {**example["ThuongTru"],
+                             "ChuHo": {"HoTen": "Nguyễn Văn Hùng", "SoDinhDanh": pid("0400")}}}
     dossier.update(changes)
     return dossier
 
 
 def death(**changes: Any) -> dict[str, Any]:
-    dossier: dict[str, Any] = {
-        "MaHoSo": code(), "NoiDangKy": "25456",
-        "NguoiChet": {"HoTen": "Lê Văn Bình", "SoDinhDanh": pid("0400"), "NgayChet": "2026-12-01",
-                      "NoiChet": "Tại nhà"},
-        "NguoiYeuCau": {"HoTen": "Lê Thị Hoa", "SoDinhDanh": pid("0401"), "QuanHe": "Con",
-                        "SoDienThoai": "0987654321"},
-        "NhanKetQua": {"HinhThuc": "truc_tiep"},
-    }
+    """The definitions' example death-group dossier, new code and people, no funeral allowance."""
+    example = death_dossier()
+    dossier = {**example, "MaHoSo": code(),
+               "NguoiChet": {**example["NguoiChet"], "SoDinhDanh": pid("0400")},
+               "NguoiYeuCau": {**example["NguoiYeuCau"], "SoDinhDanh": pid("0401")}}
+    del dossier["NguoiNhanMaiTang"]
     dossier.update(changes)
     return dossier
 
