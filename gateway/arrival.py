@@ -1,6 +1,6 @@
 """What every entry point reads the same way, whatever its dialect: the HTTP headers an exchange
 carries (the token, the content type, X-Road's client, id, official, purpose and represented
-party, the idempotency key) and the exchange id they propose.
+party, the idempotency key, a detached signature) and the exchange id they propose.
 
 REST (gateway/rest.py) and SOAP (gateway/soap/entry.py) read them here, so a header is named,
 decoded and bounded in one place; SOAP then lets its envelope's X-Road header override them.
@@ -20,7 +20,7 @@ MAX_ID = 128  # X-Road ids are UUIDs; a longer or unprintable one proposed by a 
 _NAMES = {b"authorization": "authorization", b"content-type": "content_type",
           b"x-road-client": "client_header", b"x-road-id": "xroad_id", b"x-road-userid": "user_id",
           b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
-          b"idempotency-key": "idempotency_key"}
+          b"idempotency-key": "idempotency_key", b"x-jws-signature": "signature"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ class Arrival:
     issue: str | None = None  # X-Road-Issue: the purpose
     represented_party: str | None = None
     idempotency_key: str | None = None
+    signature: str | None = None  # X-JWS-Signature: a detached JWS over the body (docs/signatures.md)
 
     @classmethod
     def read(cls, scope: Any) -> Arrival:

@@ -91,6 +91,11 @@ def check(config_path: Path) -> None:
         policy = Policy.load(config.path(config.policies_dir))
     except FileError as exc:
         raise click.ClickException(f"invalid policy: {exc}") from None
+    from gateway.signed import trust_problem
+
+    problem = trust_problem(config, policy, config_path)
+    if problem is not None:
+        raise click.ClickException(f"invalid trust store: {problem}")
     flows = load_flows(config.path(config.flows_dir), config, config_file=config_path)
     if flows.problems:
         raise click.ClickException("invalid flow definitions:\n" + "\n".join(

@@ -108,6 +108,28 @@ class AuditSettings(_Model):
         "write (another host's mount, say); empty: no witness file"))
 
 
+SignatureMode = Literal["required", "optional"]
+
+
+class SignatureSettings(_Model):
+    """The trust store that signatures on dossiers are verified against (docs/signatures.md):
+    read once at start, and only when a service or a policy rule asks for signatures."""
+
+    anchors: str = Field("trust/anchors", description="folder of the trusted CA certificates (.pem, "
+                         ".crt, .cer, .der); every certificate there is a trust anchor")
+    revocation: str | None = Field(None, description="folder of CRLs (*.crl) and OCSP responses "
+                                   "(*.ocsp); trust/revocation when that folder exists")
+    intermediates: str | None = Field(None, description="folder of CA certificates offered to path "
+                                      "building but not trusted; trust/intermediates when it exists")
+    claimed_time: bool = Field(True, description="judge a signature without a trusted timestamp at "
+                               "the time its signer claims (XAdES SigningTime, CMS signingTime, PDF /M, "
+                               "JAdES sigT); false: at the moment of verification")
+    revocation_mode: Literal["hard-fail", "require", "soft-fail"] = Field(
+        "hard-fail", description="a certificate that names a CRL or OCSP location without current "
+        "information on file is refused (hard-fail), every certificate needs it (require), or what "
+        "is on file is checked and the rest passes (soft-fail)")
+
+
 class UpstreamSettings(_Model):
     transport: Literal["aiohttp", "httpx"] = Field(
         "aiohttp", description="HTTP client transport to upstreams; httpx's own is kept for comparison")
@@ -296,6 +318,10 @@ class Service(_Model):
         "a citizen's access report shows them; the deciding rule's subjects add to these"))
     options: dict[str, Any] = {}
     description: str = ""
+    signatures: SignatureMode | None = Field(None, description=(
+        "verify the signature on each request against the trust store (section 'signatures'): "
+        "required refuses a request without a valid one before any upstream call, optional keeps "
+        "the verdict and lets it through; absent: not checked. A policy rule's setting wins"))
     route: bool = Field(False, description="a routing service: each request is stored for the "
                         "member whose routing.agencies name the agency in its dossier code, and "
                         "delivered by that member's service for the message (dossier.message); it "
@@ -411,6 +437,7 @@ class Config(_Model):
     delivery: DeliverySettings = DeliverySettings()
     console: ConsoleSettings = ConsoleSettings()
     cli: CliSettings = CliSettings()
+    signatures: SignatureSettings = SignatureSettings()
     redis: str | None = Field(None, description="redis://host:port/db: rate-limit counters and the "
                               "client-assertion replay cache, shared by every worker and node")
     members: list[Member] = []

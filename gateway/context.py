@@ -8,13 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.arrival import Arrival
 from gateway.config import Service
 from gateway.connector import Reply
 from gateway.errors import GatewayError, ServerError
 from gateway.policy import Decision
+
+if TYPE_CHECKING:  # the signatures package loads its libraries only where signatures are checked
+    from gateway.signatures.verdict import Verdict
 
 __all__ = ["Addressed", "Answer", "Decode", "Decoded", "Exchange", "Intake", "OutOfOrder", "Render",
            "Rendered", "Result", "Step", "Stop", "Validator", "stop"]
@@ -45,6 +48,7 @@ class Exchange:
     operation: str | None = None  # when the protocol names it (SOAP); else the service's own
     idempotency_key: str | None = None  # Idempotency-Key: a repeated async push finds the first
     decode: Decode | None = None  # the entry point's reading of a body that is not JSON (SOAP)
+    signature: str | None = None  # X-JWS-Signature: a detached JWS over the body
     started: float = field(default_factory=time.perf_counter)
 
     @classmethod
@@ -58,7 +62,8 @@ class Exchange:
                    content_type=arrival.content_type, authorization=arrival.authorization,
                    client_header=arrival.client_header, user_id=arrival.user_id, issue=arrival.issue,
                    represented_party=arrival.represented_party, operation=operation,
-                   idempotency_key=arrival.idempotency_key, decode=decode)
+                   idempotency_key=arrival.idempotency_key, decode=decode,
+                   signature=arrival.signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ class Result:
     error: GatewayError | None = None
     upstream_us: int | None = None
     agency: Addressed | None = None  # a message addressed to an agency: where it went
+    signature: Verdict | None = None  # the verdict on the request's signature, where one was asked for
 
     @property
     def status(self) -> int:

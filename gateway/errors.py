@@ -11,6 +11,7 @@ own dialect (problem+json for REST, a SOAP Fault for SOAP) without knowing where
     │   ├── Forbidden                 403 Client.AccessDenied (the token is not the named client's)
     │   │   ├── AccessDenied          403 Server.ServerProxy.AccessDenied (a policy refused the call)
     │   │   └── UnknownMember         403 Server.ClientProxy.UnknownMember (an undeclared client)
+    │   ├── SignatureInvalid          400/403 Client.SignatureInvalid (a required signature not accepted)
     │   ├── UnknownService            404 Client.UnknownService
     │   ├── MethodNotAllowed          405
     │   ├── PayloadTooLarge           413
@@ -149,6 +150,24 @@ class UnknownMember(Forbidden):
     title = "Unknown member"
     code = "Server.ClientProxy.UnknownMember"
     type_slug = "unknown-member"
+
+
+class SignatureInvalid(ClientError):
+    """A service or rule requires a signed request and its signature is not accepted; ``reason``
+    is the verdict's (gateway/signatures/verdict.py). 400 when the message is not properly signed
+    (none, broken, changed, a shape not verified), 403 when it is, by a signer not accepted
+    (untrusted, revoked, expired or not yet valid at the signing time, not a signing key)."""
+
+    title = "Signature not accepted"
+    code = "Client.SignatureInvalid"
+    type_slug = "signature-invalid"
+
+    SIGNER_REASONS = frozenset({"untrusted", "revoked", "expired", "not-yet-valid", "wrong-usage"})
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail, extra={"reason": reason})
+        self.reason = reason
+        self.status = 403 if reason in self.SIGNER_REASONS else 400
 
 
 class UnknownService(ClientError):

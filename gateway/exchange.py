@@ -6,7 +6,8 @@ turns the outcome into bytes in the entry point's own dialect. The pipeline runs
 (gateway/steps.py) in order over one immutable context (gateway/context.py)::
 
     authenticate -> resolve service -> authorise (policy) -> admit (rate limit, quota) -> parse body
-        -> validate -> send (connector, reply minimised; or the delivery queue) -> render -> audit
+        -> verify signature (where asked) -> validate -> send (connector, reply minimised; or the
+        delivery queue) -> render -> audit
 
 A step that refuses raises; the chain stops, the refusal is rendered and, like every other
 outcome, audited. The response leaves the gateway only after its audit leaf is durable.
@@ -75,6 +76,7 @@ class Ports:
     intake: Intake | None = None  # stores an async service's request and answers 202 (gateway/delivery)
     validators: Mapping[str, Validator] = field(default_factory=dict)  # JSON Schema checks by service
     flows: Intake | None = None  # files a joint dossier's flow and answers 202 (gateway/flows)
+    signatures: steps.SignatureCheck | None = None  # the trust store's check, when anything asks (signed.py)
 
 
 class Pipeline:
@@ -183,7 +185,9 @@ class Pipeline:
 
 def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, ...]:
     """The standard steps, bound to ``ports`` (read at each call: a reload swaps the policy);
-    without ``authenticate`` for a caller that says who acts itself (the flow engine)."""
+    without ``authenticate`` for a caller that says who acts itself (the flow engine), and then
+    without ``verify_signature`` too: a flow's steps send what the gateway built from a joint
+    dossier whose signature was checked when it was filed."""
     async def authenticate(ctx: Result) -> Result:
         return steps.authenticate(ctx, ports.tokens, ports.config)
 
@@ -199,11 +203,17 @@ def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, 
     async def parse(ctx: Result) -> Result:
         return steps.parse(ctx, ports.subjects)
 
+    async def verify_signature(ctx: Result) -> Result:
+        return await steps.verify_signature(ctx, ports.signatures)
+
     async def validate(ctx: Result) -> Result:
         return steps.validate(ctx, ports.validators)
 
-    checks = (resolve, authorise, admit, parse, validate)
-    return (authenticate, *checks) if authenticated else checks
+    if not authenticated:
+        return (resolve, authorise, admit, parse, validate)
+    # Always in the chain: it returns at once for a service nobody asks signatures of, and fails
+    # closed for a rule a policy reload added when no trust store was loaded at start.
+    return (authenticate, resolve, authorise, admit, parse, verify_signature, validate)
 
 
 def _start(exchange: Exchange) -> Result:
@@ -247,6 +257,7 @@ def record(ctx: Result, rendered: Rendered) -> AuditRecord:
         upstream_response=BodyDigest.of(reply.wire_response) if reply else None,
         subjects=ctx.subjects, path=ex.path, query=ex.query,
         agency=(ctx.agency.addressed, ctx.agency.actual) if ctx.agency is not None else None,
+        signature=ctx.signature.as_record() if ctx.signature is not None else None,
     )
 
 

@@ -26,6 +26,7 @@ from gateway.oauth.server import TokenServer
 from gateway.oauth.verifier import TokenVerifier
 from gateway.policy import Policy
 from gateway.resources import schemas_dir
+from gateway.signed import trust_check
 from gateway.spine import authenticated
 from gateway.storage.db import create_engine
 from gateway.upstream import create_client
@@ -69,6 +70,11 @@ class Runtime:
             raise StartupError(str(exc)) from None
         policies_dir = config.path(config.policies_dir)
         policy = Policy.load(policies_dir)
+        try:  # once, before anything starts: a broken trust store stops the gateway here
+            signatures = trust_check(config, policy)
+        except ValueError as exc:
+            raise StartupError(f"signatures: {exc} (a service or policy rule asks for signatures; "
+                               "see docs/signatures.md)") from None
         engine = create_engine(config.database_url)
         security = Security.build(config, engine, keys_dir, policies_dir)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
@@ -105,7 +111,7 @@ class Runtime:
             config=config, tokens=functools.partial(authenticated, security.verifier, config),
             policy=policy, connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
             limiter=security.limiter, intake=deliveries.intake, validators=deliveries.validators,
-            flows=flows.file if flows is not None else None)
+            flows=flows.file if flows is not None else None, signatures=signatures)
         pipeline = Pipeline(ports)
         deliveries.attach(pipeline, queued=found.called)
         if flows is not None:

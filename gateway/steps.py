@@ -4,7 +4,8 @@ A step takes the context (gateway/context.py) and returns it enriched; a refusal
 with the context as far as it got, or a plain ``GatewayError``. The pipeline (gateway/exchange.py)
 binds them to the gateway's ports and runs them in order::
 
-    authenticate -> resolve -> authorise -> admit -> parse -> validate -> send (connector or intake)
+    authenticate -> resolve -> authorise -> admit -> parse -> verify_signature -> validate
+        -> send (connector or intake)
 
 Each function names only what it reads (a token check, the catalog, the policy, the limiter…), so
 a test calls it with small stand-ins, and builds a pipeline from its own functions just as easily.
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 import structlog
@@ -31,6 +32,7 @@ from gateway.errors import (
     InvalidBody,
     RateLimited,
     ServerError,
+    SignatureInvalid,
     UnknownMember,
     UnknownService,
     UpstreamError,
@@ -44,8 +46,12 @@ from gateway.policy import Decision, Request, minimise, subject_ids
 from gateway.policy.rules import Rule
 from gateway.ratelimit import Quota, Rate, Verdict
 
-__all__ = ["Catalog", "Counters", "Decider", "Hasher", "TokenCheck", "admit", "authenticate", "authorise",
-           "invoke", "named_subjects", "parse", "resolve", "send", "validate"]
+if TYPE_CHECKING:  # loaded (with its libraries) only where signatures are checked: gateway/signed.py
+    from gateway.signatures.verdict import Verdict as SignatureVerdict
+
+__all__ = ["Catalog", "Counters", "Decider", "Hasher", "SignatureCheck", "TokenCheck", "admit",
+           "authenticate", "authorise", "invoke", "named_subjects", "parse", "resolve", "send",
+           "signatures_asked", "validate", "verify_signature"]
 
 log = structlog.get_logger("lienthong.exchange")
 
@@ -86,6 +92,10 @@ class Counters(Protocol):
 
 
 Hasher = Callable[[str], str]  # a personal id -> its keyed hash (gateway/audit/record.py)
+
+# (body, content type, detached signature or None) -> the verdict, against the configured trust
+# store (gateway/signed.py builds it on gateway.signatures.averify)
+SignatureCheck = Callable[[bytes, str, bytes | None], Awaitable["SignatureVerdict"]]
 
 
 # -- the steps -------------------------------------------------------------------------------------
@@ -220,6 +230,35 @@ def parse(ctx: Result, subjects: Hasher) -> Result:
     if ctx.subject_paths and payload is not None:
         named = tuple(subjects(s) for s in subject_ids(payload, list(ctx.subject_paths)))
     return replace(ctx, payload=payload, decoded=decoded, subjects=named)
+
+
+def signatures_asked(ctx: Result) -> Literal["required", "optional"] | None:
+    """What the deciding rule says of the request's signature, else what its service says."""
+    service, _ = ctx.target()
+    rule = ctx.decision.rule if ctx.decision is not None else None
+    if rule is not None and rule.signatures is not None:
+        return rule.signatures
+    return service.signatures
+
+
+async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
+    """The request's signature, where the service or the deciding rule asks for one: the body's
+    own (XML enveloped, PDF, CMS) or a detached JWS in ``X-JWS-Signature``. The verdict goes into
+    the context (and so the audit record); ``required`` refuses any but a valid one."""
+    asked = signatures_asked(ctx)
+    if asked is None:
+        return ctx
+    if check is None:  # a reloaded rule asks, but start-up loaded no trust store: fail closed
+        raise stop(ctx, ServerError(f"{ctx.exchange.service_id} asks for signed requests and this "
+                                    "gateway loaded no trust store at start; restart it"))
+    ex = ctx.exchange
+    detached = ex.signature.strip().encode("latin-1") if ex.signature else None
+    verdict = await check(ex.body, ex.content_type, detached)
+    ctx = replace(ctx, signature=verdict)
+    if verdict.valid or asked == "optional":
+        return ctx
+    raise stop(ctx, SignatureInvalid(f"the request's signature is not accepted ({verdict.reason}): "
+                                     f"{verdict.message}", reason=verdict.reason))
 
 
 def validate(ctx: Result, validators: Mapping[str, Validator]) -> Result:

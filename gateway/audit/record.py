@@ -5,7 +5,9 @@ The record names who (client, acting official, represented party), what (service
 bodies exchanged with the client and with the upstream, the data subjects as keyed hashes, and the
 path and query the client added after the service (what it asked for, so that an auditor sees it),
 and for a message addressed to an agency (a routed dossier, a former agency's service) the agency
-addressed and the one that got it, its successor when it is former (gateway/agencies.py).
+addressed and the one that got it, its successor when it is former (gateway/agencies.py), and
+where the service or rule asks for signed requests, the verdict on the request's signature
+(gateway/signatures: signer, signing time, algorithm, digest of the signed content, reason).
 Personal ids from bodies never appear in clear: ``subjects`` holds HMAC-SHA-256 values only; a URL
 is recorded as sent, which is why clients put no personal id in one (docs/exchange.md).
 """
@@ -67,6 +69,7 @@ class AuditRecord:
     path: str = ""  # the path the client added after the service's code, as forwarded
     query: str = ""  # the query string, as the client sent it
     agency: tuple[str, str] | None = None  # (addressed, actual) member ids of a message to an agency
+    signature: dict[str, Any] | None = None  # the verdict on the request's signature (Verdict.as_record)
 
     def leaf(self) -> bytes:
         """The canonical JSON bytes of this record: what the log stores and hashes."""
@@ -101,6 +104,8 @@ class AuditRecord:
             doc["query"] = self.query[:_MAX_URL_PART]
         if self.agency is not None:
             doc["agency"] = {"addressed": self.agency[0], "actual": self.agency[1]}
+        if self.signature is not None:
+            doc["signature"] = self.signature
         numbers = [self.status, self.total_us, self.upstream_us, self.request.size,
                    self.response.size]
         for digest in (self.upstream_request, self.upstream_response):

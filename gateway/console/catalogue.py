@@ -159,6 +159,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "field.response": {"vi": "Phản hồi", "en": "Response"},
     "field.upstream": {"vi": "Với hệ thống nguồn", "en": "With the upstream"},
     "field.subjects": {"vi": "Chủ thể dữ liệu (mã băm)", "en": "Data subjects (hashed)"},
+    "field.signature": {"vi": "Chữ ký số của yêu cầu", "en": "Request signature"},
+    "signature.valid": {"vi": "hợp lệ", "en": "valid"},
+    "signature.invalid": {"vi": "không được chấp nhận", "en": "not accepted"},
+    "signature.signer": {"vi": "Người ký", "en": "Signer"},
+    "signature.serial": {"vi": "Số hiệu chứng thư", "en": "Certificate serial"},
+    "signature.issuer": {"vi": "Tổ chức cấp", "en": "Issuer"},
+    "signature.time": {"vi": "Thời điểm ký", "en": "Signing time"},
     # -- the log -------------------------------------------------------------------------------------
     "log.title": {"vi": "Nhật ký trao đổi", "en": "Exchange log"},
     "log.search": {"vi": "Tìm kiếm", "en": "Search"},

@@ -120,6 +120,8 @@ class Explanation:
             out.append(f"  bodies kept in the audit store, encrypted, {kept}")
         if rule.disclose_official:
             out.append("  the acting official is named in citizens' access reports")
+        if rule.signatures:
+            out.append(f"  request signatures: {rule.signatures} (over the service's own setting)")
         return out
 
 

@@ -63,6 +63,8 @@ class Rule(_Model):
     keep_bodies: bool = False
     retention_days: int | None = Field(None, ge=1, le=36_500)
     disclose_official: bool = False
+    # Verify the request's signature (docs/signatures.md); when set, wins over the service's.
+    signatures: Literal["required", "optional"] | None = None
     source: str = Field("", exclude=True)  # file:line, for explanations
 
     @field_validator("response_fields", "subjects")
