@@ -176,16 +176,19 @@ def test_repeated_push_returns_the_first_delivery(gateway: Gateway) -> None:
 
 def test_a_dossier_goes_before_its_updates_and_dossiers_in_parallel(gateway: Gateway) -> None:
     """Per MaHoSo, deliveries leave in the order accepted, even when the first ones fail for a while."""
-    failures = {"left": 6}
+    records = [dossier(10 + i) for i in range(3)]
+    # Each dossier's push fails twice (of max_attempts 4): which dossier the workers try first must
+    # not decide whether one of them runs out of attempts.
+    failures = {record["MaHoSo"]: 2 for record in records}
 
     def flaky(call: Call) -> Reply:
-        if failures["left"] > 0 and call.operation == "DongBoHoSoMC":
-            failures["left"] -= 1
+        code = call.payload["MaHoSo"] if isinstance(call.payload, dict) else None
+        if call.operation == "DongBoHoSoMC" and failures.get(code, 0) > 0:
+            failures[code] -= 1
             raise UpstreamUnavailable("portal down")
         return Reply({"error_code": "00"})
 
     gateway.answer = flaky
-    records = [dossier(10 + i) for i in range(3)]
     ids = []
     for record in records:
         ids.append(gateway.push(PUSH, record).json()["deliveryId"])
