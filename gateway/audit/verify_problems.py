@@ -15,6 +15,7 @@ hashes in hex. Grouped by what they concern::
 
 from __future__ import annotations
 
+import abc
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ __all__ = [
 Scalar = str | int | None  # an index column's value
 
 
-class Problem:
+class Problem(abc.ABC):
     """One thing found wrong. Subclasses are frozen dataclasses; their fields are the evidence."""
 
     __slots__ = ()
@@ -54,9 +55,9 @@ class Problem:
     index: int | None  # the first leaf it concerns, when one can be named
 
     @property
+    @abc.abstractmethod
     def what(self) -> str:
         """The message, without the leaf it concerns."""
-        raise NotImplementedError
 
     def __str__(self) -> str:
         return f"leaf {self.index}: {self.what}" if self.index is not None else self.what

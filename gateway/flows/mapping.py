@@ -17,6 +17,7 @@ or ``EvaluationError``.
 
 from __future__ import annotations
 
+import abc
 import enum
 import math
 import re
@@ -141,7 +142,7 @@ class Scope:
 
 # --- request shapes ------------------------------------------------------------------------------
 
-class Source:
+class Source(abc.ABC):
     """One value of a request: where it comes from, and whether it is there at all (``when``)."""
 
     when: Condition | None = None
@@ -153,8 +154,9 @@ class Source:
             return MISSING
         return self._build(scope, target)
 
+    @abc.abstractmethod
     def _build(self, scope: Scope, target: str) -> Any:
-        raise NotImplementedError
+        """The value itself, the condition having held."""
 
     def refs(self) -> Iterator[tuple[Loc, Ref]]:
         """Every path it reads, with where it is written (for the loader's checks)."""
@@ -315,16 +317,18 @@ def _copy(value: Any) -> Any:
 
 # --- conditions ----------------------------------------------------------------------------------
 
-class Condition:
+class Condition(abc.ABC):
     """A test on the scope: one of the closed vocabulary below, never code."""
 
     loc: Loc = ()
 
+    @abc.abstractmethod
     def holds(self, scope: Scope) -> bool:
-        raise NotImplementedError
+        """Whether the test holds for this scope."""
 
+    @abc.abstractmethod
     def refs(self) -> Iterator[tuple[Loc, Ref]]:
-        raise NotImplementedError
+        """Every path it reads, with where it is written."""
 
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
