@@ -185,6 +185,12 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
                              ("TraCuuHoSo", "Tra cứu hồ sơ tại một cửa tỉnh")]),
         *ROUTES,
         *FLOWS,
+        # Where a joint procedure's outcome goes back to the one-stop system that filed it (the
+        # flows' notify: client_service, docs/flows.md); the one simulator serves both provinces.
+        *({"id": f"{member}/MOTCUA/NhanKetQuaLienThong", "connector": "rest",
+           "upstream": up(ports.onestop, "/ketqua"), "timeout": 10,
+           "description": "Nhận kết quả thủ tục liên thông đã nộp qua nền tảng"}
+          for member in (TUYEN_QUANG, NGHE_AN)),
         {"id": f"{NGHE_AN}/DANHMUC/echo", "connector": "rest", "upstream": up(ports.rest, "/echo"),
          "timeout": 10, "description": "Dịch vụ REST mẫu: trả lại yêu cầu"},
         {"id": f"{NGHE_AN}/DANHMUC/items", "connector": "rest", "upstream": up(ports.rest, "/items"),

@@ -262,11 +262,17 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
 
 
 def validate(ctx: Result, validators: Mapping[str, Validator]) -> Result:
-    """The service's JSON Schema, when it has one: 422 listing every error's path."""
+    """The service's JSON Schema, when it has one: 422 listing every error's path (400 for a joint
+    dossier: a flow's filing lacking a part is a bad request, as docs/flows.md says)."""
     service, _ = ctx.target()
     check = validators.get(service.id)
     if check is not None:
-        check(ctx.payload)
+        try:
+            check(ctx.payload)
+        except InvalidBody as exc:
+            if service.flow is not None:
+                exc.status = 400
+            raise
     return ctx
 
 

@@ -48,15 +48,20 @@ AGENCY_SERVICES = [f"{G15}/HOTICH/DangKyKhaiSinh", f"{G15}/HOTICH/DangKyKhaiTu",
                    f"{G01}/CUTRU/XoaDangKyThuongTru", f"{G20}/BHXH/CapTheBHYT",
                    f"{G20}/BHXH/GiaiQuyetMaiTang", f"{POST}/BUUCHINH/TaoDonHang"]
 STARTERS = {f"{G22}/LIENTHONG/KhaiSinh3Trong1": "khai-sinh-3-trong-1", f"{G22}/LIENTHONG/KhaiTu": "khai-tu"}
+# Where the flows' notifications go: the portal, and a one-stop system's outcome service.
+ONESTOP = "VN/GOV/000.00.00.H41"
+NOTIFIED = [f"{G22}/DVCQG/DongBoHoSoMC", f"{G22}/DVCQG/CapNhatTienDoHoSoMC",
+            f"{ONESTOP}/MOTCUA/NhanKetQuaLienThong"]
 BIRTH = flows_dir() / "khai-sinh-3-trong-1.yaml"
 DEATH = flows_dir() / "khai-tu.yaml"
 
 
 def catalog(**starters: str) -> dict[str, Any]:
     members = [{"id": member, "subsystems": [{"code": code}]} for member, code in
-               [(G15, "HOTICH"), (G01, "CUTRU"), (G20, "BHXH"), (POST, "BUUCHINH"), (G22, "LIENTHONG")]]
+               [(G15, "HOTICH"), (G01, "CUTRU"), (G20, "BHXH"), (POST, "BUUCHINH"), (G22, "LIENTHONG"),
+                (G22, "DVCQG"), (ONESTOP, "MOTCUA")]]
     services: list[dict[str, Any]] = [{"id": s, "connector": "rest", "upstream": "http://127.0.0.1:9"}
-                                      for s in AGENCY_SERVICES]
+                                      for s in AGENCY_SERVICES + NOTIFIED]
     services += [{"id": sid, "flow": name} for sid, name in (starters or STARTERS).items()]
     return {"members": members, "services": services}
 
@@ -824,3 +829,52 @@ def test_the_bundled_schemas_declare_what_the_flows_read(bundled: Flows) -> None
     assert not declares(birth, ("ThuongTru", "ChuHo", "NgaySinh"))
     for flow in bundled.flows.values():
         assert flow.subjects and all(p.endswith("SoDinhDanh") for p in flow.subjects)
+
+
+# -- notifications ---------------------------------------------------------------------------------
+
+def test_a_notification_reading_a_step_answer_must_say_optional(tmp_path: Path) -> None:
+    """A notification may go before the step answered (or after it was skipped): a required read of
+    its answer is refused at its line, naming the way to write it."""
+    path = edited(tmp_path, BIRTH, "SoTheBHYT: {from: steps.bhyt.SoTheBHYT, optional: true}",
+                  "SoTheBHYT: steps.bhyt.SoTheBHYT")
+    problem = only_problem(path)
+    assert problem.line == line_of(path, "SoTheBHYT: steps.bhyt.SoTheBHYT")
+    assert "optional: true" in problem.message
+
+
+def test_a_misspelt_event_field_and_flow_fields_in_a_step_are_refused(tmp_path: Path) -> None:
+    path = edited(tmp_path, BIRTH, "NoiDungXuLy: event.description", "NoiDungXuLy: event.descripton")
+    problem = only_problem(path)
+    assert problem.line == line_of(path, "event.descripton") and "event. reads one of" in problem.message
+    path = edited(tmp_path, DEATH, "NoiDangKy: dossier.NoiDangKy", "NoiDangKy: flow.id")
+    problem = only_problem(path)
+    assert problem.line == line_of(path, "NoiDangKy: flow.id") and "notifications" in problem.message
+
+
+def test_a_client_service_no_subsystem_offers_is_refused(tmp_path: Path) -> None:
+    path = edited(tmp_path, DEATH, "client_service: NhanKetQuaLienThong", "client_service: NhanKetQuaX")
+    problem = only_problem(path)
+    assert problem.line == line_of(path, "NhanKetQuaX") and "no subsystem" in problem.message
+
+
+def test_notification_shape_mistakes_are_refused(tmp_path: Path) -> None:
+    """A target named twice or not at all, steps: outside at: step, an unknown step, a bad map."""
+    path = edited(tmp_path, DEATH, "    client_service: NhanKetQuaLienThong",
+                  "    client_service: NhanKetQuaLienThong\n    service: " + f"{G22}/DVCQG/DongBoHoSoMC")
+    assert "exactly one of service or client_service" in only_problem(path).message
+    path = edited(tmp_path, DEATH, "    at: step\n", "    at: step\n    steps: [khai_tu, nope]\n")
+    problem = only_problem(path)
+    assert "no step 'nope'" in problem.message and problem.line == line_of(path, "steps: [khai_tu, nope]")
+    path = edited(tmp_path, DEATH, "map: {done: \"4\", rejected: \"8\", failed: \"8\"}", "map: []")
+    assert "map: is a mapping" in only_problem(path).message
+
+
+def test_a_map_writes_the_code_of_the_value_it_reads() -> None:
+    from gateway.flows.mapping import build_request, parse_shape
+
+    shape = parse_shape({"TrangThai": {"from": "event.state", "map": {"done": "4", "rejected": "8"}},
+                         "Co": {"from": "flow.overdue", "map": {"true": 1, "false": 0}},
+                         "Khac": {"from": "event.state", "map": {"x": 1}, "optional": True}})
+    scope = Scope({}, {}, date(2026, 12, 3), flow={"overdue": False}, event={"state": "done"})
+    assert build_request(shape, scope) == {"TrangThai": "4", "Co": 0}

@@ -76,6 +76,9 @@ class Deliveries:
     def get(self, delivery_id: str) -> dict[str, Any] | None:
         return self.views.get(delivery_id)
 
+    def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]:
+        return {}
+
     def answer(self, delivery_id: str, status: int, body: Any) -> None:
         self.views[delivery_id] = {"state": "delivered", "attempts": 1,
                                    "response": {"status": status, "body": body}}
@@ -371,3 +374,123 @@ def test_filing_the_same_dossier_twice_finds_the_first_flow(world: World) -> Non
                     steps=rows(spec))
     found, duplicate = world.store.file(again, now)
     assert duplicate and found.id == first
+
+
+# -- notifications ---------------------------------------------------------------------------------
+
+PORTAL = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
+NOTIFY = [
+    {"id": "dong_bo", "at": "start", "service": PORTAL,
+     "input": {"MaHoSo": "dossier.MaHoSo", "Luc": "flow.started", "Luong": "flow.id"}},
+    {"id": "tien_do", "at": "step", "service": PORTAL,
+     "input": {"MaHoSo": "dossier.MaHoSo", "Buoc": "event.step", "Co": "event.agency",
+               "TrangThai": {"from": "event.state", "map": {"done": "4", "rejected": "8"}},
+               "LyDo": {"from": "event.reason", "optional": True}}},
+    {"id": "ket_qua", "at": "end", "client_service": "NhanKetQua",
+     "input": {"MaHoSo": "dossier.MaHoSo", "TrangThai": "flow.state",
+               "So": {"from": "steps.a.So", "optional": True}}},
+]
+
+
+def notifying() -> Flow:
+    raw = definition().model_dump(exclude={"source"})
+    raw["steps"] = [s.model_dump() for s in definition().steps]
+    for step_raw, spec in zip(raw["steps"], definition().steps, strict=True):
+        step_raw["input"] = {"MaHoSo": "dossier.MaHoSo", **({"So": "steps.a.So"} if spec.id == "b" else {})}
+        step_raw["when"] = None
+        if spec.compensation is not None:
+            step_raw["compensation"] = {"service": UNDO, "input": {"So": "steps.a.So"}}
+    return Flow.model_validate({**raw, "notify": NOTIFY})
+
+
+@pytest.fixture
+def told(tmp_path: Path, config: Config) -> World:
+    return World(tmp_path, config, notifying())
+
+
+async def test_notifications_go_at_start_at_each_step_and_at_the_end(told: World) -> None:
+    """The start with the first step, each step's end, the flow's end (to the filing subsystem's
+    service), each under its own key, in that order; a step's answer read where the step ran."""
+    flow_id = told.file()
+    await _done_a(told, flow_id)
+    told.deliveries.answer(f"d:flow:{flow_id}:b:1", 200, {"The": "TE1"})
+    flow = await told.look(flow_id)
+    assert flow.state == "completed"
+    sent = [(k.removeprefix(f"flow:{flow_id}:"), service, body) for k, service, body in told.pipeline.sent]
+    # a look stores its steps' requests first, then what its events call for
+    assert [k for k, _, _ in sent] == ["a:1", "notify:dong_bo", "b:1", "notify:tien_do:a:done",
+                                       "notify:tien_do:b:done", "notify:ket_qua"]
+    start = sent[1][2]
+    assert start["Luong"] == flow_id and len(start["Luc"]) == 14 and start["Luc"].startswith("20")
+    assert sent[3][2] == {"MaHoSo": "H41-1", "Buoc": "a", "Co": "VN/GOV/000.00.00.G15", "TrangThai": "4"}
+    assert sent[5][1] == "motcua/NhanKetQua"  # the flow's client + the code
+    assert sent[5][2] == {"MaHoSo": "H41-1", "TrangThai": "completed", "So": "7/2026"}
+
+
+async def test_a_rejection_is_told_with_the_agencys_reason(told: World) -> None:
+    flow_id = told.file()
+    told.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, {"So": "7/2026"})
+    await told.look(flow_id)
+    await told.look(flow_id)
+    told.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI", "LyDo": "Sai tên"})
+    await told.look(flow_id)  # b rejected: a is undone first
+    await told.look(flow_id)  # the undo sent
+    told.deliveries.answer(f"d:flow:{flow_id}:a:undo", 200, {})
+    flow = await told.look(flow_id)
+    assert flow.state == "rejected"
+    by_key = {k.removeprefix(f"flow:{flow_id}:"): body for k, _, body in told.pipeline.sent}
+    assert by_key["notify:tien_do:b:rejected"]["TrangThai"] == "8"
+    assert by_key["notify:tien_do:b:rejected"]["LyDo"] == "Sai tên"
+    assert by_key["notify:ket_qua"] == {"MaHoSo": "H41-1", "TrangThai": "rejected", "So": "7/2026"}
+
+
+async def test_a_notification_refused_by_a_passing_trouble_saves_nothing_of_the_look(told: World) -> None:
+    """The step's delivery is stored, the notification is not (503): the flow is left as it was and
+    the next look stores both under the same keys."""
+    flow_id = told.file()
+    pipeline = told.pipeline
+
+    class Busy(Pipeline):
+        async def run(self, exchange: Exchange, render: Render) -> Rendered:
+            if (exchange.idempotency_key or "").endswith("notify:dong_bo"):
+                return Rendered(503, [], orjson.dumps({"code": "Server.Busy", "status": 503}))
+            return await pipeline.run(exchange, render)
+
+    told.engine = FlowEngine(told.config, Flows(flows={"thu": notifying()}), told.store, told.deliveries,
+                             "VN/GOV/000.00.00.G22/LIENTHONG", max_attempts=2, pipeline=Busy())
+    flow = await told.look(flow_id)  # the look gave the flow back unchanged, for another look
+    assert states(flow) == {"a": "pending", "b": "pending"} and step(flow, "a").sends == 0
+    told.engine = told.engine_for(notifying())
+    flow = await told.look(flow_id)
+    assert states(flow)["a"] == "sent"
+    keys = [k.removeprefix(f"flow:{flow_id}:") for k, _, _ in pipeline.sent]
+    assert keys == ["a:1", "a:1", "notify:dong_bo"]
+
+
+async def test_a_notification_refused_for_good_does_not_hold_the_flow(told: World) -> None:
+    flow_id = told.file()
+
+    class Denied(Pipeline):
+        async def run(self, exchange: Exchange, render: Render) -> Rendered:
+            if "notify:" in (exchange.idempotency_key or ""):
+                return Rendered(403, [], orjson.dumps({"code": "Client.Forbidden", "status": 403}))
+            return await Pipeline.run(self, exchange, render)
+
+    told.engine = FlowEngine(told.config, Flows(flows={"thu": notifying()}), told.store, told.deliveries,
+                             "VN/GOV/000.00.00.G22/LIENTHONG", max_attempts=2, pipeline=Denied())
+    flow = await told.look(flow_id)
+    assert states(flow)["a"] == "sent"
+
+
+def test_the_view_lists_what_the_events_called_for(told: World) -> None:
+    from gateway.flows import notify
+
+    flow = FlowRow(id="f", name="thu", dossier_code="H41-1", client="motcua", exchange_id="x",
+                   state="rejected", dossier={}, subjects=(), started_us=1, updated_us=1, deadline_us=2,
+                   steps=[StepRow("a", 0, A, state="compensated", sends=1),
+                          StepRow("b", 1, B, state="rejected")])
+    listed = notify.sent_so_far(notifying(), flow)
+    assert [(n["notify"], n["step"], n["key"]) for n in listed] == [
+        ("dong_bo", None, "notify:dong_bo"), ("tien_do", "a", "notify:tien_do:a:done"),
+        ("tien_do", "b", "notify:tien_do:b:rejected"), ("ket_qua", None, "notify:ket_qua")]
+    assert listed[-1]["service"] == "motcua/NhanKetQua"

@@ -11,6 +11,11 @@ Routes::
                            not added twice) and its TrangThai becomes the dossier's TrangThaiHoSo ->
                            {"error_code": "00", "MaHoSo", "TrangThaiHoSo"}; a dossier not held ->
                            HTTP 404 {"error_code": "04", ...}, nothing applied
+    POST /ketqua           the outcome of a joint procedure this system filed at the gateway
+                           (docs/flows.md: the flow's ``NhanKetQuaLienThong`` notification): kept
+                           by MaHoSo, the same message twice kept once -> {"error_code": "00",
+                           "MaHoSo", "SoLan"}; no MaHoSo -> HTTP 400 {"error_code": "02", ...}
+    GET  /ketqua/{MaHoSo}  {"error_code": "00", "data": [outcomes]} or HTTP 404 {"error_code": "04"}
     GET  /hoso, GET /_sim/dossiers   {"total", "items"}: every dossier held
     GET|POST /_sim/mode    the failure switches of connectors.rest.simulator.Faults ("error_code"
                            answers {"error_code": "99"})
@@ -47,10 +52,12 @@ class _OneStop:
     def __init__(self, seed: int) -> None:
         self._seed = seed
         self.dossiers: dict[str, dict[str, Any]] = {}
+        self.outcomes: dict[str, list[dict[str, Any]]] = {}
         self.reset()
 
     def reset(self) -> None:
         self.dossiers.clear()
+        self.outcomes.clear()
         self._next = 1 + random.Random(f"onestop/{self._seed}").randrange(200)
         for index in range(3):
             self.receive(data.dossier(self._seed, index, agency=AGENCY))
@@ -142,6 +149,32 @@ def create_app(seed: int = 2026) -> ASGIApp:
         return json_response({"error_code": codes.OK, "message": "Cập nhật tiến độ thành công",
                               "MaHoSo": last["MaHoSo"], "TrangThaiHoSo": last["TrangThaiHoSo"]})
 
+    async def outcome(request: Request) -> Response:
+        body = await request.body()
+        recorder.add("NhanKetQuaLienThong", body)
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json_response({"error_code": codes.INVALID_REQUEST,
+                                  "message": "Dữ liệu gửi lên không đúng định dạng JSON"}, 400)
+        code = message.get("MaHoSo") if isinstance(message, dict) else None
+        if not isinstance(code, str) or not code:
+            return json_response({"error_code": codes.INVALID_DATA, "message": "Thiếu mã hồ sơ (MaHoSo)"},
+                                 400)
+        held = office.outcomes.setdefault(code, [])
+        if message not in held:
+            held.append(message)
+        return json_response({"error_code": codes.OK, "message": "Đã nhận kết quả", "MaHoSo": code,
+                              "SoLan": len(held)})
+
+    async def outcomes(request: Request) -> Response:
+        code = request.path_params["code"]
+        held = office.outcomes.get(code)
+        if held is None:
+            return json_response({"error_code": codes.NOT_FOUND,
+                                  "message": f"Chưa có kết quả của hồ sơ {code}"}, 404)
+        return json_response({"error_code": codes.OK, "data": held})
+
     async def everything(request: Request) -> Response:
         return json_response({"total": len(office.dossiers), "items": list(office.dossiers.values())})
 
@@ -149,6 +182,8 @@ def create_app(seed: int = 2026) -> ASGIApp:
                             Route("/hoso", everything, methods=["GET"]),
                             Route("/hoso/{code}", lookup, methods=["GET"]),
                             Route("/tiendo", progress, methods=["POST"]),
+                            Route("/ketqua", outcome, methods=["POST"]),
+                            Route("/ketqua/{code}", outcomes, methods=["GET"]),
                             Route("/_sim/dossiers", everything, methods=["GET"]),
                             *faults.routes(reset=office.reset), *recorder.routes()])
     return faults.wrap(app)

@@ -114,6 +114,9 @@ class DeliveryStore:
         return self.views.find(state=state, service=service, dossier=dossier, flagged=flagged,
                                after=after, limit=limit)
 
+    def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]:
+        return self.views.by_keys(idem_keys)
+
     def counts(self) -> list[dict[str, Any]]:
         """Deliveries and attempts by service and state."""
         return self.views.counts()

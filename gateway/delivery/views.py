@@ -41,6 +41,16 @@ class DeliveryViews:
         with self.reader.connect() as conn:
             return [describe(r._mapping) for r in conn.execute(query)]
 
+    def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The deliveries stored under these idempotency keys (hashes), by key: a sender that
+        knows what it stored finds it again (the flow engine its notifications)."""
+        if not idem_keys:
+            return {}
+        query = sa.select(*[c for c in deliveries.c if c.name not in ("body", "response")]).where(
+            deliveries.c.idem_key.in_(idem_keys))
+        with self.reader.connect() as conn:
+            return {r.idem_key: describe(r._mapping) for r in conn.execute(query)}
+
     def counts(self) -> list[dict[str, Any]]:
         """Deliveries and attempts by service and state."""
         d = deliveries

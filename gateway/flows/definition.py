@@ -25,7 +25,7 @@ from gateway.flows.mapping import Condition, Fields, parse_condition, parse_shap
 from gateway.identifiers import ServiceId
 from gateway.policy.subjects import check_paths
 
-__all__ = ["Compensate", "Compensation", "Flow", "Retry", "Step", "Title", "parse_duration"]
+__all__ = ["Compensate", "Compensation", "Flow", "Notify", "Retry", "Step", "Title", "parse_duration"]
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -149,6 +149,60 @@ class Step(_Model):
         return any(parts[: len(p)] == p for p in (tuple(f.split(".")) for f in self.produces))
 
 
+StepEnd = Literal["done", "rejected", "failed"]
+STEP_END: tuple[StepEnd, ...] = ("done", "rejected", "failed")
+SERVICE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class Notify(_Model):
+    """A message the flow sends as it goes, through the same pipeline and queue as its steps: the
+    joint dossier to the national portal when it starts, the portal's progress as each step ends,
+    the results back to the one-stop system that filed it when it ends (docs/flows.md)."""
+
+    id: str = Field(description="unique among the flow's notifications")
+    at: Literal["start", "step", "end"] = Field(description="start: once, when the flow begins; "
+                                                "step: each time a step ends; end: when the flow ends")
+    service: str | None = Field(None, description="the catalog service it goes to")
+    client_service: str | None = Field(None, description="or a service code of the subsystem that "
+                                       "filed the flow (the filing one-stop system's NhanKetQua…)")
+    steps: list[str] | None = Field(None, description="at: step: only these steps (default: all)")
+    states: list[StepEnd] = Field(
+        list(STEP_END), description="at: step: the step states that send it (skipped steps never)")
+    input: Input = Field(description="the message: sources as a step's input, plus flow.<field> and "
+                         "event.<field>; an earlier step's answer only with optional: true")
+
+    @field_validator("id")
+    @classmethod
+    def _notify_id(cls, value: str) -> str:
+        if not STEP_ID.match(value):
+            raise ValueError(f"{value!r}: an id is lower case letters, digits and _ (tien_do)")
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service_id(cls, value: str | None) -> str | None:
+        return str(ServiceId.parse(value)) if value is not None else None
+
+    @field_validator("client_service")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        if value is not None and not SERVICE_CODE.match(value):
+            raise ValueError(f"{value!r}: a service code such as NhanKetQuaLienThong")
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> Notify:
+        if (self.service is None) == (self.client_service is None):
+            raise ValueError("name exactly one of service or client_service")
+        if self.at != "step" and self.steps is not None:
+            raise ValueError("steps: goes with at: step only")
+        return self
+
+    def target(self, client: str) -> str:
+        """The service it goes to, for a flow filed by ``client`` (a subsystem)."""
+        return self.service if self.service is not None else f"{client}/{self.client_service}"
+
+
 class Flow(_Model):
     name: str = Field(description="the flow's name; a catalog service marked flow: <name> starts it")
     title: Title
@@ -162,6 +216,8 @@ class Flow(_Model):
     legal_limit: Duration = Field(description="the legal time limit, for the KPI 'finished within "
                                   "the legal limit' (7d)")
     steps: list[Step] = Field(min_length=1)
+    notify: list[Notify] = Field([], description="messages sent as the flow goes: to the portal, "
+                                 "back to the one-stop system")
     source: str = Field("", exclude=True)  # file:line, for messages
 
     @field_validator("name")

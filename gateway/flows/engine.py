@@ -46,9 +46,11 @@ import structlog
 from gateway.config import Config
 from gateway.connector import Reply
 from gateway.context import Exchange, Intake, Render, Rendered, Result, Step
+from gateway.delivery.messages import idempotency_key
 from gateway.delivery.store import now_us
 from gateway.errors import InvalidBody
 from gateway.exchange import Pipeline, Ports
+from gateway.flows import notify
 from gateway.flows.definition import Compensate, Flow
 from gateway.flows.definition import Step as FlowStep
 from gateway.flows.loading import Flows
@@ -76,6 +78,8 @@ class Deliveries(Protocol):
     """Where the engine reads what became of a step's delivery (``GET /deliveries/{id}``'s view)."""
 
     def get(self, delivery_id: str) -> dict[str, Any] | None: ...
+
+    def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]: ...
 
 
 class StepPipeline(Protocol):
@@ -144,6 +148,25 @@ class FlowEngine:
                 "location": location}
         return replace(ctx, reply=Reply(payload=body, status=202, headers={"Location": location}))
 
+    def notifications(self, flow: FlowRow) -> list[dict[str, Any]]:
+        """What the flow's notifications became so far: each one its events called for, with the
+        delivery it was stored as (None: not stored yet, or refused; the log says which)."""
+        definition = self.flows.flows.get(flow.name)
+        if definition is None:
+            return []
+        expected = notify.sent_so_far(definition, flow)
+        keys = {item["key"]: idempotency_key(self.client, item["service"], f"flow:{flow.id}:{item['key']}",
+                                             None, None, b"") for item in expected}
+        found = self.deliveries.by_keys(list(keys.values()))
+        out = []
+        for item in expected:
+            delivery = found.get(keys[item["key"]])
+            out.append({**{k: v for k, v in item.items() if k != "key"},
+                        "delivery": None if delivery is None else {
+                            k: delivery.get(k)
+                            for k in ("id", "state", "attempts", "delivered", "lastError")}})
+        return out
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -197,11 +220,19 @@ class FlowEngine:
         changed: dict[str, StepRow] = {}
         definition = self.flows.flows.get(flow.name)
         next_us = now + IDLE_US
+        before, flow_before = {s.step: s.state for s in flow.steps}, flow.state
+        moved = any(s.state != "pending" or s.sends for s in flow.steps)
         if definition is None:
             self._finish(flow, "failed", now, {"code": "Server.FlowUnknown",
                                                "detail": f"flow {flow.name} is no longer defined"})
         else:
             next_us = await self._walk(flow, definition, now, changed)
+            happened = notify.events(flow, before, flow_before, moved)
+            if not await self._notify(flow, definition, happened, now):
+                # A notification could not be stored now (the gateway busy): nothing of this look is
+                # saved, so the next one finds the same events and stores them all, once each.
+                await asyncio.to_thread(self._release, flow.id, lease, now_us() + INTAKE_RETRY_US)
+                return
         # Finished on this look or still going, a flow past its deadline is late.
         if now > flow.deadline_us and (flow.finished_us is None or flow.finished_us > flow.deadline_us):
             flow.overdue = True
@@ -396,6 +427,31 @@ class FlowEngine:
             return now + POLL_US
         self._finish(flow, "rejected", now, flow.reason)
         return now + IDLE_US
+
+    async def _notify(self, flow: FlowRow, definition: Flow, happened: list[notify.Event],
+                      now: int) -> bool:
+        """Store the notifications the look's events call for; False when one was refused by a
+        passing trouble (store them again later). A refusal for good (no rule allows it, a schema
+        it fails) is logged and left: the flow itself goes on."""
+        for send in notify.due(definition, flow, happened, self._scope(flow), now):
+            try:
+                request = build_request(send.notify.input, send.scope)
+            except (MissingSource, EvaluationError) as exc:
+                log.error("flow_notification_unbuilt", flow=flow.id, notify=send.notify.id, error=str(exc))
+                continue
+            sent = await self._store_request(flow, send.service, request, send.key)
+            if isinstance(sent, dict):
+                if _passing(sent):
+                    return False
+                log.error("flow_notification_refused", flow=flow.id, notify=send.notify.id,
+                          service=send.service, code=sent.get("code"), status=sent.get("status"))
+        return True
+
+    def _release(self, flow_id: str, lease: str, next_us: int) -> None:
+        """Give a leased flow back unchanged, due at ``next_us``."""
+        fresh = self.store.get(flow_id)
+        if fresh is not None:
+            self.store.save(fresh, lease, next_us, now_us())
 
     async def _store_request(self, flow: FlowRow, service_id: str, request: Mapping[str, Any],
                              key: str) -> str | dict[str, Any]:

@@ -16,7 +16,7 @@ from gateway import yamlfile
 from gateway.config import Config
 from gateway.delivery.schema import SchemaValidator
 from gateway.flows.definition import Compensate, Flow
-from gateway.flows.mapping import Loc, Ref
+from gateway.flows.mapping import Loc, Ref, required_reads
 from gateway.resources import schemas_dir as bundled_schemas
 
 __all__ = ["Flows", "declares", "flow_files", "load_flows"]
@@ -30,13 +30,16 @@ class Flows:
     starters: dict[str, str] = field(default_factory=dict)  # service id -> flow name
     validators: dict[str, SchemaValidator] = field(default_factory=dict)  # flow name -> its dossier's
     problems: list[yamlfile.FileError] = field(default_factory=list)
+    # the catalog services a notification may go to (client_service: that code on any subsystem)
+    notified: frozenset[str] = frozenset()
 
     @property
     def called(self) -> frozenset[str]:
-        """The services the flows' steps and undos call: the delivery queue carries them."""
-        return frozenset(service for flow in self.flows.values() for step in flow.steps
-                         for service in (step.service, *((step.compensation.service,)
-                                                         if step.compensation else ())))
+        """The services the flows' steps, undos and notifications call: the delivery queue carries
+        them."""
+        return self.notified | frozenset(
+            service for flow in self.flows.values() for step in flow.steps
+            for service in (step.service, *((step.compensation.service,) if step.compensation else ())))
 
     def started_by(self, service_id: str) -> Flow | None:
         name = self.starters.get(service_id)
@@ -84,6 +87,10 @@ def load_flows(folder: Path, config: Config, *, config_file: Path | None = None,
             out.validators[item.flow.name] = validator
         out.problems.extend(_flow_problems(item, config))
     _catalog(out, read, named, config, config_file)
+    codes = {n.client_service for f in out.flows.values() for n in f.notify if n.client_service}
+    out.notified = frozenset(
+        {n.service for f in out.flows.values() for n in f.notify if n.service is not None}
+        | {s.id for s in config.services if s.id.rsplit("/", 1)[-1] in codes})
     return out
 
 
@@ -164,6 +171,33 @@ def _flow_problems(item: _Read, config: Config) -> Iterator[yamlfile.FileError]:
             yield from _service_problems(item, config, (*c, "service"), step.compensation.service)
             for loc, ref in step.compensation.input.refs():
                 yield from _ref_problems(item, (*c, "input", *loc), ref, before=i + 1)
+    yield from _notify_problems(item, config)
+
+
+def _notify_problems(item: _Read, config: Config) -> Iterator[yamlfile.FileError]:
+    flow = item.flow
+    seen: set[str] = set()
+    for i, notify in enumerate(flow.notify):
+        at: Loc = ("notify", i)
+        if notify.id in seen:
+            yield item.error((*at, "id"), f"notification id {notify.id!r} is used twice")
+        seen.add(notify.id)
+        if notify.service is not None:
+            yield from _service_problems(item, config, (*at, "service"), notify.service)
+        elif not any(s.id.rsplit("/", 1)[-1] == notify.client_service for s in config.services):
+            yield item.error((*at, "client_service"), f"client_service {notify.client_service}: no "
+                             "subsystem in the catalog offers a service of that code")
+        for j, name in enumerate(notify.steps or []):
+            if flow.index(name) < 0:
+                yield item.error((*at, "steps", j), f"steps: the flow has no step {name!r}")
+        for loc, ref in notify.input.refs():
+            yield from _ref_problems(item, (*at, "input", *loc), ref, before=len(flow.steps),
+                                     notify=True)
+        for loc, ref in required_reads(notify.input):
+            if ref.root == "steps":
+                yield item.error((*at, "input", *loc), f"{ref.text}: a notification may go before "
+                                 f"step {ref.step!r} has answered: read it with {{from: {ref.text}, "
+                                 "optional: true}")
 
 
 def _service_problems(item: _Read, config: Config, loc: Loc, service_id: str) -> Iterator[yamlfile.FileError]:
@@ -176,10 +210,15 @@ def _service_problems(item: _Read, config: Config, loc: Loc, service_id: str) ->
                          "agency's service, not another flow")
 
 
-def _ref_problems(item: _Read, loc: Loc, ref: Ref, *, before: int) -> Iterator[yamlfile.FileError]:
+def _ref_problems(item: _Read, loc: Loc, ref: Ref, *, before: int,
+                  notify: bool = False) -> Iterator[yamlfile.FileError]:
     """``ref`` may read the dossier where its schema declares it, and the answers of the steps with
-    index below ``before``, in fields they produce."""
+    index below ``before``, in fields they produce; ``flow.`` and ``event.`` in notifications only."""
     flow = item.flow
+    if ref.root in ("flow", "event"):
+        if not notify:
+            yield item.error(loc, f"{ref.text}: {ref.root}. is read by notifications (notify:) only")
+        return
     if ref.root == "dossier":
         if item.schema is not None and not declares(item.schema, ref.parts):
             yield item.error(loc, f"{ref.text}: {_undeclared(flow)}")

@@ -30,7 +30,7 @@ __all__ = [
     "MISSING", "All", "Any_", "Compare", "Condition", "DefinitionError", "EvaluationError", "Fields",
     "FromPath", "Items", "MissingSource", "Not", "Present", "Ref", "Scope", "Source", "Value", "Young",
     "anniversary", "build_request", "parse_condition", "parse_ref", "parse_shape", "parse_source",
-    "resolve", "younger_than",
+    "required_reads", "resolve", "younger_than",
 ]
 
 Loc = tuple[str | int, ...]
@@ -90,16 +90,23 @@ def resolve(data: Any, path: str | tuple[str, ...]) -> Any:
     return node
 
 
-ROOTS = ("dossier", "steps")
+ROOTS = ("dossier", "steps", "flow", "event")
+Root = Literal["dossier", "steps", "flow", "event"]
+# What a notification (``notify:``, docs/flows.md) reads besides the dossier and the steps' answers:
+# the flow itself and the event it tells of. Closed sets, so a misspelt field is refused at load.
+FLOW_FIELDS = frozenset({"id", "name", "title", "state", "client", "location", "started", "deadline",
+                         "finished", "overdue"})
+EVENT_FIELDS = frozenset({"at", "step", "description", "service", "agency", "state", "time", "started",
+                          "deadline", "reason"})
 
 
 @dataclass(frozen=True)
 class Ref:
-    """A source path: ``dossier.X.Y`` (the joint dossier) or ``steps.<id>.<field>`` (an earlier
-    step's answer)."""
+    """A source path: ``dossier.X.Y`` (the joint dossier), ``steps.<id>.<field>`` (an earlier
+    step's answer), or, in a notification, ``flow.<field>`` and ``event.<field>``."""
 
     text: str
-    root: Literal["dossier", "steps"]
+    root: Root
     parts: tuple[str, ...]  # after the root
 
     @property
@@ -123,21 +130,30 @@ def parse_ref(text: Any, loc: Loc = ()) -> Ref:
                               "steps.khai_sinh.SoDinhDanh (write a literal as {{value: …}})")
     if len(parts) < (3 if root == "steps" else 2):
         raise DefinitionError(loc, f"{text!r}: name a field: " + (
-            "steps.<step id>.<field>" if root == "steps" else "dossier.<field>"))
-    return Ref(text, "steps" if root == "steps" else "dossier", parts[1:])
+            "steps.<step id>.<field>" if root == "steps" else f"{root}.<field>"))
+    known = FLOW_FIELDS if root == "flow" else EVENT_FIELDS if root == "event" else None
+    if known is not None and (parts[1] not in known or len(parts) > 2):
+        raise DefinitionError(loc, f"{text!r}: {root}. reads one of {', '.join(sorted(known))}")
+    return Ref(text, _ROOT[root], parts[1:])
+
+
+_ROOT: dict[str, Root] = {"dossier": "dossier", "steps": "steps", "flow": "flow", "event": "event"}
 
 
 @dataclass(frozen=True)
 class Scope:
     """What sources and conditions read: the joint dossier, the answers of the steps that ran (by
-    step id), and the flow's start day (for ages)."""
+    step id), the flow's start day (for ages), and for a notification the flow and its event."""
 
     dossier: Any
     steps: Mapping[str, Any] = field(default_factory=dict)
     today: date = field(default_factory=date.today)
+    flow: Mapping[str, Any] = field(default_factory=dict)
+    event: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, ref: Ref) -> Any:
-        return resolve(self.dossier if ref.root == "dossier" else self.steps, ref.parts)
+        roots = {"dossier": self.dossier, "steps": self.steps, "flow": self.flow, "event": self.event}
+        return resolve(roots[ref.root], ref.parts)
 
 
 # --- request shapes ------------------------------------------------------------------------------
@@ -170,9 +186,16 @@ class FromPath(Source):
     optional: bool = False
     when: Condition | None = None
     loc: Loc = ()
+    # ``map: {value as text: what to write}``: a code table (a state to the portal's status code);
+    # a value the table lacks is missing, as an absent path is.
+    table: tuple[tuple[str, Any], ...] | None = None
 
     def _build(self, scope: Scope, target: str) -> Any:
         value = scope.get(self.ref)
+        if self.table is not None and value is not MISSING:
+            key = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+            value = dict(self.table).get(key, MISSING)
         if value is MISSING and not self.optional:
             raise MissingSource(self.ref.text, target)
         return _copy(value)  # the request is the caller's to change; the dossier stays as it was
@@ -229,7 +252,7 @@ class Items(Source):
 
 
 # A mapping with one of these keys is a source written out; any other mapping is a nested object.
-_FORM_KEYS = frozenset({"from", "value", "fields", "when", "optional"})
+_FORM_KEYS = frozenset({"from", "value", "fields", "when", "optional", "map"})
 
 
 def parse_source(raw: Any, loc: Loc = ()) -> Source:
@@ -258,12 +281,29 @@ def parse_source(raw: Any, loc: Loc = ()) -> Source:
     if not isinstance(optional, bool) or ("optional" in raw and kinds != ["from"]):
         raise DefinitionError((*loc, "optional"), "optional: true|false goes with from: only")
     if kinds == ["from"]:
-        return FromPath(parse_ref(raw["from"], (*loc, "from")), optional, when, loc)
+        table = _table(raw["map"], (*loc, "map")) if "map" in raw else None
+        return FromPath(parse_ref(raw["from"], (*loc, "from")), optional, when, loc, table)
+    if "map" in raw:
+        raise DefinitionError((*loc, "map"), "map: {value: code} goes with from: only")
     if kinds == ["value"]:
         return Value(_json_literal(raw["value"], (*loc, "value")), when, loc)
     if not isinstance(raw["fields"], dict) or not raw["fields"]:
         raise DefinitionError((*loc, "fields"), "fields: is a mapping of output field -> source")
     return Fields(_parse_fields(raw["fields"], (*loc, "fields")), when, loc)
+
+
+def _table(raw: Any, loc: Loc) -> tuple[tuple[str, Any], ...]:
+    """``map:`` as written: text or number keys (compared as text) to JSON literals."""
+    if not isinstance(raw, dict) or not raw:
+        raise DefinitionError(loc, "map: is a mapping of value -> what to write ({done: '4'})")
+    out = []
+    for key, value in raw.items():
+        if isinstance(key, bool):
+            key = str(key).lower()
+        if not isinstance(key, str | int):
+            raise DefinitionError(loc, f"map: {key!r} is not a text or number key")
+        out.append((str(key), _json_literal(value, (*loc, str(key)))))
+    return tuple(out)
 
 
 def _parse_fields(raw: dict[Any, Any], loc: Loc) -> tuple[tuple[str, Source], ...]:
@@ -280,6 +320,20 @@ def parse_shape(raw: Any, loc: Loc = ()) -> Fields:
     if not isinstance(raw, dict):
         raise DefinitionError(loc, "input is a mapping of request field -> source")
     return Fields(_parse_fields(raw, loc), loc=loc)
+
+
+def required_reads(source: Source) -> Iterator[tuple[Loc, Ref]]:
+    """The paths a shape reads without ``optional: true`` (conditions aside): those a request
+    cannot be built without."""
+    if isinstance(source, FromPath):
+        if not source.optional:
+            yield source.loc, source.ref
+    elif isinstance(source, Fields):
+        for _, inner in source.fields:
+            yield from required_reads(inner)
+    elif isinstance(source, Items):
+        for inner in source.items:
+            yield from required_reads(inner)
 
 
 def build_request(shape: Fields, scope: Scope) -> dict[str, Any]:

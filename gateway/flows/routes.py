@@ -54,7 +54,8 @@ def show(flow_id: FlowId, request: Request) -> JSONResponse:
         flow = _engine(request).store.get(flow_id)
         if flow is None or not _may_see(flow, a.token.client_id, a.token.scopes):
             raise _NotFound(f"no flow {flow_id} that this client may see")
-        return a.done(JSONResponse(flow.view()))
+        engine = _engine(request)
+        return a.done(JSONResponse({**flow.view(), "notifications": engine.notifications(flow)}))
 
 
 @router.get("/flows", summary="Joint procedures by dossier code or state (the filer's own; "
