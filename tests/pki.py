@@ -21,9 +21,9 @@ from typing import Any
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
@@ -38,6 +38,8 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signxml import XMLSigner
 from signxml.xades import XAdESSigner
 
+from gateway import demo_pki
+from gateway.demo_pki import Issued
 from gateway.signatures import TrustStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,9 +48,8 @@ CRL_URL = "http://crl.invalid/intermediate.crl"  # never fetched: .invalid does 
 
 
 @dataclass(frozen=True)
-class Party:
-    key: Any
-    cert: x509.Certificate
+class Party(Issued):
+    """A key and its certificate, in the forms each signing library takes."""
 
     @property
     def pem_key(self) -> bytes:
@@ -69,42 +70,18 @@ class Party:
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Liên Thông test PKI"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _usage(**flags: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
-    return x509.KeyUsage(**{name: flags.get(name, False) for name in names})
+_usage = demo_pki.key_usage
+SIGNING = demo_pki.SIGNING
 
 
 def _issue(cn: str, issuer: Party | None, *, ca: bool = False, usage: x509.KeyUsage | None = None,
            start: datetime = NOW - 365 * DAY, end: datetime = NOW + 365 * DAY, rsa_key: bool = False,
            eku: list[x509.ObjectIdentifier] | None = None) -> Party:
-    key: Any = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
-    builder = (x509.CertificateBuilder().subject_name(_name(cn))
-               .issuer_name(issuer.cert.subject if issuer else _name(cn)).public_key(key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    if eku is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=True)
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
-        if not ca:
-            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(CRL_URL)], None, None, None)]), critical=False)
-    cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
-    return Party(key, cert)
-
-
-SIGNING = _usage(digital_signature=True, content_commitment=True)
+    """gateway/demo_pki.py's issuer; an end entity issued by a CA names the CRL location."""
+    made = demo_pki.issue(demo_pki.name(cn, "Liên Thông test PKI"), issuer, ca=ca, usage=usage, start=start,
+                          end=end, rsa_key=rsa_key, eku=eku,
+                          crl_url=CRL_URL if issuer is not None and not ca else None)
+    return Party(made.key, made.cert)
 
 
 @dataclass(frozen=True)
@@ -135,14 +112,8 @@ def make_pki(folder: Path) -> Pki:
     intermediate = _issue("Test Signing CA", root, ca=True, usage=_usage(key_cert_sign=True, crl_sign=True),
                           start=NOW - 1800 * DAY, end=NOW + 1800 * DAY)
     revoked = _issue("Trần Thị Bị Thu Hồi", intermediate, usage=SIGNING)
-    crl = (x509.CertificateRevocationListBuilder().issuer_name(intermediate.cert.subject)
-           .last_update(NOW - timedelta(hours=1)).next_update(NOW + 7 * DAY)
-           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(revoked.cert.serial_number)
-                                    .revocation_date(REVOKED_AT).build())
-           .add_extension(x509.CRLNumber(1), critical=False)
-           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(intermediate.key.public_key()),
-                          critical=False)
-           .sign(intermediate.key, hashes.SHA256()))
+    crl = demo_pki.revocation_list(intermediate, [(revoked.cert, REVOKED_AT)], start=NOW - timedelta(hours=1),
+                                   end=NOW + 7 * DAY)
     (folder / "anchors").mkdir(parents=True)
     (folder / "anchors" / "root.pem").write_bytes(root.cert.public_bytes(serialization.Encoding.PEM))
     (folder / "revocation").mkdir()

@@ -125,3 +125,17 @@ def _matches_whole(e: Entry, filters: Filters) -> bool:
     record = e.record
     return all(getattr(filters, name) is None or record.get(key) == getattr(filters, name)
                for name, key in _LEAF_KEYS.items())
+
+
+def signature_summary(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What a data subject's report shows of an exchange's signature verdict (the leaf's
+    ``signature``, docs/signatures.md#the-record): valid or not, the reason, and the signer's subject
+    as the certificate names it; None when nothing asked for a signature. The signer is shown even
+    where the rule withholds the acting official: a signature is evidence that travels with the
+    document, its certificate included."""
+    verdict = record.get("signature")
+    if not isinstance(verdict, dict):
+        return None
+    signer = verdict.get("signer")
+    return {"valid": verdict.get("valid") is True, "reason": verdict.get("reason"),
+            "signer": signer.get("subject") if isinstance(signer, dict) else None}

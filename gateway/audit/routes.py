@@ -289,7 +289,8 @@ class SubjectQuery(BaseModel):
 @router.post("/subject-report", summary="Who accessed a person's data, when and why",
              description="Every exchange whose data subjects include this person: when, which agency "
                          "and system asked, which service, for what purpose, and the outcome; the "
-                         "acting official only where the deciding policy rule discloses it. The id "
+                         "acting official only where the deciding policy rule discloses it; where the "
+                         "request's signature was verified, the verdict (valid, reason, signer). The id "
                          "travels in the body so it never lands in a URL or an access log.")
 def subject_report(request: Request, ask: SubjectQuery) -> JSONResponse:
     with act(request, "audit.subject-report", SUBJECT) as a:
@@ -334,4 +335,7 @@ def _access(e: Entry, names: dict[str, str], disclosing: set[str]) -> dict[str, 
     }
     if r.get("rule") in disclosing:
         access["official"] = r.get("userId")
+    signature = query.signature_summary(r)
+    if signature is not None:
+        access["signature"] = signature
     return access

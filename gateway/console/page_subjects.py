@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
+from gateway.audit.query import signature_summary
 from gateway.console import logquery
 from gateway.console.labels import client_names
 from gateway.console.logquery import Filters
@@ -52,9 +53,12 @@ def subject_report(ctx: Ctx) -> Response:
                          "official": record.get("userId") if disclose else None,
                          "withheld": bool(record.get("userId")) and not disclose,
                          "service": record.get("service") or record.get("operation"),
-                         "purpose": record.get("purpose"), "outcome": record.get("outcome")})
+                         "purpose": record.get("purpose"), "outcome": record.get("outcome"),
+                         "signature": signature_summary(record)})
     counts = Counter(a["organisation"] for a in accesses)
+    signed = any(a["signature"] for a in accesses)  # the column only where a verdict exists
     return ctx.render("subject_report.html", subject=subject, accesses=accesses, counts=counts.most_common(),
+                      signed=signed,
                       generated=logquery.local_text(time.time_ns() // 1000))
 
 

@@ -27,7 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.registry import HeaderParameter
 
-from gateway.signatures.trust import TrustStore, identity
+from gateway.signatures.trust import TrustStore, identity, key_problem, too_many_certificates
 from gateway.signatures.verdict import Verdict
 
 __all__ = ["ALGORITHMS", "REGISTRY", "looks_like_compact", "verify_jws"]
@@ -79,6 +79,9 @@ async def verify_jws(token: bytes, trust: TrustStore, *, payload: bytes | None =
     evidence: dict[str, Any] = {**identity(chain[0]), "signing_time": at.moment or datetime.now(UTC),
                                 "time_source": at.source, "algorithm": algorithm,
                                 "digest": hashlib.sha256(obj.payload).hexdigest()}
+    weak = key_problem(chain[0])  # before the key is even imported
+    if weak is not None:
+        return Verdict("jws", False, weak.reason, weak.message, **evidence)
     try:
         key = _key(chain[0])
         verified = jws.validate_compact(obj, key, registry=REGISTRY)
@@ -98,10 +101,14 @@ def _chain(header: Mapping[str, Any]) -> list[asn1_x509.Certificate]:
     if not isinstance(entries, list) or not entries:
         raise ValueError("the JWS has no x5c header: the signer's certificate must come with it "
                          "(x5u and jku URLs are never fetched)")
+    oversized = too_many_certificates(len(entries))
+    if oversized is not None:
+        raise ValueError(oversized)
     try:
-        chain = [asn1_x509.Certificate.load(base64.b64decode(entry, validate=True)) for entry in entries]
-        for cert in chain:
-            cert.native  # noqa: B018 - asn1crypto parses lazily: a broken certificate is refused here
+        ders = [base64.b64decode(entry, validate=True) for entry in entries]
+        for der in ders:  # a broken certificate is refused here; cryptography's parser is the fast one
+            x509.load_der_x509_certificate(der)
+        chain = [asn1_x509.Certificate.load(der) for der in ders]
     except (binascii.Error, ValueError, TypeError) as exc:
         raise ValueError(f"a certificate in x5c is unreadable: {exc}") from exc
     return chain

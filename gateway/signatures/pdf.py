@@ -2,9 +2,11 @@
 
 pyHanko checks the signature, what it covers (the byte ranges, and any incremental update after it
 against its default difference policy), the RFC 3161 signature timestamp when there is one, and the
-certificate path with a validation context from ``trust.py`` at the signing time. The key usage is
-checked here, after the path (``trust.usage_problem``), so that a certificate the CA did not issue for
-signing is ``wrong-usage`` and not merely ``untrusted``.
+certificate path at the signing time. The path, the key usage and the key size of the signer are
+``TrustStore.check``'s (cached, like XML's and JWS's: a repeated signer costs no path validation);
+pyHanko then checks the signature itself against a validation context in which the signer's
+certificate, just judged, is pinned as the only anchor (``TrustStore.pinned``). A timestamp's
+authority is validated against the whole trust store.
 
 Every signature of a PDF is verified, in signing order; the verdict is the first that fails, else
 the last (the one covering the most). A PDF signature whose SubFilter is ``ETSI.CAdES.detached`` is
@@ -14,13 +16,14 @@ the last (the one covering the most). A PDF signature whose SubFilter is ``ETSI.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import cms, core, pem
+from asn1crypto import cms, core, pem, x509
 from cryptography.hazmat.primitives import hashes
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -30,22 +33,39 @@ from pyhanko.sign.validation.generic_cms import (
     async_validate_cms_signature,
     async_validate_detached_cms,
     collect_timing_info,
+    extract_certs_for_validation,
 )
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureStatus
+from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-from gateway.signatures.trust import SigningTime, TrustStore, identity, problem_from_ades, usage_problem
+from gateway.signatures.trust import (
+    Problem,
+    SigningTime,
+    TrustStore,
+    identity,
+    problem_from_ades,
+    too_many_certificates,
+)
 from gateway.signatures.verdict import Format, Reason, Verdict
 
-__all__ = ["verify_cms", "verify_pdf"]
+__all__ = ["MAX_SIGNATURE_BYTES", "verify_cms", "verify_pdf"]
 
 # Key usage is checked by trust.usage_problem after the path, for its own reason code.
 _ANY_USAGE = KeyUsageConstraints(key_usage=set())
+# pyHanko reads a PDF hex string one character at a time (about 1 µs each, 2 ms a KiB of signature):
+# a signature's /Contents is measured before it is read. A CMS signature with its chain and a
+# timestamp is a few KiB; with CRLs embedded (revocationInfoArchival), tens to a few hundred.
+MAX_SIGNATURE_BYTES = 256 * 1024
+_CONTENTS = re.compile(rb"/Contents\s*<(?!<)")
 
 
 async def verify_pdf(body: bytes, trust: TrustStore) -> Verdict:
     """The verdict on the signatures embedded in a PDF document."""
+    oversized = _oversized_contents(body)
+    if oversized is not None:
+        return Verdict("pades", False, "unsupported", oversized)
     try:
         signatures = PdfFileReader(BytesIO(body), strict=False).embedded_regular_signatures
     except (PdfError, ValueError, KeyError, TypeError) as exc:
@@ -65,14 +85,21 @@ async def _one_pdf(signature: EmbeddedPdfSignature, body: bytes, trust: TrustSto
     subfilter = str(signature.sig_object.get("/SubFilter", ""))
     fmt: Format = "pades" if subfilter == "/ETSI.CAdES.detached" else "cms"
     try:
+        oversized = _oversized(signature.signed_data)
+        if oversized is not None:
+            return Verdict(fmt, False, "unsupported", oversized)
         at = await _signing_time(signature.signer_info, signature.compute_digest, trust,
                                  fallback=signature.self_reported_timestamp)
+        # pyHanko keeps what it extracts from the embedded signature: read the certificates once.
+        problem, pinned = await _judge_signer(signature.signer_cert, signature.other_embedded_certs, at,
+                                              trust)
         status = await async_validate_pdf_signature(
-            signature, signer_validation_context=trust.context(at.moment),
-            ts_validation_context=trust.context(), key_usage_settings=_ANY_USAGE)
+            signature, signer_validation_context=pinned,
+            ts_validation_context=_ts_context(signature.signer_info, trust, pinned),
+            key_usage_settings=_ANY_USAGE)
     except (SignatureValidationError, PdfError, ValueError, KeyError) as exc:
         return Verdict(fmt, False, "unsupported", f"the PDF signature could not be verified: {exc}")
-    verdict = _verdict(fmt, status, at, _byte_range_digest(signature, body))
+    verdict = _verdict(fmt, status, at, _byte_range_digest(signature, body), problem)
     if verdict.valid and not status.bottom_line:
         return _failed(verdict, "bad-signature", "the document was changed after signing beyond what the "
                        f"signature allows ({status.modification_level})")
@@ -91,19 +118,56 @@ async def verify_cms(signature: bytes, content: bytes | None, trust: TrustStore)
         inner = signed_data["encap_content_info"]["content"]
         if content is None and inner is core.VOID:
             return Verdict("cms", False, "bad-signature", "a detached CMS signature came without its content")
+        oversized = _oversized(signed_data)
+        if oversized is not None:
+            return Verdict("cms", False, "unsupported", oversized)
         signed = content if content is not None else bytes(inner)  # as pyHanko reads it
         at = await _signing_time(signer_info, lambda algorithm: _hash(algorithm, signed), trust)
-        context = trust.context(at.moment)
+        certs = extract_certs_for_validation(signed_data)
+        problem, pinned = await _judge_signer(certs.signer_cert, certs.other_certs, at, trust)
         if content is not None:
             status: SignatureStatus = await async_validate_detached_cms(
-                content, signed_data, signer_validation_context=context,
-                ts_validation_context=trust.context(), key_usage_settings=_ANY_USAGE)
+                content, signed_data, signer_validation_context=pinned,
+                ts_validation_context=_ts_context(signer_info, trust, pinned), key_usage_settings=_ANY_USAGE)
         else:
-            status = await async_validate_cms_signature(signed_data, validation_context=context,
+            status = await async_validate_cms_signature(signed_data, validation_context=pinned,
                                                         key_usage_settings=_ANY_USAGE)
     except (SignatureValidationError, ValueError, KeyError, TypeError, IndexError) as exc:
         return Verdict("cms", False, "unsupported", f"the CMS signature could not be read: {exc}")
-    return _verdict("cms", status, at, hashlib.sha256(signed).hexdigest())
+    return _verdict("cms", status, at, hashlib.sha256(signed).hexdigest(), problem)
+
+
+def _oversized_contents(body: bytes) -> str | None:
+    """Why a hex string after a /Contents key is too long to be read, or None."""
+    for found in _CONTENTS.finditer(body):
+        end = body.find(b">", found.end())
+        length = (len(body) if end < 0 else end) - found.end()
+        if length > 2 * MAX_SIGNATURE_BYTES:
+            return (f"a signature's /Contents holds {length} hexadecimal characters; at most "
+                    f"{2 * MAX_SIGNATURE_BYTES} ({MAX_SIGNATURE_BYTES // 1024} KiB) are read")
+    return None
+
+
+def _oversized(signed_data: cms.SignedData) -> str | None:
+    certificates = signed_data["certificates"]
+    return too_many_certificates(0 if certificates is core.VOID else len(certificates))
+
+
+async def _judge_signer(signer: x509.Certificate, others: Iterable[x509.Certificate], at: SigningTime,
+                        trust: TrustStore) -> tuple[Problem | None, ValidationContext]:
+    """The trust store's answer on the signer (path, validity, revocation, usage, key size; cached),
+    and the context pyHanko checks the signature with: the signer pinned as its only anchor."""
+    problem = await trust.check(signer, list(others), at)
+    return problem, trust.pinned(signer, at.moment)
+
+
+def _ts_context(signer_info: cms.SignerInfo, trust: TrustStore,
+                pinned: ValidationContext) -> ValidationContext:
+    """The whole trust store for a signature timestamp's authority; without one, nothing to build."""
+    unsigned = signer_info["unsigned_attrs"]
+    stamped = unsigned is not core.VOID and any(
+        attr["type"].native == "signature_time_stamp_token" for attr in unsigned)
+    return trust.context() if stamped else pinned
 
 
 async def _signing_time(signer_info: cms.SignerInfo, digest: Callable[[str], bytes], trust: TrustStore,
@@ -115,7 +179,8 @@ async def _signing_time(signer_info: cms.SignerInfo, digest: Callable[[str], byt
     return trust.signing_time(claimed=timing.get("signer_reported_dt") or fallback, stamped=stamped)
 
 
-def _verdict(fmt: Format, status: SignatureStatus, at: SigningTime, digest: str) -> Verdict:
+def _verdict(fmt: Format, status: SignatureStatus, at: SigningTime, digest: str,
+             problem: Problem | None) -> Verdict:
     cert = status.signing_cert
     evidence: dict[str, Any] = {
         **identity(cert), "signing_time": at.moment or datetime.now(UTC), "time_source": at.source,
@@ -124,12 +189,10 @@ def _verdict(fmt: Format, status: SignatureStatus, at: SigningTime, digest: str)
         return Verdict(fmt, False, "digest-mismatch", "the signed content was changed", **evidence)
     if not status.valid:
         return Verdict(fmt, False, "bad-signature", "the signature does not verify", **evidence)
-    if not status.trusted:
+    if problem is None and not status.trusted:  # the signer pinned: an algorithm pyHanko refuses
         problem = problem_from_ades(status.trust_problem_indic, cert, evidence["signing_time"])
+    if problem is not None:
         return Verdict(fmt, False, problem.reason, problem.message, **evidence)
-    unusable = usage_problem(cert)
-    if unusable is not None:
-        return Verdict(fmt, False, unusable.reason, unusable.message, **evidence)
     stamp = getattr(status, "timestamp_validity", None)
     if stamp is not None and not _sound(stamp):
         return Verdict(fmt, False, "untrusted", "the signature's timestamp does not verify to a trusted "
@@ -147,9 +210,17 @@ def _failed(verdict: Verdict, reason: Reason, message: str) -> Verdict:
 
 
 def _byte_range_digest(signature: EmbeddedPdfSignature, body: bytes) -> str:
-    """SHA-256 of exactly the bytes the signature covers (its /ByteRange)."""
+    """SHA-256 of exactly the bytes the signature covers (its /ByteRange): pyHanko's own, which it
+    keeps, when the signature is made with SHA-256 (a megabyte is not hashed twice)."""
+    known = signature.external_digests.get("sha256")
+    if known is not None:
+        return bytes(known).hex()
     start1, length1, start2, length2 = (int(n) for n in signature.byte_range)
-    return hashlib.sha256(body[start1:start1 + length1] + body[start2:start2 + length2]).hexdigest()
+    digest = hashlib.sha256()
+    view = memoryview(body)
+    digest.update(view[start1:start1 + length1])
+    digest.update(view[start2:start2 + length2])
+    return digest.hexdigest()
 
 
 def _hash(algorithm: str, data: bytes) -> bytes:

@@ -25,19 +25,36 @@ after does not.
 
 The signer's certificate must carry the key usage extension with ``digitalSignature`` or
 ``nonRepudiation`` (a certificate without the extension is refused too: every signing certificate
-the licensed CAs issue has one).
+the licensed CAs issue has one), and an RSA key of at least 2048 bits (``unsupported`` below; the
+CAs' own keys are held to the same by certvalidator's algorithm policy, as SHA-1 and MD5 are).
+
+**Caching.** ``check`` keeps its answers in a bounded LRU (``cache_size`` entries, per store) keyed
+by the signer's and the offered certificates' SHA-256, the stapled revocation data's SHA-256, and
+the hour of the signing time. An answer is reused only for a moment between the same two "events"
+around the moment it was computed for: every ``notBefore``/``notAfter`` of the certificates
+involved (the chain offered, the anchors, the intermediates), every ``thisUpdate``/``nextUpdate``
+and revocation date of the CRLs and OCSP responses on file or stapled (less certvalidator's
+one-second tolerance either side). Between two such events the path, validity and revocation
+answers cannot change: the store is immutable, and nothing is fetched. So a repeated signer costs a
+hash and a dictionary look-up, a revocation still refuses from its date on, and a new CRL (a new
+``TrustStore``, at restart) starts from an empty cache.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from asn1crypto import crl, ocsp, pem, x509
 from cryptography import x509 as crypto_x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
@@ -53,8 +70,9 @@ from pyhanko_certvalidator.errors import (
 
 from gateway.signatures.verdict import Reason, TimeSource
 
-__all__ = ["SIGNER_USAGE", "Problem", "RevocationMode", "SigningTime", "TrustStore", "TrustStoreError",
-           "identity", "load_certificate", "problem_from_ades", "usage_problem"]
+__all__ = ["MAX_CERTIFICATES", "MIN_RSA_BITS", "SIGNER_USAGE", "CacheInfo", "PathCache", "Problem",
+           "RevocationMode", "SigningTime", "TrustStore", "TrustStoreError", "identity", "key_problem",
+           "load_certificate", "problem_from_ades", "too_many_certificates", "usage_problem"]
 
 RevocationMode = Literal["soft-fail", "hard-fail", "require"]
 _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
@@ -62,6 +80,13 @@ _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 _Parsed = TypeVar("_Parsed", x509.Certificate, crl.CertificateList, ocsp.OCSPResponse)
 SIGNER_USAGE = KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"},
                                    match_all_key_usages=False)
+MIN_RSA_BITS = 2048
+# Certificates a signature may carry (X509Data, x5c, the CMS set): real chains hold 2 to 4; more is
+# a path-building bomb, refused before any parsing of them.
+MAX_CERTIFICATES = 10
+# certvalidator's default time tolerance: a moment this close to an event may be judged either way.
+_TOLERANCE = timedelta(seconds=1)
+_HOUR = 3600
 
 
 class TrustStoreError(ValueError):
@@ -85,6 +110,60 @@ class SigningTime:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """How the path cache of a store has done: hits, misses, entries held and the bound."""
+
+    hits: int
+    misses: int
+    size: int
+    maxsize: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    problem: Problem | None
+    start: datetime  # the answer holds for moments in [start, end)
+    end: datetime
+
+
+_Key = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...], int]
+
+
+class PathCache:
+    """A bounded LRU of ``TrustStore.check`` answers, each with the span of moments it holds for."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[_Key, _Answer] = OrderedDict()
+        self._lock = threading.Lock()  # verify() may run in worker threads (asyncio.to_thread)
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: _Key, moment: datetime) -> _Answer | None:
+        with self._lock:
+            answer = self._entries.get(key)
+            if answer is None or not answer.start <= moment < answer.end:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return answer
+
+    def put(self, key: _Key, answer: _Answer) -> None:
+        if self.maxsize <= 0:
+            return
+        with self._lock:
+            self._entries[key] = answer
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self.hits, self.misses, len(self._entries), self.maxsize)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustStore:
     anchors: tuple[x509.Certificate, ...]
     intermediates: tuple[x509.Certificate, ...] = ()
@@ -92,11 +171,21 @@ class TrustStore:
     ocsps: tuple[ocsp.OCSPResponse, ...] = ()
     revocation_mode: RevocationMode = "hard-fail"
     claimed_time: bool = True
+    cache_size: int = 4096  # path-validation answers kept (0: none)
     _weak_hashes: frozenset[str] = field(default=frozenset({"md2", "md5", "sha1"}), repr=False)
+    # Not init fields: dataclasses.replace() makes a store with its own, empty cache.
+    _cache: PathCache = field(init=False, repr=False, compare=False)
+    _events: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cache", PathCache(self.cache_size))
+        object.__setattr__(self, "_events", tuple(sorted(
+            {*_cert_events([*self.anchors, *self.intermediates]), *_revinfo_events(self.crls, self.ocsps)})))
 
     @classmethod
     def load(cls, anchors: Path, *, revocation: Path | None = None, intermediates: Path | None = None,
-             revocation_mode: RevocationMode = "hard-fail", claimed_time: bool = True) -> TrustStore:
+             revocation_mode: RevocationMode = "hard-fail", claimed_time: bool = True,
+             cache_size: int = 4096) -> TrustStore:
         """Read the folders; an unreadable file is a ``TrustStoreError``, an empty anchors folder too."""
         roots = tuple(_certificates(anchors))
         if not roots:
@@ -109,7 +198,8 @@ class TrustStore:
             else:
                 ocsps.extend(_parse(path, ocsp.OCSPResponse))
         return cls(anchors=roots, intermediates=tuple(_certificates(intermediates)), crls=tuple(crls),
-                   ocsps=tuple(ocsps), revocation_mode=revocation_mode, claimed_time=claimed_time)
+                   ocsps=tuple(ocsps), revocation_mode=revocation_mode, claimed_time=claimed_time,
+                   cache_size=cache_size)
 
     def context(self, moment: datetime | None = None, *, crls: Iterable[crl.CertificateList] = (),
                 ocsps: Iterable[ocsp.OCSPResponse] = ()) -> ValidationContext:
@@ -119,6 +209,13 @@ class TrustStore:
             allow_fetching=False, crls=[*self.crls, *crls], ocsps=[*self.ocsps, *ocsps],
             revocation_mode=self.revocation_mode, retroactive_revinfo=True,
             weak_hash_algos=set(self._weak_hashes))
+
+    def pinned(self, signer: x509.Certificate, moment: datetime | None) -> ValidationContext:
+        """A context whose only anchor is ``signer``, for checking a signature's cryptography once
+        ``check`` has judged that signer: pyHanko then builds no path. Nothing is fetched, the same
+        algorithm policy holds."""
+        return ValidationContext(trust_roots=[signer], moment=moment, allow_fetching=False,
+                                 revocation_mode="soft-fail", weak_hash_algos=set(self._weak_hashes))
 
     def signing_time(self, *, claimed: datetime | None = None,
                      stamped: datetime | None = None) -> SigningTime:
@@ -132,8 +229,30 @@ class TrustStore:
     async def check(self, signer: x509.Certificate, others: Sequence[x509.Certificate], at: SigningTime,
                     *, crls: Iterable[crl.CertificateList] = (),
                     ocsps: Iterable[ocsp.OCSPResponse] = ()) -> Problem | None:
-        """Path, validity at ``at``, revocation and key usage of a signer; None when all hold."""
-        context = self.context(at.moment, crls=crls, ocsps=ocsps)
+        """Path, validity at ``at``, revocation, key usage and key size of a signer; None when all
+        hold. Answers are cached (see the module's text)."""
+        stapled_crls, stapled_ocsps = list(crls), list(ocsps)
+        moment = at.moment or datetime.now(UTC)
+        key: _Key = (_sha256(signer), tuple(_sha256(cert) for cert in others),
+                     tuple(_sha256(item) for item in [*stapled_crls, *stapled_ocsps]),
+                     int(moment.timestamp()) // _HOUR)
+        cached = self._cache.get(key, moment)
+        if cached is not None:
+            return cached.problem
+        problem = await self._check(signer, others, at.moment, stapled_crls, stapled_ocsps)
+        start, end = self._span(moment, [signer, *others], stapled_crls, stapled_ocsps)
+        if start <= moment < end:
+            self._cache.put(key, _Answer(problem, start, end))
+        return problem
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and size of the path cache."""
+        return self._cache.info()
+
+    async def _check(self, signer: x509.Certificate, others: Sequence[x509.Certificate],
+                     moment: datetime | None, crls: list[crl.CertificateList],
+                     ocsps: list[ocsp.OCSPResponse]) -> Problem | None:
+        context = self.context(moment, crls=crls, ocsps=ocsps)
         validator = CertificateValidator(signer, list(others), validation_context=context)
         try:
             await validator.async_validate_path()
@@ -141,7 +260,23 @@ class TrustStore:
             return _problem(exc)
         except PathBuildingError as exc:
             return Problem("untrusted", f"no path to a trusted CA: {exc}")
-        return usage_problem(signer)
+        return usage_problem(signer) or key_problem(signer)
+
+    def _span(self, moment: datetime, certs: Sequence[x509.Certificate], crls: list[crl.CertificateList],
+              ocsps: list[ocsp.OCSPResponse]) -> tuple[datetime, datetime]:
+        """The moments around ``moment`` for which the answer cannot differ: between the nearest
+        validity, update or revocation times either side, less the tolerance."""
+        before, after = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+        # The store's events are sorted once (a large CRL lists many dates); the signature's few here.
+        for events in (self._events, sorted({*_cert_events(certs), *_revinfo_events(crls, ocsps)})):
+            at = bisect.bisect_right(events, moment)
+            if at > 0:
+                before = max(before, events[at - 1])
+            if at < len(events):
+                after = min(after, events[at])
+        start = before + _TOLERANCE if before.year > 1 else before
+        end = after - _TOLERANCE if after.year < 9999 else after
+        return start, end
 
 
 def usage_problem(signer: x509.Certificate) -> Problem | None:
@@ -150,6 +285,22 @@ def usage_problem(signer: x509.Certificate) -> Problem | None:
         SIGNER_USAGE.validate(signer)
     except ValidationError as exc:
         return Problem("wrong-usage", f"the signer's certificate is not for signing: {exc}")
+    return None
+
+
+def too_many_certificates(count: int) -> str | None:
+    """Why a signature carrying ``count`` certificates is refused, or None."""
+    if count > MAX_CERTIFICATES:
+        return f"the signature carries {count} certificates; at most {MAX_CERTIFICATES} are accepted"
+    return None
+
+
+def key_problem(signer: x509.Certificate) -> Problem | None:
+    """``unsupported`` for an RSA key under ``MIN_RSA_BITS`` bits: forgeable, whoever certified it."""
+    public = crypto_x509.load_der_x509_certificate(signer.dump()).public_key()
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+        return Problem("unsupported", f"the signer's RSA key has {public.key_size} bits; at least "
+                       f"{MIN_RSA_BITS} are required")
     return None
 
 
@@ -188,9 +339,40 @@ def _problem(exc: ValidationError) -> Problem:
     return Problem("untrusted", exc.failure_msg)
 
 
-def identity(cert: x509.Certificate) -> dict[str, str]:
+def _sha256(item: x509.Certificate | crl.CertificateList | ocsp.OCSPResponse) -> bytes:
+    return hashlib.sha256(item.dump()).digest()
+
+
+def _cert_events(certs: Iterable[x509.Certificate]) -> list[datetime]:
+    return [moment for cert in certs for moment in (cert.not_valid_before, cert.not_valid_after)]
+
+
+def _revinfo_events(crls: Iterable[crl.CertificateList],
+                    ocsps: Iterable[ocsp.OCSPResponse]) -> list[datetime]:
+    """Every time at which what the revocation data say about some moment changes."""
+    found: list[datetime] = []
+    for item in crls:
+        tbs = item["tbs_cert_list"]
+        found += [tbs["this_update"].native, tbs["next_update"].native]
+        found += [entry["revocation_date"].native for entry in tbs["revoked_certificates"]]
+    for response in ocsps:
+        basic = response.basic_ocsp_response
+        if basic is None:
+            continue
+        data = basic["tbs_response_data"]
+        found.append(data["produced_at"].native)
+        for single in data["responses"]:
+            found += [single["this_update"].native, single["next_update"].native]
+            status = single["cert_status"]
+            if status.name == "revoked":
+                found.append(status.chosen["revocation_time"].native)
+    return [moment for moment in found if isinstance(moment, datetime)]
+
+
+def identity(cert: x509.Certificate | crypto_x509.Certificate) -> dict[str, str]:
     """Subject and issuer as RFC 4514 strings, serial in hexadecimal: the verdict's signer fields."""
-    parsed = crypto_x509.load_der_x509_certificate(cert.dump())
+    parsed = cert if isinstance(cert, crypto_x509.Certificate) else crypto_x509.load_der_x509_certificate(
+        cert.dump())
     return {"subject": parsed.subject.rfc4514_string(), "serial": format(parsed.serial_number, "x"),
             "issuer": parsed.issuer.rfc4514_string()}
 

@@ -1,10 +1,16 @@
 """XML-DSig enveloped signatures and XAdES-BES on XML dossiers and documents (signxml).
 
-What is accepted, for now: one ``ds:Signature``, a child of the document's root, with exactly one
-data reference that covers the whole document (``URI=""`` or ``#`` and the root's Id), and the
-signer's certificate in ``ds:KeyInfo/ds:X509Data`` (a certificate named only by issuer and serial,
-or by a URL, is not looked up: ``unsupported``). Anything else is ``unsupported`` rather than
-verified in part: a signature over one element of a document says nothing about the rest.
+What is accepted, for now: one ``ds:Signature``, a child of the document's root (in an edXML
+package or status message, QCVN 102:2016, a child of ``edXML:edXMLHeader`` instead: the standard's
+place for it; in a SOAP envelope, a block of its ``Header``), with exactly one data reference that
+covers the whole document (``URI=""`` or ``#`` and the root's Id, borne by no other element:
+signature wrapping), at most ``trust.MAX_CERTIFICATES`` certificates, and the signer's certificate
+in ``ds:KeyInfo/ds:X509Data`` (a certificate named only by issuer and serial, or by a URL, is not
+looked up: ``unsupported``). Anything else is ``unsupported`` rather than
+verified in part: a signature over one element of a document says nothing about the rest. For
+edXML this means the signature in the header must cover the whole document, attachments included
+(they are outside the envelope, and the manifest carries no digests of them): a signature over the
+envelope or the header alone is ``unsupported``.
 
 The document is parsed by ``gateway/xml/safe.py`` (no DTD, no entities, no network, bounded), then
 signxml checks the signature with the certificate from KeyInfo pinned (``x509_cert``), the XAdES
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
 from signxml.exceptions import (
     InvalidCertificate,
     InvalidDigest,
@@ -33,7 +41,14 @@ from signxml.exceptions import (
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
-from gateway.signatures.trust import Problem, SigningTime, TrustStore, identity, problem_from_ades
+from gateway.signatures.trust import (
+    Problem,
+    SigningTime,
+    TrustStore,
+    identity,
+    problem_from_ades,
+    too_many_certificates,
+)
 from gateway.signatures.verdict import Format, Verdict
 from gateway.xml import safe
 
@@ -43,6 +58,14 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 _NS = {"ds": DS, "xades": XADES}
 _SIGNED_PROPERTIES_TYPE = "http://uri.etsi.org/01903#SignedProperties"
+EDXML = "http://www.mic.gov.vn/TBT/QCVN_102_2016"  # gateway/edxml's namespace (not imported: xmlschema)
+_EDXML_HEADER = f"{{{EDXML}}}edXMLEnvelope/{{{EDXML}}}edXMLHeader/"
+# A signed SOAP request: the whole envelope signed (URI=""), its ds:Signature a block of the
+# envelope's Header (the place SOAP-DSIG gives it), so the Body stays what the operation's schema
+# reads. A WS-Security signature over the Body alone by wsu:Id is a part of the message: refused.
+_SOAP_ENVELOPES = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
+_WEAK = re.compile(r"(sha1|md5)$", re.IGNORECASE)
+_BEARING_ID = etree.XPath("count(//*[@Id=$v or @ID=$v or @id=$v])")
 # Dossiers carry attachments inline (base64): larger than a SOAP request, still bounded.
 LIMITS = safe.Limits(max_bytes=16 * 1_048_576, max_depth=64, max_elements=200_000)
 
@@ -61,9 +84,12 @@ async def verify_xml(body: bytes, trust: TrustStore) -> Verdict:
     refused = _shape_problem(root, signatures)
     if refused is not None:
         return Verdict(fmt, False, "unsupported", refused)
+    nodes = signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS)
+    oversized = too_many_certificates(len(nodes))
+    if oversized is not None:
+        return Verdict(fmt, False, "unsupported", oversized)
     try:
-        chain = [x509.load_der_x509_certificate(base64.b64decode(node.text or "")) for node in
-                 signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS)]
+        chain = [x509.load_der_x509_certificate(base64.b64decode(node.text or "")) for node in nodes]
     except ValueError as exc:
         return Verdict(fmt, False, "bad-signature", f"a certificate in ds:KeyInfo is unreadable: {exc}")
     if not chain:
@@ -96,18 +122,63 @@ def _shape_problem(root: Any, signatures: list[Any]) -> str | None:
     if len(signatures) > 1:
         return f"{len(signatures)} signatures in one document: only one is verified for now"
     signature = signatures[0]
-    if signature.getparent() is not root:
+    if _is_edxml(root):
+        header = root.find(_EDXML_HEADER.rstrip("/"))
+        if header is None or signature.getparent() is not header:
+            return ("the ds:Signature of an edXML document is not a child of edXML:edXMLHeader, where "
+                    "QCVN 102:2016 puts it")
+    elif _soap_header(root) is not None:
+        if signature.getparent() is not _soap_header(root):
+            return ("the ds:Signature of a SOAP message is not a block of its Header: sign the whole "
+                    "envelope and put the signature in soap:Header")
+    elif signature.getparent() is not root:
         return "the ds:Signature is not a child of the document's root (only enveloped signatures are)"
+    # Before any cryptography: a SHA-1 digest would otherwise pass as far as a good signature.
+    weak = sorted({str(method.get("Algorithm", "")) for method in signature.iter(
+        f"{{{DS}}}SignatureMethod", f"{{{DS}}}DigestMethod")
+        if _WEAK.search(str(method.get("Algorithm", "")).rpartition("#")[2])})
+    if weak:
+        return f"SHA-1 and MD5 are not accepted ({', '.join(weak)})"
     data = [ref for ref in signature.findall("ds:SignedInfo/ds:Reference", _NS)
             if ref.get("Type") != _SIGNED_PROPERTIES_TYPE and not _inside(signature, ref.get("URI"))]
     if len(data) != 1:
         return (f"the signature has {len(data)} data references; exactly one, over the whole document, "
                 "is needed")
     uri = data[0].get("URI")
+    if uri and uri.startswith("#"):
+        # Signature wrapping hides the signed element under a forged one bearing the same Id.
+        named = int(_BEARING_ID(root, v=uri[1:]))
+        if named > 1:
+            return f"{named} elements bear the Id {uri[1:]!r} the signature refers to"
     root_ids = {f"#{root.get(name)}" for name in ("Id", "ID", "id") if root.get(name)}
     if uri != "" and uri not in root_ids:
+        if _is_edxml(root):
+            return (f"the signature covers {uri!r}, not the whole edXML document: the attachments "
+                    "are outside the envelope, so only a reference to the whole document (URI=\"\") "
+                    "signs them")
         return f"the signature covers {uri!r}, not the whole document"
     return None
+
+
+def _is_edxml(root: Any) -> bool:
+    return bool(root.tag == f"{{{EDXML}}}edXML")
+
+
+def _soap_header(root: Any) -> Any:
+    """A SOAP envelope's Header element, or None (not an envelope, or no Header)."""
+    namespace = etree.QName(root).namespace
+    if namespace not in _SOAP_ENVELOPES or etree.QName(root).localname != "Envelope":
+        return None
+    return root.find(f"{{{namespace}}}Header")
+
+
+def _location(root: Any) -> str:
+    """Where signxml is to find the signature: the root's child, the edXML header's, or the SOAP
+    Header's."""
+    if _is_edxml(root):
+        return f"./{_EDXML_HEADER}"
+    header = _soap_header(root)
+    return f"./{header.tag}/" if header is not None else "./"
 
 
 def _inside(signature: Any, uri: str | None) -> bool:
@@ -123,7 +194,7 @@ def _check_signature(root: Any, fmt: Format, signer: x509.Certificate, at: Signi
     """signxml's verdict on the signature; the SHA-256 of the signed data. Raises signxml's errors."""
     if fmt == "xades":
         results = XAdESVerifier().verify(root, x509_cert=signer, expect_config=XAdESSignatureConfiguration(
-            location="./", expect_references=True, verification_time=at.moment))
+            location=_location(root), expect_references=True, verification_time=at.moment))
         properties = next(r.signed_properties for r in results if hasattr(r, "signed_properties"))
         if _signing_time_in(properties) != claimed:
             raise InvalidSignature("the SigningTime read is not the one signed")
@@ -133,7 +204,7 @@ def _check_signature(root: Any, fmt: Format, signer: x509.Certificate, at: Signi
             raise InvalidInput("the signed document is not among the references")
         return hashlib.sha256(data[0].signed_data).hexdigest()
     result = XMLVerifier().verify(root, x509_cert=signer, expect_config=SignatureConfiguration(
-        location="./", expect_references=1, verification_time=at.moment))
+        location=_location(root), expect_references=1, verification_time=at.moment))
     assert not isinstance(result, list)  # expect_references=1: one result
     return hashlib.sha256(result.signed_data).hexdigest()
 
@@ -164,7 +235,7 @@ def _signing_time_in(properties: Any) -> datetime | None:
 def _evidence(signer: x509.Certificate, signature: Any, at: SigningTime) -> dict[str, Any]:
     method = signature.find("ds:SignedInfo/ds:SignatureMethod", _NS)
     algorithm = None if method is None else str(method.get("Algorithm", "")).rpartition("#")[2] or None
-    return {**identity(_asn1(signer)), "signing_time": at.moment or datetime.now(UTC),
+    return {**identity(signer), "signing_time": at.moment or datetime.now(UTC),
             "time_source": at.source, "algorithm": algorithm}
 
 
