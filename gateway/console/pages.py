@@ -6,6 +6,7 @@
     page_subjects.py     the data-subject report
     page_deliveries.py   deliveries by state; retry and replay
     page_flows.py        joint procedures: the list with their KPIs, one flow's timeline
+    page_documents.py    official documents (edXML): the list with their KPIs, one document's trace
     page_catalog.py      members, subsystems, services and their policy rules
 
 A page is a plain function of a ``Ctx`` (``web.py``) run in a worker thread, or, before signing in,
@@ -23,6 +24,7 @@ from gateway.console import (
     page_auth,
     page_catalog,
     page_deliveries,
+    page_documents,
     page_flows,
     page_log,
     page_overview,
@@ -37,7 +39,7 @@ __all__ = ["AREAS", "routes"]
 
 AREAS: tuple[tuple[OpenRoute | PageRoute, ...], ...] = (
     page_auth.ROUTES, page_overview.ROUTES, page_log.ROUTES, page_subjects.ROUTES, page_deliveries.ROUTES,
-    page_flows.ROUTES, page_catalog.ROUTES)
+    page_flows.ROUTES, page_documents.ROUTES, page_catalog.ROUTES)
 
 
 def routes(console: Console) -> list[Route]:

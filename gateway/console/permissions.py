@@ -15,6 +15,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "deliveries.act": (OPERATOR, ADMIN),  # retry, replay
     "catalog": (AUDITOR, OPERATOR, ADMIN),
     "flows": (AUDITOR, OPERATOR, ADMIN),  # joint procedures, their timelines and KPIs (read-only)
+    "documents": (AUDITOR, OPERATOR, ADMIN),  # official documents, their traces and KPIs (read-only)
     "account": (AUDITOR, OPERATOR, ADMIN),  # sign out
 }
 

@@ -1,7 +1,7 @@
 """edXML (QCVN 102:2016/BTTTT): official documents between agencies, as packages and status messages.
 
 ``codec`` reads and writes them (validated, attachments streamed to spooled files), ``model`` holds
-them as typed values. The exchange (fan-out, pull, status routing) is not built yet: docs/edxml.md.
+them as typed values (docs/edxml.md). The exchange through the gateway is gateway/documents.
 """
 
 from gateway.edxml.codec import EdxmlError, Limits, build, build_status, parse, parse_message, parse_status

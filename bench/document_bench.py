@@ -1,0 +1,344 @@
+"""edXML documents' figures (issue 16): 1 MiB packages accepted durably per second, and one 100 MB
+attachment through the gateway with its memory measured.
+
+    .venv/bin/python bench/document_bench.py [--seconds 10] [--connections 16] [--threads 2]
+                                             [--workers 1] [--big-mb 100] [--database-url URL]
+                                             [--json FILE] [--skip-rate] [--skip-big] [--keep]
+
+Everything runs on loopback, started here and stopped on the way out: ``lienthong serve`` on a
+configuration ``lienthong init`` wrote into a temporary folder (SQLite there, or ``--database-url``),
+with a document service (``documents: true``), Tuyên Quang's document-management system sending for
+000.00.00.H60 and Nghệ An's pulling for 000.00.00.H41 (a pulled recipient: the figure is the
+gateway's acceptance, not a receiving system's), a rule without rate limit, and
+``limits.max_body_bytes`` and ``limits.max_document_bytes`` raised to 200 MiB.
+
+1. Rate. wrk (a Lua script) sends a different package in every request (its DocumentId and
+   CodeNumber numbered per thread): a công văn of 1 MiB with three PDF-like attachments of about
+   250 KiB each (connectors/dms/data.py), for ``--seconds`` on ``--connections``. A 202 leaves once
+   the package and its message are committed (accepted means durable); the figure is the 202
+   answers per second, checked against the rows the ``documents`` table gained.
+2. Big. One package whose single attachment is ``--big-mb`` MB (random bytes, base64 written to a
+   file here in pieces, then streamed by httpx from that file). The gateway's resident memory
+   (``VmRSS`` of its process and children, read from /proc every 20 ms) is measured from just
+   before the request to its answer: the growth is the peak minus the level before. The REST entry
+   reads a request's body whole (``limits.max_body_bytes``), so the body's size is a floor of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.wrk import find_wrk, lua_string, parse  # noqa: E402
+from connectors.dms import data  # noqa: E402
+from gateway.oauth.secrets import hash_secret, new_secret  # noqa: E402
+from gateway.simulation import free_port  # noqa: E402
+from gateway.storage.db import upgrade  # noqa: E402
+
+GW, TQ, NA = "VN/GOV/000.00.00.G22", "VN/GOV/000.00.00.H60", "VN/GOV/000.00.00.H41"
+SERVICE = f"{GW}/LIENTHONG/VanBan"
+TQ_DMS, NA_DMS = f"{TQ}/QLVB", f"{NA}/QLVB"
+H60, H41 = "000.00.00.H60", "000.00.00.H41"
+MIB = 1_048_576
+LIMIT = 200 * MIB
+ATTACHMENT = 363_800  # data.py makes about 262 KB of it; three in base64: a package of 1 MiB
+
+
+class Stack:
+    """The gateway on loopback in a work folder of its own, with the document service."""
+
+    def __init__(self, workdir: Path, database: str | None, workers: int) -> None:
+        from gateway.config import load_config
+        from gateway.init import Ports, initialise
+
+        self.workdir, self.workers = workdir, workers
+        ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(), onestop=free_port(),
+                      rest=free_port())
+        init = initialise(workdir, ports=ports, database=database, force=True)
+        self.config_path = init.config_path
+        cfg = yaml.safe_load(self.config_path.read_text())
+        cfg["token"]["lifetime"] = 3600
+        documents = {TQ: {"organs": [H60], "subsystem": "QLVB"}, NA: {"subsystem": "QLVB"}}
+        for member in cfg["members"]:
+            if member["id"] in documents and not member.get("documents"):
+                if not any(s.get("code") == "QLVB" for s in member.get("subsystems", [])):
+                    member.setdefault("subsystems", []).append({"code": "QLVB", "name": "Quản lý văn bản"})
+                member["documents"] = documents[member["id"]]
+        if not any(s["id"] == SERVICE for s in cfg["services"]):
+            cfg["services"].append({"id": SERVICE, "documents": True, "description": "Liên thông văn bản"})
+        self.secrets: dict[str, str] = {}
+        cfg["clients"] = [c for c in cfg["clients"] if c["id"] not in (TQ_DMS, NA_DMS)]
+        for client in (TQ_DMS, NA_DMS):
+            self.secrets[client] = new_secret()
+            cfg["clients"].append({"id": client, "secret_hash": hash_secret(self.secrets[client]),
+                                   "scopes": ["documents"]})
+        cfg["limits"] = {**cfg.get("limits", {}), "max_body_bytes": LIMIT, "max_document_bytes": LIMIT}
+        self.config_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        policies = self.config_path.parent / "policies"
+        for path in policies.glob("*.yaml"):  # the demo's own document rule, if any, gives way to ours
+            rules = yaml.safe_load(path.read_text()) or {}
+            kept = [r for r in rules.get("rules", []) if SERVICE not in r.get("services", [])]
+            if len(kept) != len(rules.get("rules", [])):
+                path.write_text(yaml.safe_dump({**rules, "rules": kept}, allow_unicode=True, sort_keys=False))
+        (policies / "bench-documents.yaml").write_text(yaml.safe_dump({"rules": [
+            {"name": "bench-van-ban", "services": [SERVICE], "clients": [TQ_DMS, NA_DMS],
+             "scopes": ["documents"]}]}))
+        self.url = load_config(self.config_path).database_url
+        upgrade(self.url)
+        self.base = f"http://127.0.0.1:{ports.gateway}"
+        self.gateway: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.workdir / "gateway.log").open("ab")
+        self.gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
+                                         str(self.config_path), "--workers", str(self.workers)],
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.gateway.poll() is not None:
+                raise RuntimeError(f"the gateway exited: see {self.workdir / 'gateway.log'}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the gateway is not ready")
+
+    def stop(self) -> None:
+        if self.gateway is None or self.gateway.poll() is not None:
+            return
+        os.killpg(self.gateway.pid, signal.SIGTERM)
+        try:
+            self.gateway.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.gateway.pid, signal.SIGKILL)
+            self.gateway.wait()
+
+    def token(self, client: str) -> str:
+        answer = httpx.post(f"{self.base}/oauth/token", data={"grant_type": "client_credentials"},
+                            auth=(client, self.secrets[client]))
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+    def documents(self, prefix: str) -> int:
+        engine = sa.create_engine(self.url)
+        try:
+            meta = sa.MetaData()
+            table = sa.Table("documents", meta, autoload_with=engine)
+            with engine.connect() as conn:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                    table.c.document_id.like(f"{prefix}%"))).scalar_one())
+        finally:
+            engine.dispose()
+
+
+# -- 1. rate ---------------------------------------------------------------------------------------
+
+def rate_script(token: str, path: str, template: bytes) -> str:
+    """wrk: each request a package of its own, ``999999`` (CodeNumber and DocumentId's number)
+    replaced by the thread's number and its count; the body is put together from its pieces."""
+    pieces = template.split(b"999999")
+    if len(pieces) < 3:  # CodeNumber and DocumentId (and the attachments' names)
+        raise SystemExit(f"the template has {len(pieces) - 1} places numbered, not 2 or more")
+    parts = ", ".join(lua_string(p) for p in pieces)
+    return f"""-- written by bench/document_bench.py
+local threads = {{}}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  pieces = {{{parts}}}
+  headers = {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/xml"}}
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  local number = string.format("%d%07d", tid + 1, counter)
+  return wrk.format("POST", "{path}", headers, table.concat(pieces, number))
+end
+"""
+
+
+def measure_rate(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    template = data.package_bytes(H60, [H41], 999999, attachments=3, attachment_size=ATTACHMENT)
+    with data.package(H60, [H41], 999999) as sample:
+        prefix = sample.header.document_id.rsplit(",", 1)[0] + ","
+    script = stack.workdir / "rate.lua"
+    script.write_text(rate_script(stack.token(TQ_DMS), f"/r1/{SERVICE}", template))
+    before = stack.documents(prefix)
+    assert stack.gateway is not None
+    cpu_before = cpu_seconds(stack.gateway.pid)
+    result = subprocess.run([find_wrk(), f"-t{args.threads}", f"-c{args.connections}",
+                             f"-d{round(args.seconds)}s", "--timeout=10s", "--latency", "-s", str(script),
+                             f"{stack.base}/r1/{SERVICE}"],
+                            capture_output=True, text=True, timeout=args.seconds + 120, check=True)
+    report = parse(result.stdout)
+    cpu = cpu_seconds(stack.gateway.pid) - cpu_before
+    stored = stack.documents(prefix) - before
+    accepted = report.requests - report.non_2xx
+    figures = {"package_bytes": len(template), "attachments": 3, "seconds": report.seconds,
+               "connections": args.connections, "threads": args.threads, "workers": args.workers,
+               "requests": report.requests, "non_2xx": report.non_2xx,
+               "socket_errors": report.socket_errors,
+               "accepted_per_second": round(accepted / report.seconds, 1) if report.seconds else 0,
+               "documents_stored": stored, "p50_ms": report.p50, "p99_ms": report.p99,
+               "gateway_cpu_ms_per_document": round(cpu * 1000 / max(stored, 1), 1),
+               "load_average": os.getloadavg()[0]}
+    print(json.dumps({"rate": figures}, indent=2), flush=True)
+    if stored < accepted:
+        raise SystemExit(f"{accepted} packages answered 202 but only {stored} were stored")
+    return figures
+
+
+# -- 2. one big attachment -------------------------------------------------------------------------
+
+def big_package(path: Path, megabytes: int) -> int:
+    """A package with one attachment of ``megabytes`` MB of random bytes, written to ``path`` in
+    pieces (the base64 of a small stand-in attachment replaced by the big one's, line by line)."""
+    small = data.package_bytes(H60, [H41], 7777777, attachments=1, attachment_size=3 * 64)
+    start = small.index(b"ContentTransferEncoded>") + len(b"ContentTransferEncoded>")
+    head, tail = small[:start], small[small.index(b"</", start):]
+    line = 57 * 1024  # bytes of attachment per base64 line (a multiple of 3)
+    total = megabytes * 1_000_000
+    written = 0
+    with path.open("wb") as out:
+        out.write(head)
+        while written < total:
+            chunk = os.urandom(min(line, total - written))
+            out.write(base64.b64encode(chunk) + b"\n")
+            written += len(chunk)
+        out.write(tail)
+    return path.stat().st_size
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (the server's worker processes)."""
+    try:
+        return [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    except OSError:
+        return [pid]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in _family(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (the server's worker processes)."""
+    total = 0
+    for each in _family(pid):
+        try:
+            for row in Path(f"/proc/{each}/status").read_text().splitlines():
+                if row.startswith("VmRSS:"):
+                    total += int(row.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    assert stack.gateway is not None
+    path = stack.workdir / "big.edxml"
+    size = big_package(path, args.big_mb)
+    token = stack.token(TQ_DMS)
+    time.sleep(1.0)
+    before = rss_bytes(stack.gateway.pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_bytes(stack.gateway.pid))  # type: ignore[union-attr]
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+
+    def stream() -> Any:
+        with path.open("rb") as source:
+            while piece := source.read(MIB):
+                yield piece
+
+    started = time.monotonic()
+    answer = httpx.post(f"{stack.base}/r1/{SERVICE}", content=stream(), timeout=600, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/xml", "Content-Length": str(size)})
+    seconds = time.monotonic() - started
+    done.set()
+    watcher.join()
+    after = rss_bytes(stack.gateway.pid)
+    figures = {"attachment_mb": args.big_mb, "package_bytes": size, "status": answer.status_code,
+               "seconds": round(seconds, 2), "rss_before_mb": round(before / 1e6, 1),
+               "rss_peak_mb": round(peak / 1e6, 1), "rss_after_mb": round(after / 1e6, 1),
+               "growth_mb": round((peak - before) / 1e6, 1)}
+    if answer.status_code != 202:
+        figures["answer"] = answer.text[:500]
+    print(json.dumps({"big": figures}, indent=2), flush=True)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--database-url")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-rate", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="document-bench-"))
+    stack = Stack(workdir, args.database_url, args.workers)
+    results: dict[str, Any] = {}
+    try:
+        stack.start()
+        if not args.skip_rate:
+            results["rate"] = measure_rate(stack, args)
+        if not args.skip_big:
+            results["big"] = measure_big(stack, args)
+    finally:
+        stack.stop()
+        if args.keep:
+            print(f"work folder: {workdir}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""The document exchange's durable state (gateway/documents/tables.py), each change in one short
+transaction: a package with its copy for every recipient, a status message with its copies, the
+pushed messages handed to the delivery queue, and the pulled ones fetched and confirmed.
+
+A package or status is stored whole or not at all: the document's row and all its messages commit
+together, before the sender is answered. Storing the same package again (same sender organ,
+DocumentId and bytes) finds the first; the same DocumentId with other bytes is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from gateway.documents.tables import document_messages, documents
+from gateway.errors import InvalidBody
+
+__all__ = ["PULL_STATES", "DocumentRow", "DocumentStore", "MessageRow", "Stored"]
+
+PULL_STATES = ("pending", "fetched")  # a pulled message not yet confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: str
+    document_id: str
+    sender_organ: str
+    client: str
+    exchange_id: str
+    sha256: str
+    size: int
+    body: bytes
+    attachments: tuple[dict[str, Any], ...]
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: str
+    idem_key: str
+    document: str
+    document_id: str
+    kind: str
+    from_organ: str
+    to_organ: str
+    member: str
+    client: str
+    service: str | None
+    status_code: str | None
+    sha256: str
+    size: int
+    sender_client: str
+    rule: str | None
+    exchange_id: str
+    created_us: int
+    body: bytes | None = None
+    state: str = "pending"
+    delivery_id: str | None = None
+    seq: int = 0
+
+    def view(self) -> dict[str, Any]:
+        """A message as its recipient or sender sees it listed."""
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "documentId": self.document_id,
+                               "from": self.from_organ, "to": self.to_organ, "state": self.state,
+                               "sha256": self.sha256, "size": self.size, "created": self.created_us}
+        if self.status_code is not None:
+            out["statusCode"] = self.status_code
+        if self.service is not None:
+            out["deliveryId"] = self.delivery_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    document: str
+    messages: tuple[MessageRow, ...]
+    duplicate: bool
+
+
+class DocumentStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- storing -------------------------------------------------------------------------------------
+
+    def send(self, doc: DocumentRow, messages: Sequence[MessageRow]) -> Stored:
+        """The package and its copies, in one transaction; the first storing of the same package
+        when it was sent before. InvalidBody (409) for a DocumentId already sent with other bytes."""
+        try:
+            with self.engine.begin() as conn:
+                found = self._same_document(conn, doc)
+                if found is not None:
+                    return found
+                conn.execute(documents.insert().values(
+                    id=doc.id, document_id=doc.document_id, sender_organ=doc.sender_organ,
+                    client=doc.client, exchange_id=doc.exchange_id, sha256=doc.sha256, size=doc.size,
+                    body=doc.body, attachments=orjson.dumps(list(doc.attachments)).decode(),
+                    created_us=doc.created_us))
+                conn.execute(document_messages.insert(), [_values(m) for m in messages])
+            return Stored(doc.id, tuple(messages), False)
+        except IntegrityError:  # another process stored it between our look and our insert
+            with self.engine.connect() as conn:
+                found = self._same_document(conn, doc)
+            if found is None:  # pragma: no cover - an id collision of 80 random bits
+                raise
+            return found
+
+    def _same_document(self, conn: Connection, doc: DocumentRow) -> Stored | None:
+        row = conn.execute(sa.select(documents.c.id, documents.c.sha256).where(
+            documents.c.sender_organ == doc.sender_organ,
+            documents.c.document_id == doc.document_id)).first()
+        if row is None:
+            return None
+        if row.sha256 != doc.sha256:
+            raise InvalidBody(f"document {doc.document_id} of organ {doc.sender_organ} was already sent "
+                              "with other content; a changed document needs a DocumentId of its own",
+                              status=409)
+        rows = conn.execute(sa.select(document_messages).where(
+            document_messages.c.document == row.id, document_messages.c.kind == "package")
+            .order_by(document_messages.c.seq)).all()
+        return Stored(row.id, tuple(_message(r) for r in rows), True)
+
+    def add_status(self, messages: Sequence[MessageRow]) -> Stored:
+        """A status message's copies, in one transaction; the first copies when it came before."""
+        keys = [m.idem_key for m in messages]
+        try:
+            with self.engine.begin() as conn:
+                found = self._messages_by_key(conn, keys)
+                if found:
+                    return Stored(messages[0].document, found, True)
+                conn.execute(document_messages.insert(), [_values(m) for m in messages])
+            return Stored(messages[0].document, tuple(messages), False)
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                found = self._messages_by_key(conn, keys)
+            if not found:  # pragma: no cover
+                raise
+            return Stored(messages[0].document, found, True)
+
+    @staticmethod
+    def _messages_by_key(conn: Connection, keys: Sequence[str]) -> tuple[MessageRow, ...]:
+        rows = conn.execute(sa.select(document_messages).where(document_messages.c.idem_key.in_(keys))
+                            .order_by(document_messages.c.seq)).all()
+        return tuple(_message(r) for r in rows)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def document(self, organ: str, document_id: str) -> DocumentRow | None:
+        """The document a status answers: by its sender organ and DocumentId, else by the DocumentId
+        alone when one document has it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(documents).where(documents.c.sender_organ == organ,
+                                                          documents.c.document_id == document_id)).first()
+            if row is None:
+                rows = conn.execute(sa.select(documents).where(documents.c.document_id == document_id)
+                                    .limit(2)).all()
+                row = rows[0] if len(rows) == 1 else None
+        return _document(row) if row is not None else None
+
+    def recipients(self, document: str) -> list[str]:
+        """The organs a document was sent to, in the package's order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(document_messages.c.to_organ).where(
+                document_messages.c.document == document, document_messages.c.kind == "package")
+                .order_by(document_messages.c.seq)).all()
+        return [r.to_organ for r in rows]
+
+    def unqueued(self, limit: int = 64) -> list[MessageRow]:
+        """Pushed messages not yet on the delivery queue, oldest first, with their bytes."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(document_messages).where(
+                document_messages.c.state == "pending", document_messages.c.service.is_not(None))
+                .order_by(document_messages.c.seq).limit(limit)).all()
+            return [_message(r, self._body(conn, r)) for r in rows]
+
+    def pending(self, client: str, *, after: int = 0, limit: int = 100) -> list[MessageRow]:
+        """The pulled messages ``client`` has not confirmed, in the order they were accepted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(document_messages).where(
+                document_messages.c.client == client, document_messages.c.service.is_(None),
+                document_messages.c.state.in_(PULL_STATES), document_messages.c.seq > after)
+                .order_by(document_messages.c.seq).limit(limit)).all()
+        return [_message(r) for r in rows]
+
+    def message(self, message_id: str) -> MessageRow | None:
+        """One message with its bytes."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(document_messages).where(document_messages.c.id == message_id)
+                               ).first()
+            return _message(row, self._body(conn, row)) if row is not None else None
+
+    def by_document(self, document: str) -> list[MessageRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(document_messages).where(document_messages.c.document == document)
+                                .order_by(document_messages.c.seq)).all()
+        return [_message(r) for r in rows]
+
+    @staticmethod
+    def _body(conn: Connection, row: Row[Any]) -> bytes:
+        if row.body is not None:
+            return bytes(row.body)
+        body = conn.execute(sa.select(documents.c.body).where(documents.c.id == row.document)).scalar_one()
+        return bytes(body)
+
+    # -- changing ------------------------------------------------------------------------------------
+
+    def queued(self, done: Sequence[tuple[str, str]]) -> None:
+        """Pushed messages now stored on the delivery queue: (message id, delivery id)."""
+        if not done:
+            return
+        with self.engine.begin() as conn:
+            for message_id, delivery_id in done:
+                conn.execute(document_messages.update().where(
+                    document_messages.c.id == message_id, document_messages.c.state == "pending")
+                    .values(state="queued", delivery_id=delivery_id))
+
+    def fetched(self, message_id: str, now: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(document_messages.update().where(
+                document_messages.c.id == message_id, document_messages.c.state == "pending")
+                .values(state="fetched", fetched_us=now))
+
+    def confirm(self, message_id: str, now: int) -> bool:
+        """Mark a pulled message confirmed; False when it already was."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(document_messages.update().where(
+                document_messages.c.id == message_id, document_messages.c.state.in_(PULL_STATES))
+                .values(state="confirmed", confirmed_us=now,
+                        fetched_us=sa.func.coalesce(document_messages.c.fetched_us, now))).rowcount
+        return bool(changed)
+
+
+def _values(m: MessageRow) -> dict[str, Any]:
+    return {"id": m.id, "idem_key": m.idem_key, "document": m.document, "document_id": m.document_id,
+            "kind": m.kind, "from_organ": m.from_organ, "to_organ": m.to_organ, "member": m.member,
+            "client": m.client, "service": m.service, "status_code": m.status_code, "body": m.body,
+            "sha256": m.sha256, "size": m.size, "sender_client": m.sender_client, "rule": m.rule,
+            "exchange_id": m.exchange_id, "state": "pending", "delivery_id": None,
+            "created_us": m.created_us}
+
+
+def _message(row: Row[Any], body: bytes | None = None) -> MessageRow:
+    return MessageRow(id=row.id, idem_key=row.idem_key, document=row.document, document_id=row.document_id,
+                      kind=row.kind, from_organ=row.from_organ, to_organ=row.to_organ, member=row.member,
+                      client=row.client, service=row.service, status_code=row.status_code,
+                      sha256=row.sha256, size=row.size, sender_client=row.sender_client, rule=row.rule,
+                      exchange_id=row.exchange_id, created_us=row.created_us, body=body, state=row.state,
+                      delivery_id=row.delivery_id, seq=row.seq)
+
+
+def _document(row: Row[Any]) -> DocumentRow:
+    return DocumentRow(id=row.id, document_id=row.document_id, sender_organ=row.sender_organ,
+                       client=row.client, exchange_id=row.exchange_id, sha256=row.sha256, size=row.size,
+                       body=bytes(row.body), attachments=tuple(orjson.loads(row.attachments)),
+                       created_us=row.created_us)
