@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, load_config
-from gateway.storage.db import upgrade
 
 CONFIG_ENV = "LIENTHONG_CONFIG"
 
@@ -23,8 +26,33 @@ def serve(config_path: Path, config: Config, *, workers: int = 1, host: str | No
           port: int | None = None) -> None:
     import uvicorn
 
-    upgrade(config.database_url)  # once, before the workers start
+    # The caller (`lienthong serve`) has prepared the schema and the state folder, once, before the
+    # workers start (gateway/storage/migrate_lock.py, gateway/state.py).
     os.environ[CONFIG_ENV] = str(config_path.resolve())
+    with metrics_folder(workers):
+        _run(uvicorn, config, workers, host, port)
+
+
+@contextlib.contextmanager
+def metrics_folder(workers: int) -> Iterator[None]:
+    """Several workers count into files in a fresh folder that /metrics sums (prometheus-client's
+    multiprocess mode; the workers, started after this, see it); removed when serving ends. An
+    operator's own PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    from gateway.metrics import MULTIPROC_ENV
+
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="lienthong-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(uvicorn: Any, config: Config, workers: int, host: str | None, port: int | None) -> None:
     uvicorn.run("gateway.serve:app", factory=True, host=host or config.listen.host,
                 port=port if port is not None else config.listen.port, workers=workers,
                 loop="uvloop", http="httptools", log_level="warning", access_log=False,

@@ -36,6 +36,7 @@ from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash, range_nodes
 from gateway.audit.record import AuditRecord
 from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
+from gateway.metrics import AUDIT_COMMIT_LEAVES
 from gateway.storage.db import WriteLock
 from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit_subjects
 from gateway.storage.writer import BatchWriter
@@ -319,6 +320,7 @@ class AuditLog:
             _settle(batch, [failure] * len(batch))
             return
         self.batches += 1
+        AUDIT_COMMIT_LEAVES.observe(len(batch))
         _settle(batch, indices)
 
     def _store(self, cursor: Any, sql: _Statements, entries: Sequence[_Entry]) -> list[int]:

@@ -62,7 +62,7 @@ class AuditService:
             log = AuditLog(create_engine(config.database_url))
         log.attach_vault(vault)
         origin = origin_of(config)
-        witness = config.path(config.audit.witness_file) if config.audit.witness_file else None
+        witness = config.state_path(config.audit.witness_file) if config.audit.witness_file else None
         signer = Signer(origin, Ed25519PrivateKey.from_private_bytes(seed))
         return cls(config=config, log=log, checkpointer=Checkpointer(log.engine, signer, origin, witness),
                    subjects=subjects, vault=vault)

@@ -44,13 +44,14 @@ from gateway.bounds import OutOfRange
 from gateway.console import labels, logquery, overview
 from gateway.console.i18n import LANGUAGES, choose, translator
 from gateway.console.permissions import PAGES, allowed
-from gateway.console.sessions import Session, SessionCodec, load_or_create_key
+from gateway.console.sessions import Session, SessionCodec
 from gateway.console.sessionstore import SessionStore
 from gateway.console.sources import ConsoleData
 from gateway.console.users import User, UserStore
 from gateway.errors import AuditUnavailable
 from gateway.ids import new_id
 from gateway.public import is_https
+from gateway.state import console_session_key
 from gateway.throttle import Throttle
 
 if TYPE_CHECKING:  # the runtime builds everything the gateway runs; the console only reads it
@@ -308,7 +309,7 @@ class Console:
     def codec(self) -> SessionCodec:
         if self._codec is None:
             config = self.runtime.config
-            self._codec = SessionCodec(load_or_create_key(config.path(config.keys_dir)))
+            self._codec = SessionCodec(console_session_key(config))  # gateway/state.py
         return self._codec
 
     def secure(self, scope: Scope) -> bool:

@@ -56,7 +56,7 @@ def _print(items: list[dict[str, Any]], columns: list[str], as_json: bool, title
 
 @click.group()
 def deliveries() -> None:
-    """The delivery queue: list, show, retry, cancel and replay deliveries."""
+    """The delivery queue: list, show, retry, cancel, replay and purge deliveries."""
 
 
 @deliveries.command("list")
@@ -171,7 +171,8 @@ def stats(ctx: click.Context, config_path: Path | None, agency: str | None, peri
     """KPIs per agency and period: dossiers received, share online, resolved, share on time.
 
     Per recorded agency by default, a former agency's row marked with its successor; --rollup sums
-    them into the current successor. 'lienthong stats flows --help': the joint procedures' KPIs."""
+    them into the current successor. 'lienthong stats flows --help': the joint procedures' KPIs;
+    'lienthong stats documents --help': the official documents'."""
     if ctx.invoked_subcommand is not None:
         return
     if config_path is None:
@@ -193,3 +194,29 @@ def stats(ctx: click.Context, config_path: Path | None, agency: str | None, peri
     _print(items, ["agency", "period", "received", "receivedOnline", "onlineShare", "resolved",
                    "resolvedOnTime", "onTimeShare", *extra], as_json,
            "Dossier KPIs, rolled up into current agencies" if rollup else "Dossier KPIs")
+
+
+@deliveries.command()
+@CONFIG
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), help="blank what was settled "
+              "more than this many days ago (default: delivery.retention_days of the configuration)")
+@click.option("--dry-run", is_flag=True, help="only count the deliveries that would be blanked")
+def purge(config_path: Path, days: float | None, dry_run: bool) -> None:
+    """Blank the bodies and answers of deliveries delivered, cancelled or dead longer ago than the
+    retention period (metadata and body digest stay). Audited; running gateways also do it hourly."""
+    from gateway.delivery.retention import purge as blank
+
+    config = load(config_path)
+    days = days or config.delivery.retention_days
+    if days is None:
+        raise click.UsageError("no retention period: set delivery.retention_days in the "
+                               "configuration, or pass --days")
+    if dry_run:
+        found = blank(_open(config_path)[1].engine, days, dry_run=True)
+        click.echo(f"{found.count} deliveries settled more than {days:g} days ago would be blanked "
+                   "(dry run: nothing changed)")
+        return
+    with operator_action(config, "deliveries.purge", purpose=f"retention {days:g} days") as a:
+        done = blank(a.engine, days)
+        a.purpose = done.purpose
+    click.echo(f"{done.count} deliveries settled more than {days:g} days ago blanked")

@@ -57,6 +57,7 @@ from gateway.delivery.model import (
     QueueUnavailable,
     now_us,
 )
+from gateway.delivery.retention import kept
 from gateway.delivery.sql import chunks, cut, driver_sql, for_update, selecting
 from gateway.delivery.tables import deliveries
 from gateway.errors import GatewayError
@@ -430,7 +431,7 @@ def _change(conn: Connection, change: Change, now: int) -> int | list[str]:
 
 
 def _retry(conn: Connection, retry: Retry, now: int) -> int:
-    cond = sa.and_(deliveries.c.state.in_(retry.states), deliveries.c.lease.is_(None))
+    cond = sa.and_(deliveries.c.state.in_(retry.states), deliveries.c.lease.is_(None), kept())
     query = selecting(sa.update(deliveries).where(cond), service=retry.service, dossier=retry.dossier,
                       ids=retry.ids)
     result = conn.execute(query.values(state=PENDING, attempt_base=deliveries.c.attempts, next_us=now,
@@ -446,7 +447,7 @@ def _cancel(conn: Connection, cancel: Cancel, now: int) -> int:
 
 
 def _replay(conn: Connection, replay: Replay, now: int) -> list[str]:
-    query = selecting(sa.select(deliveries).where(deliveries.c.state.in_((DELIVERED, DEAD))),
+    query = selecting(sa.select(deliveries).where(deliveries.c.state.in_((DELIVERED, DEAD)), kept()),
                       state=replay.state, service=replay.service, dossier=replay.dossier, ids=replay.ids)
     rows, created = [], []
     for r in conn.execute(query.order_by(deliveries.c.seq)):

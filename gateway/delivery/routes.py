@@ -2,9 +2,10 @@
 
 ``GET /deliveries/{id}`` answers the client that made the delivery, or an operator (a token with
 the ``operator`` scope); listing, retrying, cancelling and replaying are for operators, the KPIs for
-operators and holders of the ``stats`` scope. ``GET /metrics`` is Prometheus' text format, computed
-from the database at scrape time, so every process answers for the whole queue; it names services and
-their queues, so it too needs a token, with the ``metrics`` scope.
+operators and holders of the ``stats`` scope. ``GET /metrics`` is Prometheus' text format: the
+exchange, latency and audit instruments (gateway/metrics.py) and gauges computed from the database at
+scrape time, so every process answers for the whole queue; it names services, clients and their
+queues, so it too needs a token, with the ``metrics`` scope.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -137,11 +137,13 @@ def moment(value: str | None, name: str) -> str | None:
 @router.get("/metrics", tags=["Operations"], summary="Prometheus metrics (scope metrics)",
             response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
+    from gateway.metrics import CONTENT_TYPE, StateCollector, scrape
+
     with act(request, "metrics", METRICS) as a:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(QueueCollector(_store(request)))
-        return a.done(Response(generate_latest(registry),
-                               media_type="text/plain; version=0.0.4; charset=utf-8"))
+        runtime = _runtime(request)
+        body = scrape(QueueCollector(_store(request)),
+                      StateCollector(runtime.engine, flows=runtime.flows is not None))
+        return a.done(Response(body, media_type=CONTENT_TYPE))
 
 
 class QueueCollector(Collector):

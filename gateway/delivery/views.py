@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.delivery.model import BLOCKING, PENDING, now_us
+from gateway.delivery.retention import EMPTY_SHA256
 from gateway.delivery.sql import selecting
 from gateway.delivery.tables import deliveries
 
@@ -102,6 +103,8 @@ def describe(row: Any) -> dict[str, Any]:
     }
     if "response" in row.keys():  # noqa: SIM118 - a RowMapping, not a dict
         view["response"] = _answer(row["response"], row["response_status"])
+        if not row["body"] and row["body_sha256"] != EMPTY_SHA256:  # delivery.retention_days
+            view["bodyPurged"] = True
     return view
 
 

@@ -92,11 +92,8 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def upgrade(url: str) -> None:
-    """Bring the database schema to the newest migration."""
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
+    """Bring the database schema to the newest migration, under the migration lock
+    (gateway/storage/migrate_lock.py), so that processes starting together migrate once."""
+    from gateway.storage.migrate_lock import migrate
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    migrate(url)
