@@ -24,7 +24,7 @@ from gateway.oauth.secrets import hash_secret, new_secret
 from gateway.storage.db import upgrade
 from gateway.xml.contract import allowed_operations, load_contract
 from tests.conftest import fixtures_dir
-from tests.helpers import FunctionConnector, InProcess
+from tests.helpers import FunctionConnector, InProcess, rest_and_flows
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 XROAD = "http://x-road.eu/xsd/xroad.xsd"
@@ -68,7 +68,7 @@ def soap_config(workdir: Path, *, services: list[dict[str, Any]], clients: list[
     init = initialise(workdir, **kwargs)
     data = yaml.safe_load(init.config_path.read_text())
     if not keep_demo:
-        data["services"] = [s for s in data["services"] if s.get("connector") == "rest" or s.get("flow")]
+        data["services"] = rest_and_flows(data["services"])
         for member in data["members"]:
             member.pop("routing", None)  # its receiving services are gone
     known = {m["id"]: m for m in data["members"]}

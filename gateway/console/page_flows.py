@@ -131,7 +131,11 @@ def flow(ctx: Ctx) -> Response:
                "elapsed": elapsed(found.started_us, found.finished_us if ended else None),
                "late": _late(found.deadline_us, found.finished_us if ended else None, found.overdue, now),
                "reason": fields(mask(found.reason)) if found.reason is not None else []}
-    return ctx.render("flow.html", flow=summary, steps=steps,
+    told = [{"notify": n["notify"], "at": n["at"], "step": n["step"] or "", "service": n["service"],
+             "state": n["delivery"]["state"] if n["delivery"] else None,
+             "delivered": n["delivery"]["delivered"] if n["delivery"] else None}
+            for n in ctx.data.flow_notifications(found)]
+    return ctx.render("flow.html", flow=summary, steps=steps, notifications=told,
                       title=definition.title if definition is not None else None, agency_names=_names(ctx))
 
 

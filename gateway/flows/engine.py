@@ -65,10 +65,14 @@ __all__ = ["FlowEngine"]
 log = structlog.get_logger("lienthong.flows")
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
-POLL_US = 200_000  # a flow waiting for its step's delivery looks again this soon
+POLL_US = 200_000  # the loop's look for due flows when nothing wakes it sooner
+# A flow waiting for its step's delivery is made due when the delivery's attempt is recorded (the
+# dispatcher tells the engine; a save that finds the delivery already finished makes it due too);
+# this look is the backstop, e.g. for an attempt recorded by a process that died before telling.
+WAIT_US = 5_000_000
 IDLE_US = 60_000_000  # at the latest, so deadlines are marked while nothing else happens
 LEASE_US = 30_000_000
-BATCH = 64
+BATCH = 128  # flows claimed at once, advanced concurrently
 SCOPES = frozenset({"exchange"})
 INTAKE_RETRY_US = 2_000_000  # a step refused at intake by a passing trouble (5xx, 429) tries again
 ANSWERED = ("done", "compensating", "compensated")  # steps whose answer later steps and undos read
@@ -110,6 +114,7 @@ class FlowEngine:
         self._pipeline: StepPipeline | None = pipeline  # given here by unit tests, else by attach()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._poked: set[str] = set()  # flows whose step's delivery has news, to make due
         self._running = False
 
     def attach(self, ports: Ports, checks: Sequence[Step], intake: Intake) -> None:
@@ -140,7 +145,7 @@ class FlowEngine:
                       deadline_us=now + int(flow.deadline * 1e6),
                       steps=[StepRow(step=s.id, position=i, service=s.service)
                              for i, s in enumerate(flow.steps)])
-        filed, duplicate = await asyncio.to_thread(self.store.file, row, now)
+        filed, duplicate = await self.store.file_async(row, now)
         if not duplicate:
             self.poke()
         location = f"/flows/{filed.id}"
@@ -172,10 +177,22 @@ class FlowEngine:
     def start(self) -> None:
         if not self._running:
             self._running = True
+            self.store.start()
+            listen = getattr(self.deliveries, "listen", None)  # the delivery queue's, in a gateway
+            if listen is not None:
+                listen(self._recorded)
             self._task = asyncio.create_task(self._loop(), name="flows")
 
     def poke(self) -> None:
         self._wake.set()
+
+    def _recorded(self, item: Any, outcome: Any) -> None:
+        """A delivery's attempt was recorded by this process: a step's (the gateway's own client,
+        the flow in its purpose) makes its flow due now rather than at its next look."""
+        purpose = getattr(item, "purpose", None) or ""
+        if getattr(item, "client", None) == self.client and " flow/" in purpose:
+            self._poked.add(purpose.rsplit(" flow/", 1)[1])
+            self._wake.set()
 
     async def stop(self) -> None:
         self._running = False
@@ -185,25 +202,32 @@ class FlowEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            await asyncio.to_thread(self.store.close)
 
     async def _loop(self) -> None:
         while self._running:
+            self._wake.clear()  # what wakes it from here on is seen by the next round
             try:
-                claimed = await asyncio.to_thread(self.store.claim, BATCH, LEASE_US, now_us())
+                if self._poked:
+                    poked, self._poked = sorted(self._poked), set()
+                    await self.store.poke_async(poked, now_us())
+                claimed = await self.store.claim_async(BATCH, LEASE_US, now_us())
             except Exception as exc:  # the database is away: try again shortly
                 log.error("flows_claim_failed", error=type(exc).__name__, frames=stack(exc))
                 claimed = []
-            for flow, lease in claimed:
-                try:
-                    await self.advance(flow, lease)
-                except Exception as exc:  # one flow's bug must not stop the others; its lease lapses
-                    log.error("flow_advance_crashed", flow=flow.id, error=type(exc).__name__,
-                              frames=stack(exc))
-            if len(claimed) >= BATCH:
+            # Concurrently: each flow's step stored through the pipeline shares the queue's and the
+            # audit's group commits with the others', and the saves share the flow writer's.
+            await asyncio.gather(*(self._advance_one(flow, lease) for flow, lease in claimed))
+            if len(claimed) >= BATCH or self._poked:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_US / 1e6)
+
+    async def _advance_one(self, flow: FlowRow, lease: str) -> None:
+        try:
+            await self.advance(flow, lease)
+        except Exception as exc:  # one flow's bug must not stop the others; its lease lapses
+            log.error("flow_advance_crashed", flow=flow.id, error=type(exc).__name__, frames=stack(exc))
 
     async def run_once(self) -> int:
         """Advance every flow that is due now (tests and tools); the number advanced."""
@@ -238,8 +262,7 @@ class FlowEngine:
             flow.overdue = True
         elif flow.state in ("running", "waiting"):
             next_us = min(next_us, flow.deadline_us + 1)  # look again when it becomes late
-        saved = await asyncio.to_thread(self.store.save, flow, lease, next_us, now_us(),
-                                        list(changed.values()))
+        saved = await self.store.save_async(flow, lease, next_us, now_us(), list(changed.values()))
         if not saved:
             log.warning("flow_lease_lost", flow=flow.id)
         elif flow.state in ("completed", "rejected", "failed"):
@@ -268,7 +291,7 @@ class FlowEngine:
                 proceed = await self._send(flow, spec, row, self._scope(flow), now, changed)
                 if proceed:
                     continue
-                return row.due_us if row.state == "pending" else now + POLL_US
+                return row.due_us if row.state == "pending" else now + WAIT_US
             # sent: what became of its delivery
             view = await asyncio.to_thread(self.deliveries.get, row.delivery_id or "")
             verdict = self._verdict(flow, definition, spec, row, view, now, changed)
@@ -358,7 +381,7 @@ class FlowEngine:
             return now + IDLE_US
         # still on its way: waiting when the agency is failing, running otherwise
         flow.state = "waiting" if view.get("lastError") else "running"
-        return now + POLL_US
+        return now + WAIT_US
 
     def _rejected(self, flow: FlowRow, definition: Flow, spec: FlowStep, now: int,
                   changed: dict[str, StepRow]) -> int:
@@ -424,7 +447,7 @@ class FlowEngine:
             else:  # pending or in flight: its answer is still to come
                 waiting = True
         if waiting:
-            return now + POLL_US
+            return now + WAIT_US
         self._finish(flow, "rejected", now, flow.reason)
         return now + IDLE_US
 

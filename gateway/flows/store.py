@@ -1,5 +1,6 @@
 """The flows' durable state (gateway/flows/tables.py): filing a flow once per dossier, claiming the
-flows that are due, and saving what a step became, each in one short transaction.
+flows that are due, and saving what a step became; in a running gateway these writes share
+transactions (group commit, one writer thread per process), each committed before its caller goes on.
 
 A flow is advanced by one process at a time: ``claim`` leases due flows (``next_us`` passed, as the
 delivery workers lease deliveries) and ``save`` writes a flow's new state with the lease still
@@ -10,7 +11,10 @@ idempotency key made of the flow, the step and the send's number (gateway/flows/
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from gateway.delivery.tables import deliveries
 from gateway.flows.tables import flow_steps, flows
 from gateway.ids import new_id
+from gateway.storage.db import WriteLock
+from gateway.storage.writer import BatchWriter
 
 __all__ = ["FlowRow", "FlowStore", "StepRow"]
 
@@ -82,27 +89,72 @@ class FlowRow:
 
 
 class FlowStore:
-    def __init__(self, engine: Engine) -> None:
+    """The flows' tables. Writes (``file``, ``claim``, ``save``, ``poke``) are committed before
+    they return. Once ``start`` runs a writer thread (the gateway's engine does), concurrent writes
+    share transactions (group commit, as the delivery queue and the audit log do: one fsync for
+    many flows) and queue on the database's ``WriteLock`` rather than on SQLite's busy handler;
+    without it (the CLI, tools) each write is its own transaction in the caller's thread."""
+
+    def __init__(self, engine: Engine, *, batch_max: int = 256, batch_wait_ms: float = 1.0) -> None:
         self.engine = engine
+        self._writer: BatchWriter[_Item] = BatchWriter("flow-writer", self._handle, batch_max=batch_max,
+                                                       wait_ms=batch_wait_ms, wait_max_ms=5.0)
+        self._lock: WriteLock | None = None  # opened by start(): one file per running store
+
+    def start(self) -> None:
+        if self._lock is None:
+            self._lock = WriteLock(self.engine)
+        self._writer.start()
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # -- writes, from threads (each returns once committed) ----------------------------------------
 
     def file(self, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
         """Store a new flow with its steps, due now; a flow already filed for the same name and
         dossier code is returned instead (``True``: it is that one)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(flows.insert().values(
-                    id=flow.id, name=flow.name, dossier_code=flow.dossier_code, client=flow.client,
-                    exchange_id=flow.exchange_id, state=flow.state, dossier=orjson.dumps(flow.dossier),
-                    subjects=orjson.dumps(list(flow.subjects)).decode(), started_us=flow.started_us,
-                    updated_us=now, finished_us=None, deadline_us=flow.deadline_us, overdue=False,
-                    reason=None, next_us=now, lease=None))
-                conn.execute(flow_steps.insert(), [_step_values(flow.id, s) for s in flow.steps])
-            return flow, False
-        except IntegrityError:
-            found = self.by_dossier(flow.name, flow.dossier_code)
-            if found is None:  # pragma: no cover - an id collision of 128 random bits
-                raise
-            return found, True
+        return self._write(_File(flow, now))  # type: ignore[no-any-return]
+
+    def claim(self, limit: int, lease_us: int, now: int) -> list[tuple[FlowRow, str]]:
+        """Flows that are due, leased to the caller until ``now + lease_us``."""
+        return self._write(_Claim(limit, lease_us, now))  # type: ignore[no-any-return]
+
+    def save(self, flow: FlowRow, lease: str, next_us: int, now: int,
+             steps: Sequence[StepRow] = ()) -> bool:
+        """Write a leased flow's state and the steps that changed, and release it until ``next_us``;
+        False when the lease was lost (another process took the flow over: this one's view is
+        stale and nothing is written). A flow left waiting for a delivery that has meanwhile
+        finished is due at once: the poke that finish sent found the flow still leased."""
+        return self._write(_Save(flow, lease, next_us, now, tuple(steps)))  # type: ignore[no-any-return]
+
+    def poke(self, flow_id: str, now: int) -> None:
+        """Make a flow due now (its step's delivery has an outcome)."""
+        self._write(_Poke((flow_id,), now))
+
+    def poke_many(self, flow_ids: Sequence[str], now: int) -> None:
+        """Make these flows due now, those not leased (a leased one's save looks for itself)."""
+        self._write(_Poke(tuple(flow_ids), now))
+
+    # -- the same, from event loops ----------------------------------------------------------------
+
+    async def file_async(self, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
+        return await self._submit(_File(flow, now))  # type: ignore[no-any-return]
+
+    async def claim_async(self, limit: int, lease_us: int, now: int) -> list[tuple[FlowRow, str]]:
+        return await self._submit(_Claim(limit, lease_us, now))  # type: ignore[no-any-return]
+
+    async def save_async(self, flow: FlowRow, lease: str, next_us: int, now: int,
+                         steps: Sequence[StepRow] = ()) -> bool:
+        return await self._submit(_Save(flow, lease, next_us, now, tuple(steps)))  # type: ignore[no-any-return]
+
+    async def poke_async(self, flow_ids: Sequence[str], now: int) -> None:
+        await self._submit(_Poke(tuple(flow_ids), now))
+
+    # -- reads -------------------------------------------------------------------------------------
 
     def get(self, flow_id: str) -> FlowRow | None:
         with self.engine.connect() as conn:
@@ -125,48 +177,6 @@ class FlowStore:
         with self.engine.connect() as conn:
             return [_flow(conn, row) for row in conn.execute(query).all()]
 
-    def claim(self, limit: int, lease_us: int, now: int) -> list[tuple[FlowRow, str]]:
-        """Flows that are due, leased to the caller until ``now + lease_us``."""
-        with self.engine.begin() as conn:
-            query = (sa.select(flows.c.id).where(flows.c.state.in_(ACTIVE), flows.c.next_us <= now)
-                     .order_by(flows.c.next_us).limit(limit))
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = [r.id for r in conn.execute(query)]
-            claimed: list[tuple[FlowRow, str]] = []
-            for flow_id in ids:
-                lease = secrets.token_hex(8)
-                taken = conn.execute(flows.update().where(flows.c.id == flow_id, flows.c.next_us <= now)
-                                     .values(lease=lease, next_us=now + lease_us)).rowcount
-                if taken:
-                    row = conn.execute(sa.select(flows).where(flows.c.id == flow_id)).one()
-                    claimed.append((_flow(conn, row), lease))
-            return claimed
-
-    def save(self, flow: FlowRow, lease: str, next_us: int, now: int,
-             steps: Sequence[StepRow] = ()) -> bool:
-        """Write a leased flow's state and the steps that changed, and release it until ``next_us``;
-        False when the lease was lost (another process took the flow over: this one's view is
-        stale and nothing is written)."""
-        with self.engine.begin() as conn:
-            done = conn.execute(flows.update().where(flows.c.id == flow.id, flows.c.lease == lease).values(
-                state=flow.state, updated_us=now, finished_us=flow.finished_us, overdue=flow.overdue,
-                reason=_json(flow.reason), next_us=next_us, lease=None)).rowcount
-            if not done:
-                return False
-            for step in steps:
-                values = _step_values(flow.id, step)
-                conn.execute(flow_steps.update().where(flow_steps.c.flow_id == flow.id,
-                                                       flow_steps.c.step == step.step)
-                             .values({k: v for k, v in values.items() if k not in ("flow_id", "step")}))
-            return True
-
-    def poke(self, flow_id: str, now: int) -> None:
-        """Make a flow due now (its step's delivery has an outcome)."""
-        with self.engine.begin() as conn:
-            conn.execute(flows.update().where(flows.c.id == flow_id, flows.c.state.in_(ACTIVE),
-                                              flows.c.lease.is_(None)).values(next_us=now))
-
     def counts(self) -> dict[str, dict[str, int]]:
         """Flows by name and state."""
         with self.engine.connect() as conn:
@@ -175,6 +185,251 @@ class FlowStore:
                                                .group_by(flows.c.name, flows.c.state)):
                 out.setdefault(name, {})[state] = int(n)
             return out
+
+    # -- the writer --------------------------------------------------------------------------------
+
+    def _write(self, work: _Work) -> Any:
+        item = _Item(work, done=threading.Event())
+        if not self._writer.running:
+            self._commit([item])
+        else:
+            self._writer.put(item)
+            assert item.done is not None
+            while not item.done.wait(1.0):
+                if not self._writer.running and not item.done.is_set():
+                    self._commit([item])  # the writer stopped before it took this one
+                    break
+        if isinstance(item.result, BaseException):
+            raise item.result
+        return item.result
+
+    async def _submit(self, work: _Work) -> Any:
+        if not self._writer.running:
+            return await asyncio.to_thread(self._write, work)
+        item = _Item(work, future=asyncio.get_running_loop().create_future())
+        self._writer.put(item)
+        assert item.future is not None
+        return await item.future
+
+    def _handle(self, batch: list[_Item]) -> None:
+        self._commit(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        for item in batch:
+            if item.done is not None:
+                item.done.set()
+            elif item.future is not None:
+                by_loop.setdefault(item.future.get_loop(), []).append(item)
+        for loop, items in by_loop.items():  # each waiting loop woken once per batch
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, items)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        """One transaction for the batch: filings, then saves, then pokes, then claims (so that a
+        flow saved or poked in this batch may be claimed by it; on PostgreSQL the pokes follow in
+        a transaction of their own). A filing in a savepoint of its
+        own, so that a dossier filed twice leaves the others'; the saves, the pokes and each claim
+        as a few statements for all of them."""
+        files = [item for item in batch if isinstance(item.work, _File)]
+        saves = [item for item in batch if isinstance(item.work, _Save)]
+        pokes = [item for item in batch if isinstance(item.work, _Poke)]
+        claims = [item for item in batch if isinstance(item.work, _Claim)]
+        poked = [i for item in pokes if isinstance(item.work, _Poke) for i in item.work.ids]
+        now = min((item.work.now for item in pokes if isinstance(item.work, _Poke)), default=0)
+        pg = self.engine.dialect.name == "postgresql"
+        lock = self._lock if self._lock is not None else WriteLock(self.engine)
+        try:
+            with lock, self.engine.begin() as conn:
+                for item in files:
+                    assert isinstance(item.work, _File)
+                    try:
+                        with conn.begin_nested():
+                            item.result = _file(conn, item.work.flow, item.work.now)
+                    except IntegrityError as exc:
+                        item.result = _duplicate(conn, item.work, exc)
+                if saves:
+                    _save_many(conn, saves)
+                if pokes and not pg:
+                    _poke(conn, poked, now)
+                for item in claims:
+                    assert isinstance(item.work, _Claim)
+                    item.result = _claim(conn, item.work.limit, item.work.lease_us, item.work.now)
+        except Exception as exc:  # nothing of the batch is stored
+            for item in batch:
+                item.result = exc
+        finally:
+            if lock is not self._lock:
+                lock.close()
+        if pokes and pg:
+            # On PostgreSQL in a transaction of their own: a poke waits for the row of a flow
+            # another process is saving, and must hold no row that process's batch may want.
+            try:
+                with self.engine.begin() as conn:
+                    _poke(conn, poked, now)
+            except Exception as exc:
+                for item in pokes:
+                    item.result = exc
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    flow: FlowRow
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    limit: int
+    lease_us: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Save:
+    flow: FlowRow
+    lease: str
+    next_us: int
+    now: int
+    steps: tuple[StepRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Poke:
+    ids: tuple[str, ...]
+    now: int
+
+
+_Work = _File | _Claim | _Save | _Poke
+
+
+@dataclass(slots=True)
+class _Item:
+    work: _Work
+    future: asyncio.Future[Any] | None = None  # an event loop awaits it
+    done: threading.Event | None = None  # a thread waits for it
+    result: Any = None  # the value or the exception, once the batch is stored
+
+
+def _settle(items: list[_Item]) -> None:
+    for item in items:
+        future = item.future
+        if future is None or future.done():  # cancelled: the caller went away
+            continue
+        if isinstance(item.result, BaseException):
+            future.set_exception(item.result)
+        else:
+            future.set_result(item.result)
+
+
+def _duplicate(conn: Connection, work: _Work, exc: IntegrityError) -> Any:
+    """A filing whose name and dossier code are taken: the flow that holds them."""
+    if not isinstance(work, _File):
+        return exc
+    row = conn.execute(sa.select(flows).where(flows.c.name == work.flow.name,
+                                              flows.c.dossier_code == work.flow.dossier_code)).first()
+    if row is None:  # pragma: no cover - an id collision of 128 random bits
+        return exc
+    return _flow(conn, row), True
+
+
+def _file(conn: Connection, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
+    conn.execute(flows.insert().values(
+        id=flow.id, name=flow.name, dossier_code=flow.dossier_code, client=flow.client,
+        exchange_id=flow.exchange_id, state=flow.state, dossier=orjson.dumps(flow.dossier),
+        subjects=orjson.dumps(list(flow.subjects)).decode(), started_us=flow.started_us,
+        updated_us=now, finished_us=None, deadline_us=flow.deadline_us, overdue=False,
+        reason=None, next_us=now, lease=None))
+    conn.execute(flow_steps.insert(), [_step_values(flow.id, s) for s in flow.steps])
+    return flow, False
+
+
+def _claim(conn: Connection, limit: int, lease_us: int, now: int) -> list[tuple[FlowRow, str]]:
+    """Lease up to ``limit`` due flows under one token (a flow is saved by its id and that token)."""
+    query = (sa.select(flows.c.id).where(flows.c.state.in_(ACTIVE), flows.c.next_us <= now)
+             .order_by(flows.c.next_us).limit(limit))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = [r.id for r in conn.execute(query)]
+    if not ids:
+        return []
+    lease = secrets.token_hex(8)
+    conn.execute(flows.update().where(flows.c.id.in_(ids), flows.c.next_us <= now)
+                 .values(lease=lease, next_us=now + lease_us))
+    rows = conn.execute(sa.select(flows).where(flows.c.id.in_(ids), flows.c.lease == lease)).all()
+    steps: dict[str, list[Any]] = {}
+    for s in conn.execute(sa.select(flow_steps).where(flow_steps.c.flow_id.in_([r.id for r in rows]))
+                          .order_by(flow_steps.c.flow_id, flow_steps.c.position)):
+        steps.setdefault(s.flow_id, []).append(s)
+    return [(_flow_of(row, steps.get(row.id, [])), lease) for row in rows]
+
+
+_SAVE_FLOW = flows.update().where(flows.c.id == sa.bindparam("b_id")).values(
+    state=sa.bindparam("b_state"), updated_us=sa.bindparam("b_updated"),
+    finished_us=sa.bindparam("b_finished"), overdue=sa.bindparam("b_overdue"),
+    reason=sa.bindparam("b_reason"), next_us=sa.bindparam("b_next"), lease=None)
+_STEP_COLUMNS = ("position", "service", "state", "delivery_id", "sends", "undo_delivery_id", "started_us",
+                 "finished_us", "deadline_us", "overdue", "due_us", "result", "reason")
+_SAVE_STEP = flow_steps.update().where(
+    flow_steps.c.flow_id == sa.bindparam("b_flow_id"), flow_steps.c.step == sa.bindparam("b_step")
+).values({c: sa.bindparam(f"b_{c}") for c in _STEP_COLUMNS})
+_DUE_NOW = flows.update().where(flows.c.id == sa.bindparam("b_id")).values(next_us=sa.bindparam("b_next"))
+
+
+def _save_many(conn: Connection, items: list[_Item]) -> None:
+    """Each save applies only while its lease is still the flow's (one look at the leases, then one
+    statement per table for all of them)."""
+    works = [item.work for item in items if isinstance(item.work, _Save)]
+    ids = sorted({w.flow.id for w in works})
+    leases: dict[str, str | None] = {}
+    for start in range(0, len(ids), 500):
+        query = (sa.select(flows.c.id, flows.c.lease).where(flows.c.id.in_(ids[start:start + 500]))
+                 .order_by(flows.c.id))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # in one order in every process
+        leases.update((r.id, r.lease) for r in conn.execute(query))
+    applied: list[_Save] = []
+    for item in items:
+        work = item.work
+        assert isinstance(work, _Save)
+        item.result = leases.get(work.flow.id) == work.lease
+        if item.result:
+            leases[work.flow.id] = None  # a second save under the same lease is stale
+            applied.append(work)
+    if not applied:
+        return
+    conn.execute(_SAVE_FLOW, [{"b_id": w.flow.id, "b_state": w.flow.state, "b_updated": w.now,
+                               "b_finished": w.flow.finished_us, "b_overdue": w.flow.overdue,
+                               "b_reason": _json(w.flow.reason), "b_next": w.next_us} for w in applied])
+    steps = [{"b_flow_id": w.flow.id, "b_step": step.step,
+              **{f"b_{c}": v for c, v in _step_values(w.flow.id, step).items() if c in _STEP_COLUMNS}}
+             for w in applied for step in w.steps]
+    if steps:
+        conn.execute(_SAVE_STEP, steps)
+    # A flow left waiting for a delivery that finished while the flow was leased (the poke sent
+    # when it finished found the lease) is due now.
+    awaited: dict[str, list[_Save]] = {}
+    for w in applied:
+        if w.next_us > w.now and w.flow.state in ACTIVE:
+            for s in w.flow.steps:
+                if s.state == "sent" and s.delivery_id:
+                    awaited.setdefault(s.delivery_id, []).append(w)
+                elif s.state == "compensating" and s.undo_delivery_id:
+                    awaited.setdefault(s.undo_delivery_id, []).append(w)
+    wanted = sorted(awaited)
+    due: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        for r in conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(wanted[start:start + 500]),
+                                                                deliveries.c.state != "pending")):
+            for w in awaited[r.id]:
+                due[w.flow.id] = w.now
+    if due:
+        conn.execute(_DUE_NOW, [{"b_id": flow_id, "b_next": now} for flow_id, now in due.items()])
+
+
+def _poke(conn: Connection, ids: Sequence[str], now: int) -> None:
+    for start in range(0, len(ids), 500):
+        conn.execute(flows.update().where(flows.c.id.in_(ids[start:start + 500]), flows.c.state.in_(ACTIVE),
+                                          flows.c.lease.is_(None), flows.c.next_us > now)
+                     .values(next_us=now))
 
 
 def new_flow_id() -> str:
@@ -195,14 +450,18 @@ def _json(value: Any) -> str | None:
 
 
 def _flow(conn: Connection, row: Any) -> FlowRow:
+    return _flow_of(row, conn.execute(sa.select(flow_steps).where(flow_steps.c.flow_id == row.id)
+                                      .order_by(flow_steps.c.position)).all())
+
+
+def _flow_of(row: Any, step_rows: Sequence[Any]) -> FlowRow:
     steps = [StepRow(step=s.step, position=s.position, service=s.service, state=s.state,
                      delivery_id=s.delivery_id, sends=s.sends, undo_delivery_id=s.undo_delivery_id,
                      started_us=s.started_us, finished_us=s.finished_us, deadline_us=s.deadline_us,
                      overdue=bool(s.overdue), due_us=s.due_us,
                      result=orjson.loads(s.result) if s.result is not None else None,
                      reason=orjson.loads(s.reason) if s.reason else None)
-             for s in conn.execute(sa.select(flow_steps).where(flow_steps.c.flow_id == row.id)
-                                   .order_by(flow_steps.c.position))]
+             for s in step_rows]
     return FlowRow(id=row.id, name=row.name, dossier_code=row.dossier_code, client=row.client,
                    exchange_id=row.exchange_id, state=row.state, dossier=orjson.loads(row.dossier),
                    subjects=tuple(orjson.loads(row.subjects)), started_us=row.started_us,

@@ -56,11 +56,17 @@ def test_flows_page_and_timeline_in_both_languages(browser: Any, site: tuple[Sta
     for person in (dossier["Me"]["SoDinhDanh"], dossier["ThuongTru"]["ChuHo"]["SoDinhDanh"]):
         assert person not in page.content()
     assert "Kết quả của cơ quan" in text
+    # what the flow told the portal and the filing system: seven notifications, in order
+    told = page.locator("#flow-notifications tbody tr")
+    assert [told.nth(i).get_attribute("data-notify") for i in range(told.count())] == [
+        "dong_bo", "tien_do", "tien_do", "tien_do", "tien_do", "ket_thuc", "ket_qua"]
+    assert "xong bước · khai_sinh" in page.locator("#flow-notifications").inner_text()
     page.screenshot(path=str(shots / "flow-timeline.png"), full_page=True)
     page.click("#lang-en")
     page.wait_for_url(f"**/console/flows/{flow['id']}")
     assert page.locator("h1").inner_text() == f"Joint procedure {dossier['MaHoSo']}"
     assert "The agency's answer" in page.locator("main").inner_text()
+    assert "Notifications sent" in page.locator("main").inner_text()
     assert child not in page.content()
     page.goto("/console/flows")
     assert page.locator("h1").inner_text() == "Joint procedures"
