@@ -24,6 +24,7 @@ from gateway.audit.routes import router as audit_router
 from gateway.audit.service import AuditService
 from gateway.config import Config
 from gateway.delivery.routes import router as delivery_router
+from gateway.documents.routes import router as documents_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.flows.routes import router as flows_router
 from gateway.listclients import LIST_CLIENTS, ListClients
@@ -34,6 +35,7 @@ from gateway.problems import PROBLEM_TYPE, problem
 from gateway.resources import schemas_dir
 from gateway.rest import PREFIX, Receive, RestEntry, Scope, Send
 from gateway.runtime import Runtime
+from gateway.seal.routes import router as seal_router
 from gateway.soap.entry import SoapEntry, is_soap_path
 
 log = structlog.get_logger("lienthong.app")
@@ -76,6 +78,8 @@ def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
     api.include_router(audit_router, responses=problems(400, 401, 403, 404, 503))
     api.include_router(delivery_router, responses=problems(400, 401, 403, 404, 503))
     api.include_router(flows_router, responses=problems(400, 401, 403, 404, 503))
+    api.include_router(documents_router, responses=problems(400, 401, 403, 503))
+    api.include_router(seal_router)
     apidocs.install(api)  # /docs and /redoc with their assets served here, not from a CDN
     openapi.install(api)
     if config.console.enabled:  # the web console (docs/console.md), a mounted app of its own

@@ -37,6 +37,8 @@ def init(directory: Path, port: int, database: str | None, force: bool) -> None:
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {done.config_path}")
+    click.echo(f"A throwaway demo CA, the trust store of signed dossiers (replace it for real use): "
+               f"{done.config_path.parent / 'pki'} (docs/signatures.md#demo-keys)")
     click.echo(f"Client secrets (shown once, also in {done.secrets_path}, mode 0600):")
     for client, secret in done.secrets.items():
         click.echo(f"  {client}: {secret}")
@@ -54,11 +56,15 @@ def serve(config_path: Path, workers: int, host: str | None, port: int | None) -
     """Serve the gateway (uvicorn with uvloop and httptools)."""
     from gateway.runtime import Runtime, StartupError
     from gateway.serve import serve as run
+    from gateway.state import StateDirError, ensure_state_folder
+    from gateway.storage.migrate_lock import SchemaError, prepare_schema
 
     config = load(config_path)
     try:  # fail here, with a clear message, rather than inside every worker
+        ensure_state_folder(config)
+        prepare_schema(config)  # migrate, or wait for `lienthong migrate` (migrations.at_start)
         Runtime.build(config).engine.dispose()
-    except (StartupError, FileError) as exc:
+    except (StartupError, FileError, StateDirError, SchemaError) as exc:
         raise click.ClickException(str(exc)) from None
     run(config_path, config, workers=workers, host=host, port=port)
 
@@ -96,6 +102,12 @@ def check(config_path: Path) -> None:
     problem = trust_problem(config, policy, config_path)
     if problem is not None:
         raise click.ClickException(f"invalid trust store: {problem}")
+    from gateway.seal import SealKeyError, load_sealer
+
+    try:
+        load_sealer(config)
+    except SealKeyError as exc:
+        raise click.ClickException(f"invalid seal key: {exc}") from None
     flows = load_flows(config.path(config.flows_dir), config, config_file=config_path)
     if flows.problems:
         raise click.ClickException("invalid flow definitions:\n" + "\n".join(
@@ -131,10 +143,12 @@ _add_security_commands()
 
 def _add_delivery_commands() -> None:
     from gateway.delivery.cli import deliveries, stats
+    from gateway.documents.cli import document_stats
     from gateway.flows.cli import flow_stats, flows_group
 
     main.add_command(deliveries)
     stats.add_command(flow_stats)  # lienthong stats flows
+    stats.add_command(document_stats)  # lienthong stats documents
     main.add_command(stats)
     main.add_command(flows_group)
 
@@ -158,3 +172,31 @@ def _add_console_commands() -> None:
 
 
 _add_console_commands()
+
+
+def _add_migrate_command() -> None:
+    from gateway.storage.cli import migrate
+
+    main.add_command(migrate)
+
+
+_add_migrate_command()
+
+
+def _add_seal_commands() -> None:
+    from gateway.seal.cli import seal_group
+
+    main.add_command(seal_group)
+
+
+_add_seal_commands()
+
+
+def _add_ops_commands() -> None:
+    from gateway.ops.cli import backup_command, restore_command
+
+    main.add_command(backup_command)
+    main.add_command(restore_command)
+
+
+_add_ops_commands()

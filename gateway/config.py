@@ -90,6 +90,9 @@ class TokenSettings(_Model):
 
 class Limits(_Model):
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_document_bytes: int = Field(16 * 1_048_576, ge=1024, description=(
+        "the largest edXML package or status message a document service takes (413 beyond); "
+        "max_body_bytes bounds every request first, so raise both for large documents"))
 
 
 class AuditSettings(_Model):
@@ -104,8 +107,21 @@ class AuditSettings(_Model):
     checkpoint_interval: float = Field(10.0, ge=0, le=86_400, description=(
         "seconds between signed checkpoints, made only when the log grew; 0: only on demand"))
     witness_file: str | None = Field("audit-witness.txt", description=(
-        "every checkpoint is also appended here: put it where the database's operators cannot "
-        "write (another host's mount, say); empty: no witness file"))
+        "every checkpoint is also appended here (a relative path is under state_dir): put it where "
+        "the database's operators cannot write (another host's mount, say); empty: no witness file"))
+
+
+class MigrationSettings(_Model):
+    """How a starting gateway brings the database schema to the newest migration
+    (docs/operations.md#migrations)."""
+
+    at_start: Literal["auto", "wait"] = Field("auto", description=(
+        "auto: migrate at start, under a lock so that replicas starting together migrate once; "
+        "wait: never migrate, wait until the schema is at the newest migration (`lienthong "
+        "migrate`, a Kubernetes Job, brings it there)"))
+    wait_timeout: float = Field(300.0, ge=0, le=86_400, description=(
+        "seconds a gateway with at_start: wait waits for the schema before it gives up, saying so; "
+        "0: look once"))
 
 
 SignatureMode = Literal["required", "optional"]
@@ -128,6 +144,49 @@ class SignatureSettings(_Model):
         "hard-fail", description="a certificate that names a CRL or OCSP location without current "
         "information on file is refused (hard-fail), every certificate needs it (require), or what "
         "is on file is checked and the rest passes (soft-fail)")
+
+
+class PreviousSeal(_Model):
+    """A retired seal key, published (not used) until what it sealed no longer needs checking."""
+
+    certificate: str = Field(description="its certificate (PEM or DER)")
+    kid: str | None = Field(None, description="the kid its seals name; the certificate's x5t#S256 "
+                            "by default (seal.kid's default)")
+
+
+class SealSettings(_Model):
+    """The gateway seal (docs/signatures.md#gateway-seal): the gateway signs the answers it gives
+    and the requests it forwards with its own key, and publishes the public keys as a JWKS."""
+
+    enabled: bool = Field(False, description="seal at all; `lienthong init` writes true with a "
+                          "generated key")
+    folder: str = Field("seal", description="folder of <kid>.key and <kid>.pem pairs, under keys_dir: "
+                        "the newest pair with its key seals, every .pem is published "
+                        "(`lienthong seal rotate` adds one)")
+    key: str | None = Field(None, description="instead of the folder: the sealing key (PEM, "
+                            "unencrypted), e.g. one a CA certified; with certificate")
+    certificate: str | None = Field(None, description="the key's certificate chain (PEM, leaf first)")
+    kid: str | None = Field(None, description="the key id of key; its certificate's x5t#S256 by "
+                            "default")
+    previous: list[PreviousSeal] = Field([], description="earlier seal keys' certificates, still "
+                                         "published so that what they sealed keeps verifying")
+    algorithm: Literal["ES256", "RS256", "PS256"] = Field(
+        "ES256", description="ES256 (P-256 key) or, for an RSA key of 2048 bits or more, RS256 or PS256")
+    answers: bool = Field(True, description="seal the answers of the REST and SOAP faces")
+    upstream: Literal["deliveries", "all", "none"] = Field(
+        "deliveries", description="seal requests to upstreams: those the delivery workers send "
+        "(store-and-forward, flows' steps), all of them (synchronous calls too), or none")
+    xml: Literal["header", "enveloped"] = Field(
+        "header", description="an XML answer (not a SOAP envelope) is sealed in the header like any "
+        "body, or with an enveloped XML-DSig signature inside it")
+    x5c: bool = Field(False, description="put the certificate chain in every seal's header too (the "
+                      "JWKS has it; about 0.6 kB more per message for ES256)")
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> SealSettings:
+        if (self.key is None) != (self.certificate is None):
+            raise ValueError("seal.key and seal.certificate go together")
+        return self
 
 
 class UpstreamSettings(_Model):
@@ -160,6 +219,9 @@ class DeliverySettings(_Model):
     transitions: Literal["refuse", "flag", "off"] = Field(
         "refuse", description="impossible dossier status changes (10 back to 4, say): refused with "
         "422, accepted and flagged, or not checked")
+    retention_days: float | None = Field(None, gt=0, le=36_500, description=(
+        "blank the body and the upstream's answer of deliveries delivered, cancelled or dead more "
+        "than this many days ago (metadata and body_sha256 stay; audited); unset: keep them"))
 
 
 class DossierTracking(_Model):
@@ -252,10 +314,26 @@ class Split(_Model):
         return [check_agency(code) for code in value]
 
 
+class MemberDocuments(_Model):
+    """Which edXML organs (OrganIds) this member's document-management system answers for, and how
+    documents reach it (gateway/documents, docs/documents.md)."""
+
+    organs: list[str] = Field([], description="OrganIds of the agencies whose documents this member's "
+                              "system sends and receives (000.00.00.H60, 000.00.12.H60); the member's "
+                              "own code when left out")
+    subsystem: str = Field(description="the document-management system: the client that sends, "
+                           "pulls, confirms and answers for these organs (a subsystem code, QLVB)")
+    receive: str | None = Field(None, description="SUBSYSTEM/SERVICECODE[/VERSION] of the member's "
+                                "async service the gateway pushes packages and status messages to; "
+                                "absent: the system pulls them (docs/documents.md)")
+
+
 class Member(_Model):
     id: str
     name: str = ""
     subsystems: list[Subsystem] = []
+    documents: MemberDocuments | None = Field(None, description="edXML documents: the organs this "
+                                              "member's document-management system answers for")
     routing: Routing | None = Field(None, description="dossiers and progress routed down to this "
                                     "member by the agency their dossier code names")
     valid_from: date | None = Field(None, description="the first day the agency exists (Vietnamese "
@@ -329,10 +407,30 @@ class Service(_Model):
     flow: str | None = Field(None, description="the service starts the named joint procedure (a "
                              "flow in flows_dir, docs/flows.md): its request is the joint dossier; "
                              "like a routing service it has no connector or upstream of its own")
+    documents: bool = Field(False, description="a document service: edXML packages and status "
+                            "messages sent to it are stored and delivered to their recipients' "
+                            "members (members[].documents), which may also pull them; no connector "
+                            "or upstream of its own (docs/documents.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _documents_paths(cls, data: Any) -> Any:
+        """A document service takes paths after its code (pending, one message, confirm)."""
+        if isinstance(data, dict) and data.get("documents") is True and "extra_path" not in data:
+            return {**data, "extra_path": "/"}
+        return data
 
     @model_validator(mode="after")
     def _reaches_somewhere(self) -> Service:
-        if self.flow is not None:
+        if self.documents:
+            if self.route or self.flow is not None or self.connector or self.upstream \
+                    or self.delivery != "sync" or self.dossier is not None:
+                raise ValueError(f"service {self.id} is a document service (documents: true): it has "
+                                 "no connector, upstream, route, flow, dossier or async delivery of its "
+                                 "own; the recipients' services have")
+            if self.extra_path != "/":
+                raise ValueError(f"service {self.id} is a document service: its extra_path is '/'")
+        elif self.flow is not None:
             if self.route or self.connector or self.upstream:
                 raise ValueError(f"service {self.id} starts flow {self.flow}: it has no connector, "
                                  "upstream or route of its own, the flow's steps call the agencies")
@@ -422,7 +520,13 @@ class Config(_Model):
     instance: str = "VN"
     listen: Listen = Listen()
     public: PublicSettings = PublicSettings()
-    database: str = "sqlite:///lienthong.db"
+    database: str = Field("sqlite:///lienthong.db", description=(
+        "SQLAlchemy URL; a relative SQLite path is under state_dir"))
+    state_dir: str | None = Field(None, description=(
+        "the folder for what the gateway writes while it runs (a relative SQLite database, the audit "
+        "witness file, the console's session key when keys_dir has none); the configuration file's "
+        "folder by default. Set it when the configuration is mounted read-only"))
+    migrations: MigrationSettings = MigrationSettings()
     keys_dir: str = "keys"
     policies_dir: str = "policies"
     flows_dir: str = Field("flows", description="*.yaml joint procedure definitions (docs/flows.md)")
@@ -438,6 +542,7 @@ class Config(_Model):
     console: ConsoleSettings = ConsoleSettings()
     cli: CliSettings = CliSettings()
     signatures: SignatureSettings = SignatureSettings()
+    seal: SealSettings = SealSettings()
     redis: str | None = Field(None, description="redis://host:port/db: rate-limit counters and the "
                               "client-assertion replay cache, shared by every worker and node")
     members: list[Member] = []
@@ -471,9 +576,10 @@ class Config(_Model):
                 raise _CatalogError(("clients", i, "id"), f"client {client.id} is listed twice")
             clients.add(client.id)
         from gateway.agencies import succession_problem
+        from gateway.documents.catalog import documents_problem
         from gateway.routing import catalog_problem
 
-        problem = succession_problem(self) or catalog_problem(self)
+        problem = succession_problem(self) or catalog_problem(self) or documents_problem(self)
         if problem is not None:
             raise _CatalogError(*problem)
         return self
@@ -484,11 +590,21 @@ class Config(_Model):
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
     @property
+    def state_folder(self) -> Path:
+        """Where the gateway writes at run time: state_dir, or the file's folder."""
+        return self.path(self.state_dir) if self.state_dir else self.base_dir.resolve()
+
+    def state_path(self, value: str) -> Path:
+        """A path the gateway writes at run time, resolved against ``state_folder``."""
+        p = Path(value)
+        return p if p.is_absolute() else (self.state_folder / p).resolve()
+
+    @property
     def database_url(self) -> str:
         url = self.database
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.path(url[len(prefix):]))
+            return prefix + str(self.state_path(url[len(prefix):]))
         return url
 
     def service(self, service_id: str) -> Service | None:
@@ -559,6 +675,9 @@ def load_config(path: Path | str) -> Config:
     data, lines = yamlfile.load(path)
     if not isinstance(data, dict):
         raise yamlfile.FileError(path, 1, "the configuration must be a mapping of settings")
+    from gateway.secretref import resolve
+
+    data = resolve(data, lines, path)  # ${ENV} and file: values (docs/operations.md#secrets)
     try:
         return Config.model_validate({**data, "base_dir": path.parent})
     except ValidationError as exc:

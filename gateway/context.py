@@ -110,6 +110,7 @@ class Result:
     upstream_us: int | None = None
     agency: Addressed | None = None  # a message addressed to an agency: where it went
     signature: Verdict | None = None  # the verdict on the request's signature, where one was asked for
+    document: dict[str, Any] | None = None  # an edXML exchange: its document's id and digests
 
     @property
     def status(self) -> int:

@@ -14,7 +14,14 @@ database, generated keys and secrets), then plays the scenario a newcomer should
    registry is down for a while and the civil-status registry refuses one (gateway/flows/demo.py);
 3. the national portal verifies 20 citizens against the population database (JSON in, SOAP
    upstream, JSON out);
-4. a call without a token, and a call to a service the client may not use, are refused;
+4. Tuyên Quang's one-stop system pushes four signed dossiers (detached JWS, the demo CA that
+   ``lienthong init`` made): a citizen's and an officer's are accepted, one changed after signing and
+   one signed with a revoked certificate are refused, and the citizen's access report shows the
+   verdicts (gateway/demo_signed.py);
+5. five official documents (edXML) go between Tuyên Quang's departments and two ministries, one
+   pulled by Nghệ An, with their statuses back (received, assigned, done, refused, recalled)
+   (gateway/documents/demo.py);
+6. a call without a token, and a call to a service the client may not use, are refused;
 
 and checks that the upstreams received what was sent and that every exchange, refused ones
 included, has its audit record.
@@ -44,6 +51,9 @@ from rich.table import Table
 
 from gateway.client import tool_client
 from gateway.config import load_config
+from gateway.demo_pki import FOLDER as PKI_FOLDER
+from gateway.demo_signed import SignedOutcome, signed_dossiers, signed_table
+from gateway.documents.demo import DocumentOutcome, documents_table, exchange_documents
 from gateway.errors import describe
 from gateway.flows.demo import FlowOutcome, flows_table, run_joint_procedures
 from gateway.init import NGHE_AN, POPULATION, PORTAL, TUYEN_QUANG, Ports, initialise
@@ -74,11 +84,16 @@ class Scenario:
     sim_dvcqg: str  # the portal simulator's base URL, to check what arrived upstream
     sim_onestop: str = ""  # Hà Giang's one-stop simulator, to check what was routed down
     sim_residence: str = ""  # the residence registry's simulator, switched down and back
+    sim_dms: str = ""  # Tuyên Quang's document-management system's simulator
+    sim_platform: str = ""  # the national document exchange platform's simulator
     sent: dict[str, str] = field(default_factory=dict)  # exchange id -> what it was
     checks: list[Outcome] = field(default_factory=list)
     refused: list[tuple[str, int, str]] = field(default_factory=list)
     verified: Counter[str] = field(default_factory=Counter)
     flows: list[FlowOutcome] = field(default_factory=list)  # the joint procedures, for the report
+    signed: list[SignedOutcome] = field(default_factory=list)  # the signed dossiers, for the report
+    documents: list[DocumentOutcome] = field(default_factory=list)  # the official documents
+    pki: Path | None = None  # the demo CA's folder (gateway/demo_pki.py): the signers' keys
     client_keys: dict[str, Any] = field(default_factory=dict)  # client -> private JWK (private_key_jwt)
     step: str = "starting"  # what the scenario is doing, for an error message that says so
 
@@ -190,6 +205,22 @@ async def play(sc: Scenario) -> None:
                  f"{sum(answers)}/20 answered; TonTai true {sc.verified['True']}, "
                  f"false {sc.verified['False']}")
 
+        if sc.pki is not None:
+            sc.doing("pushing signed dossiers: two valid, one changed after signing, one revoked signer")
+            auditor = f"{PORTAL}/KIEMTOAN"
+            # The owner is the citizen the console hint names, so that their report shows verdicts.
+            sc.signed = await signed_dossiers(http, sc.base, t_motcua, motcua, sc.pki, sc.sim_dvcqg,
+                                              dossiers(24)[20:], exchange, sc.check, sc.secrets[auditor],
+                                              citizens[1].so_dinh_danh)
+            sc.refused += [(f"signed dossier {o.what}", o.status, o.reason) for o in sc.signed
+                           if o.status != 202]
+
+        if sc.sim_dms and sc.sim_platform:
+            sc.doing("exchanging five official documents and their statuses")
+            sc.documents = await exchange_documents(
+                http, sc.base, sc.secrets, sc.sim_dms, sc.sim_platform,
+                lambda xid, label: sc.sent.__setitem__(xid, label), sc.check)
+
         sc.doing("sending the calls that must be refused")
         r = await exchange("no token", None, motcua, f"{PORTAL}/DVCQG/DongBoHoSoMC", batch[0])
         sc.refused.append(("call without a token", r.status_code, r.json().get("detail", "")))
@@ -268,6 +299,10 @@ def _report(sc: Scenario, config_path: Path, database: str) -> bool:
     console.print(refused)
     if sc.flows:
         console.print(flows_table(sc.flows))
+    if sc.signed:
+        console.print(signed_table(sc.signed))
+    if sc.documents:
+        console.print(documents_table(sc.documents))
 
     checks = Table(title="Checks", show_header=False)
     checks.add_column("")
@@ -315,11 +350,15 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
         with console.status("starting the simulators and the gateway…"):
             _wait_ready(f"http://127.0.0.1:{ports.rest}/_sim/received", procs)
             _wait_ready(f"http://127.0.0.1:{ports.residence}/_sim/received", procs)
+            _wait_ready(f"http://127.0.0.1:{ports.document_platform}/_sim/received", procs)
             _wait_ready(f"{base}/readyz", procs)
         sc = Scenario(base=base, secrets=init.secrets, sim_dvcqg=f"http://127.0.0.1:{ports.dvcqg}",
                       sim_onestop=f"http://127.0.0.1:{ports.onestop}",
                       sim_residence=f"http://127.0.0.1:{ports.residence}",
-                      client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()})
+                      sim_dms=f"http://127.0.0.1:{ports.dms}",
+                      sim_platform=f"http://127.0.0.1:{ports.document_platform}",
+                      client_keys={c: orjson.loads(k.read_bytes()) for c, k in init.client_keys.items()},
+                      pki=init.config_path.parent / PKI_FOLDER)
         with console.status("playing the scenario…"):
             asyncio.run(play(sc))
         sc.doing("reading the audit log for the report")

@@ -22,7 +22,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -46,8 +46,13 @@ from gateway.context import (
     Validator,
 )
 from gateway.errors import AuditUnavailable, Forbidden, GatewayError
+from gateway.metrics import observe_exchange
 from gateway.policy import Decision, Kept, Policy, compile_fields
 from gateway.ratelimit import Limiter, LocalLimiter
+from gateway.seal import outbound
+
+if TYPE_CHECKING:
+    from gateway.seal import Sealer
 
 __all__ = ["Addressed", "Answer", "AuditSink", "Decode", "Decoded", "Exchange", "Intake", "Pipeline",
            "Ports", "Render", "Rendered", "Result", "Step", "Validator", "standard_checks"]
@@ -77,6 +82,8 @@ class Ports:
     validators: Mapping[str, Validator] = field(default_factory=dict)  # JSON Schema checks by service
     flows: Intake | None = None  # files a joint dossier's flow and answers 202 (gateway/flows)
     signatures: steps.SignatureCheck | None = None  # the trust store's check, when anything asks (signed.py)
+    documents: Intake | None = None  # a document service's edXML exchange (gateway/documents)
+    seal: Sealer | None = None  # the gateway seal on answers and upstream requests (gateway/seal)
 
 
 class Pipeline:
@@ -91,11 +98,18 @@ class Pipeline:
         self.ports = ports
         self.checks: tuple[Step, ...] = tuple(checks) if checks is not None else standard_checks(ports)
 
+        seal = ports.seal
+        # Which upstream requests carry the seal: gateway.upstream.send adds it within outbound().
+        seal_calls = seal if seal is not None and seal.settings.upstream == "all" else None
+        seal_deliveries = seal if seal is not None and seal.settings.upstream != "none" else None
+
         async def send_now(ctx: Result) -> Result:
-            return await steps.send(ctx, ports.connectors, ports.intake, ports.flows)
+            with outbound(seal_calls):
+                return await steps.send(ctx, ports.connectors, ports.intake, ports.flows, ports.documents)
 
         async def invoke_now(ctx: Result) -> Result:
-            return await steps.invoke(ctx, ports.connectors)
+            with outbound(seal_deliveries):
+                return await steps.invoke(ctx, ports.connectors)
 
         self.send: Step = send or send_now
         self.invoke: Step = invoke or invoke_now
@@ -169,6 +183,9 @@ class Pipeline:
         ports = self.ports
         if ctx.error is not None and not ctx.subjects:
             ctx = replace(ctx, subjects=steps.named_subjects(ctx, ports.config, ports.subjects))
+        seal = ports.seal
+        if seal is not None and seal.settings.answers and ctx.exchange.protocol in _FACES:
+            render = _sealed(render, seal)
         try:
             rendered = render(ctx)
         except GatewayError as err:  # the reply cannot be said in the entry point's dialect
@@ -180,7 +197,22 @@ class Pipeline:
             ctx = replace(ctx, error=exc, reply=None)
             rendered = render(ctx)
         _log(ctx, rendered)
+        observe_exchange(ctx.exchange.protocol, ctx.service.id if ctx.service else None, ctx.client,
+                         ctx.error.outcome if ctx.error is not None else "ok",
+                         _us_since(ctx.exchange.started) / 1e6, ctx.upstream_us)
         return ctx, rendered
+
+
+# The answers that leave for a client; a delivery's or a flow step's is kept, not sent to anyone.
+_FACES = frozenset({"rest", "soap"})
+
+
+def _sealed(render: Render, seal: Sealer) -> Render:
+    """``render`` whose answers carry the gateway seal, made once over the final bytes."""
+    def sealed(ctx: Result) -> Rendered:
+        return seal.answer(render(ctx), ctx.exchange.protocol)
+
+    return sealed
 
 
 def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, ...]:
@@ -258,6 +290,7 @@ def record(ctx: Result, rendered: Rendered) -> AuditRecord:
         subjects=ctx.subjects, path=ex.path, query=ex.query,
         agency=(ctx.agency.addressed, ctx.agency.actual) if ctx.agency is not None else None,
         signature=ctx.signature.as_record() if ctx.signature is not None else None,
+        document=ctx.document,
     )
 
 

@@ -6,7 +6,10 @@ of Tuyên Quang (000.00.00.H60, an example code) and Nghệ An (000.00.00.H41), 
 the simulator of its upstream on loopback. Hà Giang (000.00.00.H22) is there as a former agency:
 merged into Tuyên Quang on 1 July 2025 (gateway/agencies.py), so what is still addressed to it goes
 to Tuyên Quang. The agencies of the joint procedures (civil status, residence registration, social
-insurance, postal delivery; example codes) answer the flows' steps from their simulators.
+insurance, postal delivery; example codes) answer the flows' steps from their simulators. Official
+documents (edXML, docs/documents.md) go through the document service between Tuyên Quang's
+departments (its document-management system, pushed to), the ministries (through the national
+document exchange platform, pushed to) and Nghệ An (which pulls).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway import keys
+from gateway import demo_pki, keys
 from gateway.cli_spine import local_operator
 from gateway.oauth.secrets import hash_secret, new_secret
 from gateway.resources import flows_dir, policies_dir
@@ -46,15 +49,32 @@ CLIENTS = {
     # The gateway's own client: the flow engine calls the agencies' services as it.
     f"{PORTAL}/LIENTHONG": "Cổng liên thông: điều phối thủ tục liên thông",
 }
+# The document-management systems and the national document exchange platform (docs/documents.md).
+DOCUMENT_CLIENTS = {
+    f"{TUYEN_QUANG}/QLVB": "Hệ thống quản lý văn bản và điều hành tỉnh Tuyên Quang",
+    f"{NGHE_AN}/QLVB": "Hệ thống quản lý văn bản và điều hành tỉnh Nghệ An",
+    f"{PORTAL}/TRUCVB": "Trục liên thông văn bản quốc gia",
+}
+CLIENTS |= DOCUMENT_CLIENTS
+DOCUMENTS = f"{PORTAL}/LIENTHONG/VanBan"  # the document service (documents: true)
+# The organs (edXML OrganIds, example codes) each document-management system answers for: Tuyên
+# Quang's (Hà Giang's departments merged into them on 1 July 2025) and two ministries on the platform.
+TUYEN_QUANG_ORGANS = {"000.00.00.H60": "UBND tỉnh Tuyên Quang",
+                      "000.01.00.H60": "Văn phòng UBND tỉnh Tuyên Quang",
+                      "000.12.00.H60": "Sở Nội vụ tỉnh Tuyên Quang"}
+MINISTRY_ORGANS = {"000.00.00.G12": "Bộ Nội vụ", "000.00.00.G06": "Bộ Tài chính"}
 # Scopes other than "exchange": the auditor reads the audit log and answers citizens' access reports;
 # the monitoring system (a Prometheus scraper) reads /metrics and nothing else.
-CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"], f"{PORTAL}/GIAMSAT": ["metrics"]}
+CLIENT_SCOPES = {f"{PORTAL}/KIEMTOAN": ["audit.read", "audit.subject"], f"{PORTAL}/GIAMSAT": ["metrics"],
+                 **{client: ["documents"] for client in DOCUMENT_CLIENTS}}
 # Clients that also get a key pair for private_key_jwt: the private key is written for the client
 # (client-keys/, mode 0600), the public key registered in the configuration.
 KEY_CLIENTS = (f"{PORTAL}/DVCQG",)
 
 
 AGENCY_SIMULATORS = ("civil_status", "residence", "social_insurance", "postal")
+# A provincial document-management system and the national document exchange platform.
+DOCUMENT_SIMULATORS = ("dms", "document_platform")
 
 
 @dataclass(frozen=True)
@@ -71,10 +91,12 @@ class Ports:
     residence: int = 0
     social_insurance: int = 0
     postal: int = 0
+    dms: int = 0
+    document_platform: int = 0
 
     def __post_init__(self) -> None:
         fixed = (self.population, self.dvcqg, self.onestop, self.rest) == (9101, 9102, 9103, 9104)
-        for offset, name in enumerate(AGENCY_SIMULATORS, start=5):
+        for offset, name in enumerate(AGENCY_SIMULATORS + DOCUMENT_SIMULATORS, start=5):
             if not getattr(self, name):
                 object.__setattr__(self, name, 9100 + offset if fixed else free_port())
 
@@ -98,6 +120,9 @@ STORE_AND_FORWARD: dict[str, dict[str, object]] = {
     "CapNhatTienDoHoSo": {"delivery": "async", "schema": "dvcqg/progress.json",
                           "dossier": {"message": "progress", "agency": "provider"}},
 }
+# The portal's dossier push for signed dossiers (docs/signatures.md#demo-keys): the same upstream
+# operation, but every dossier must carry a valid detached JWS, checked against the demo CA.
+SIGNED_PUSH = f"{PORTAL}/DVCQG/DongBoHoSoMCKySo"
 
 
 # Services that take a path after their code (gateway/paths.py); every other takes none.
@@ -167,6 +192,10 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
           for name, text in [("DongBoHoSoMC", "Đồng bộ hồ sơ một cửa lên Cổng DVCQG"),
                              ("CapNhatTienDoHoSoMC", "Cập nhật tiến độ xử lý hồ sơ"),
                              ("TraCuuHoSo", "Tra cứu hồ sơ trên Cổng DVCQG")]),
+        {"id": SIGNED_PUSH, "connector": "dvcqg", "upstream": up(ports.dvcqg), "timeout": 10,
+         "options": portal_opts, "operation": "DongBoHoSoMC", "signatures": "required",
+         "description": "Đồng bộ hồ sơ có chữ ký số lên Cổng DVCQG (bắt buộc ký số)",
+         **STORE_AND_FORWARD["DongBoHoSoMC"], **OWNER},
         # The population database: the generic SOAP connector with its WSDL (the published schemas'
         # fields); the request id and the acting official come from the exchange when left out.
         *({"id": f"{POPULATION}/CSDLDC/{name}", "connector": "soap",
@@ -198,6 +227,14 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
         *({"id": f"{subsystem}/{name}", "connector": "rest", "upstream": up(port, f"/{name}"),
            "timeout": 10, "description": text, **({"subjects": subjects} if subjects else {})}
           for subsystem, port, name, text, subjects in agency_services(ports)),
+        # Official documents (docs/documents.md): the document service, and where it pushes them.
+        {"id": DOCUMENTS, "documents": True, "description": "Liên thông văn bản điện tử (edXML)"},
+        {"id": f"{TUYEN_QUANG}/QLVB/NhanVanBan", "connector": "rest", "upstream": up(ports.dms, "/edxml"),
+         "timeout": 10, "delivery": "async",
+         "description": "Nhận văn bản, trạng thái văn bản (hệ thống quản lý văn bản tỉnh)"},
+        {"id": f"{PORTAL}/TRUCVB/sendDocument", "connector": "rest",
+         "upstream": up(ports.document_platform, "/sendDocument"), "timeout": 10, "delivery": "async",
+         "description": "Gửi văn bản, trạng thái văn bản lên Trục liên thông văn bản quốc gia"},
     ]
     return {
         "members": [
@@ -205,14 +242,20 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
                 {"code": "DVCQG", "name": "Cổng Dịch vụ công quốc gia"},
                 {"code": "KIEMTOAN", "name": "Kiểm toán nhật ký liên thông"},
                 {"code": "GIAMSAT", "name": "Giám sát vận hành cổng liên thông"},
-                {"code": "LIENTHONG", "name": "Định tuyến hồ sơ về địa phương (cổng liên thông)"}]},
+                {"code": "LIENTHONG", "name": "Định tuyến hồ sơ về địa phương (cổng liên thông)"},
+                {"code": "TRUCVB", "name": "Trục liên thông văn bản quốc gia"}],
+             "documents": {"organs": list(MINISTRY_ORGANS), "subsystem": "TRUCVB",
+                           "receive": "TRUCVB/sendDocument"}},
             {"id": POPULATION, "name": "Bộ Công an (mã ví dụ)", "subsystems": [
                 {"code": "CSDLDC", "name": "Cơ sở dữ liệu quốc gia về dân cư"},
                 {"code": "CUTRU", "name": "Cơ sở dữ liệu về cư trú"}]},
             {"id": TUYEN_QUANG, "name": "UBND tỉnh Tuyên Quang", "valid_from": REORGANISED,
-             "subsystems": [{"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"}],
+             "subsystems": [{"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"},
+                            {"code": "QLVB", "name": "Hệ thống quản lý văn bản và điều hành"}],
              "routing": {"agencies": ["H60"], "dossier": "MOTCUA/NhanHoSo",
-                         "progress": "MOTCUA/CapNhatTienDoHoSo"}},
+                         "progress": "MOTCUA/CapNhatTienDoHoSo"},
+             "documents": {"organs": list(TUYEN_QUANG_ORGANS), "subsystem": "QLVB",
+                           "receive": "QLVB/NhanVanBan"}},
             # A former agency: its dossier codes (H22...) and services now reach Tuyên Quang.
             {"id": HA_GIANG, "name": "UBND tỉnh Hà Giang", "valid_until": MERGED,
              "successor": TUYEN_QUANG,
@@ -220,7 +263,9 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
              "routing": {"agencies": ["H22"]}},
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An", "subsystems": [
                 {"code": "MOTCUA", "name": "Hệ thống thông tin một cửa điện tử"},
-                {"code": "DANHMUC", "name": "Danh mục dùng chung"}]},
+                {"code": "DANHMUC", "name": "Danh mục dùng chung"},
+                {"code": "QLVB", "name": "Hệ thống quản lý văn bản và điều hành"}],
+             "documents": {"subsystem": "QLVB"}},  # pulls its documents
             {"id": CIVIL_STATUS, "name": "Bộ Tư pháp (mã ví dụ)", "subsystems": [
                 {"code": "HOTICH", "name": "Cơ sở dữ liệu hộ tịch điện tử"}]},
             {"id": SOCIAL_INSURANCE, "name": "Bảo hiểm xã hội Việt Nam (mã ví dụ)", "subsystems": [
@@ -231,7 +276,8 @@ def catalog(ports: Ports, host: str = "127.0.0.1") -> dict[str, object]:
         "services": services,
         "simulators": {"population": {"port": ports.population}, "dvcqg": {"port": ports.dvcqg},
                        "onestop": {"port": ports.onestop}, "rest": {"port": ports.rest},
-                       **{name: {"port": getattr(ports, name)} for name in AGENCY_SIMULATORS}},
+                       **{name: {"port": getattr(ports, name)}
+                          for name in AGENCY_SIMULATORS + DOCUMENT_SIMULATORS}},
     }
 
 
@@ -247,12 +293,24 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
     if force and keys_dir.exists():
         shutil.rmtree(keys_dir)
     keys.ensure_keys(keys_dir)
+    # The console's cookie key, here rather than made at run time in state_dir, so that every
+    # replica mounting keys/ accepts every other's cookies (gateway/state.py).
+    from gateway.console.sessions import load_or_create_key
+
+    load_or_create_key(keys_dir)
+    # The gateway seal (docs/signatures.md#gateway-seal): a self-signed ES256 key, sealing on.
+    from gateway.seal.keys import ensure_seal_key
+
+    ensure_seal_key(keys_dir / "seal", "ES256", "Liên Thông gateway seal (demo)")
     policy_target = target / "policies"
     policy_target.mkdir(exist_ok=True)
     for source in sorted(policies_dir().glob("*.yaml")):
         shutil.copyfile(source, policy_target / source.name)
     # The joint procedures (docs/flows.md): flows_dir's default, "flows", is this folder.
     shutil.copytree(flows_dir(), target / "flows", dirs_exist_ok=True)
+    # A throwaway CA for the signed dossiers (gateway/demo_pki.py), made anew each time.
+    shutil.rmtree(target / demo_pki.FOLDER, ignore_errors=True)
+    demo_pki.create(target / demo_pki.FOLDER)
 
     secrets = {client: new_secret() for client in CLIENTS}
     client_keys = {client: keys.new_client_key(target / "client-keys", client) for client in KEY_CLIENTS}
@@ -270,7 +328,11 @@ def initialise(target: Path, *, ports: Ports = Ports(), database: str | None = N
         # Who may run the commands that change state (docs/security.md#the-command-line): the
         # account that made this configuration; add the other operators' accounts.
         "cli": {"operators": [local_operator().account]},
+        # The gateway signs its answers and deliveries (X-Gateway-Seal); keys in keys/seal/.
+        "seal": {"enabled": True, "answers": True, "upstream": "deliveries"},
         **catalog(ports),
+        # The trust store of signed requests: the demo CA above; put the licensed CAs' there.
+        "signatures": demo_pki.trust_settings(),
         "clients": [{"id": cid, "name": name, "secret_hash": hash_secret(secrets[cid]),
                      **({"jwks": keys.public_jwks_of(client_keys[cid])} if cid in client_keys else {}),
                      "scopes": CLIENT_SCOPES.get(cid, ["exchange"])} for cid, name in CLIENTS.items()],

@@ -16,6 +16,10 @@ from gateway.audit.record import SubjectHasher
 from gateway.config import Config
 from gateway.connector import Connector, ConnectorContext
 from gateway.delivery import Deliveries
+from gateway.delivery.retention import RetentionTimer
+from gateway.documents.desk import DocumentDesk
+from gateway.documents.outbox import Outbox
+from gateway.documents.store import DocumentStore
 from gateway.exchange import Pipeline, Ports, standard_checks
 from gateway.flows import load_flows
 from gateway.flows.engine import FlowEngine
@@ -26,6 +30,7 @@ from gateway.oauth.server import TokenServer
 from gateway.oauth.verifier import TokenVerifier
 from gateway.policy import Policy
 from gateway.resources import schemas_dir
+from gateway.seal import Sealer, SealKeyError, load_sealer
 from gateway.signed import trust_check
 from gateway.spine import authenticated
 from gateway.storage.db import create_engine
@@ -51,6 +56,9 @@ class Runtime:
     security: Security
     deliveries: Deliveries
     flows: FlowEngine | None = None
+    documents: DocumentDesk | None = None
+    seal: Sealer | None = None  # the gateway seal (gateway/seal), None when seal.enabled is false
+    retention: RetentionTimer | None = None  # delivery.retention_days' hourly purge, once started
 
     @property
     def jwks(self) -> list[dict[str, Any]]:
@@ -75,6 +83,10 @@ class Runtime:
         except ValueError as exc:
             raise StartupError(f"signatures: {exc} (a service or policy rule asks for signatures; "
                                "see docs/signatures.md)") from None
+        try:
+            seal = load_sealer(config)
+        except SealKeyError as exc:
+            raise StartupError(f"seal: {exc} (see docs/signatures.md#gateway-seal)") from None
         engine = create_engine(config.database_url)
         security = Security.build(config, engine, keys_dir, policies_dir)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
@@ -91,7 +103,7 @@ class Runtime:
             raise StartupError("the joint procedures do not check:\n" +
                                "\n".join(f"  {problem}" for problem in found.problems))
         for service in config.services:
-            if service.route or service.flow is not None:
+            if service.route or service.flow is not None or service.documents:
                 continue  # stored for the receiving member's service, or the flow's steps' services
             try:
                 factory = plugins.load(plugins.CONNECTORS, service.connector)
@@ -107,18 +119,23 @@ class Runtime:
             raise StartupError(str(exc)) from None
         flows = FlowEngine(config, found, FlowStore(engine), deliveries.store, config.flows_client,
                            max_attempts=config.delivery.max_attempts) if found.flows else None
+        documents = None
+        if any(service.documents for service in config.services):
+            store = DocumentStore(engine)
+            documents = DocumentDesk(config, store, Outbox(store, deliveries.store, deliveries.poke))
         ports = Ports(
             config=config, tokens=functools.partial(authenticated, security.verifier, config),
             policy=policy, connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
             limiter=security.limiter, intake=deliveries.intake, validators=deliveries.validators,
-            flows=flows.file if flows is not None else None, signatures=signatures)
+            flows=flows.file if flows is not None else None, signatures=signatures, seal=seal,
+            documents=documents)
         pipeline = Pipeline(ports)
         deliveries.attach(pipeline, queued=found.called)
         if flows is not None:
             flows.attach(ports, standard_checks(ports, authenticated=False), deliveries.intake)
         return cls(config=config, engine=engine, audit=audit, http=http, connectors=connectors,
                    pipeline=pipeline, token_server=security.token_server, verifier=security.verifier,
-                   security=security, deliveries=deliveries, flows=flows)
+                   security=security, deliveries=deliveries, flows=flows, documents=documents, seal=seal)
 
     def start(self) -> None:
         self.audit.start()
@@ -126,13 +143,23 @@ class Runtime:
         self.deliveries.start()
         if self.flows is not None and self.config.delivery.workers:  # where the workers run
             self.flows.start()
+        if self.documents is not None and self.config.delivery.workers:
+            self.documents.outbox.start()  # hands over what a crash left stored but not queued
+        days = self.config.delivery.retention_days
+        if days is not None and self.config.delivery.workers:  # inside the event loop
+            self.retention = RetentionTimer(self.engine, self.audit, days)
+            self.retention.start()
 
     def _use_policy(self, policy: Policy) -> None:
         self.pipeline.policy = policy
 
     async def stop(self) -> None:
+        if self.retention is not None:
+            await self.retention.stop()
         if self.flows is not None:
             await self.flows.stop()  # before the queue: a step being stored still needs it
+        if self.documents is not None:
+            await self.documents.outbox.stop()  # before the queue, which it writes to
         await self.deliveries.stop()  # first: deliveries in flight still need connectors and audit
         await self.security.stop()
         for connector in self.connectors.values():

@@ -246,7 +246,7 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
     own (XML enveloped, PDF, CMS) or a detached JWS in ``X-JWS-Signature``. The verdict goes into
     the context (and so the audit record); ``required`` refuses any but a valid one."""
     asked = signatures_asked(ctx)
-    if asked is None:
+    if asked is None or _unsigned_document_call(ctx):
         return ctx
     if check is None:  # a reloaded rule asks, but start-up loaded no trust store: fail closed
         raise stop(ctx, ServerError(f"{ctx.exchange.service_id} asks for signed requests and this "
@@ -259,6 +259,15 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
         return ctx
     raise stop(ctx, SignatureInvalid(f"the request's signature is not accepted ({verdict.reason}): "
                                      f"{verdict.message}", reason=verdict.reason))
+
+
+def _unsigned_document_call(ctx: Result) -> bool:
+    """A document service's pull calls (pending, fetch, confirm: docs/documents.md) carry no
+    document; only what is sent to it (``POST`` at the service itself: a package or a status
+    message, signed in its edXML header) has a signature to verify."""
+    service, _ = ctx.target()
+    sent = ctx.exchange.method == "POST" and not ctx.exchange.path.strip("/")
+    return bool(service.documents) and not sent
 
 
 def validate(ctx: Result, validators: Mapping[str, Validator]) -> Result:
@@ -277,12 +286,15 @@ def validate(ctx: Result, validators: Mapping[str, Validator]) -> Result:
 
 
 async def send(ctx: Result, connectors: Mapping[str, Connector], intake: Intake | None,
-               flows: Intake | None = None) -> Result:
+               flows: Intake | None = None, documents: Intake | None = None) -> Result:
     """A joint dossier files its flow (gateway/flows); an async service's request is stored for
-    the delivery workers; both are answered 202. Any other goes to the connector now. Errors from
-    here on are the outcome, not a refusal."""
+    the delivery workers; both are answered 202. A document service's request is the edXML
+    exchange's (gateway/documents). Any other goes to the connector now. Errors from here on are
+    the outcome, not a refusal."""
     service, _ = ctx.target()
-    if service.flow is not None:
+    if service.documents:
+        store, missing = documents, "runs no document exchange"
+    elif service.flow is not None:
         store, missing = flows, "runs no joint procedures"
     elif service.delivery == "async":
         store, missing = intake, "runs no delivery queue"

@@ -21,6 +21,7 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.errors import ServerError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.seal import outbound_headers
 
 
 class _NoCookies(httpx.Cookies):
@@ -86,7 +87,9 @@ def transport_failure(exc: Exception, target: str) -> ServerError:
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: float,
                content: bytes | None = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
-    """One request, answered in full within ``deadline`` seconds, or a gateway error."""
+    """One request, answered in full within ``deadline`` seconds, or a gateway error. Inside
+    ``gateway.seal.outbound`` the request carries the gateway seal over ``content``."""
+    headers = outbound_headers(content, headers)
     try:
         async with asyncio.timeout(deadline):
             return await http.request(method, url, content=content or None, headers=headers,

@@ -154,7 +154,7 @@ def test_init_writes_a_configuration_that_checks(tmp_path: Path) -> None:
     assert yaml.safe_load(config.read_text())["listen"]["port"] == 8181
     checked = run("check", "--config", str(config))
     assert checked.exit_code == 0 and checked.output.strip().endswith(": OK")
-    assert re.search(r"\d+ services, 6 clients, \d+ policy rules", checked.output)
+    assert re.search(r"\d+ services, 9 clients, \d+ policy rules", checked.output)
 
     again = run("init", str(target))
     assert "exists" in failed(again) and "--force" in again.output

@@ -320,6 +320,52 @@ def test_subject_report(console: Console) -> None:
     assert "VN-canbo.tran" not in page.text  # the rule does not disclose the official
 
 
+def test_subject_report_shows_signature_verdicts(console: Console, tmp_path: Path) -> None:
+    """A signed dossier's verdict in its owner's report, in the API and on the page: the signer, and
+    valid or why not (issue 14, item 2). Signed with the demo CA `lienthong init` wrote."""
+    from gateway.demo_pki import FOLDER, load_signer
+    from gateway.demo_signed import SIGNED_PUSH, sign_detached
+
+    owner = "079203000111"
+    console.runtime.connectors[SIGNED_PUSH] = console.runtime.connectors[PUSH]
+    signers = {label: load_signer(tmp_path / "gw" / FOLDER, label) for label in ("citizen", "revoked")}
+    auth = {"Authorization": f"Bearer {console.token(MOTCUA)}", "Content-Type": "application/json"}
+    for number, (label, status) in enumerate([("citizen", 202), ("revoked", 403)], start=101):
+        body = json.dumps({"MaHoSo": f"H60.23-20260101-{number:07d}", "MaTTHC": "1.001193.000.00.00.H22",
+                           "TenTTHC": "Khai sinh", "ChuHoSo": "Nguyễn Văn An", "LoaiDoiTuong": "1",
+                           "MaDoiTuong": owner, "NgayTiepNhan": "20260101090000",
+                           "NgayHenTra": "20260106170000", "TrangThaiHoSo": "2"}, ensure_ascii=False).encode()
+        r = console.client.post(f"/r1/{SIGNED_PUSH}", content=body,
+                                headers={**auth, "X-JWS-Signature": sign_detached(body, signers[label])})
+        assert r.status_code == status, r.text
+    console.verify_citizen(owner, console.token(PORTAL))  # asks for no signature: none shown
+
+    auditor = "VN/GOV/000.00.00.G22/KIEMTOAN"
+    r = console.client.post("/oauth/token", auth=(auditor, console.secrets[auditor]),
+                            data={"grant_type": "client_credentials", "scope": "audit.subject"})
+    report = console.client.post("/audit/subject-report", json={"subject": owner},
+                                 headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    accesses = report.json()["accesses"]
+    assert [a["signature"] for a in accesses if "signature" in a] == [
+        {"valid": True, "reason": "ok", "signer": signers["citizen"].subject},
+        {"valid": False, "reason": "revoked", "signer": signers["revoked"].subject}]
+    # the verification asked for none; nor does the delivery of the accepted dossier (checked at intake)
+    assert any(a["service"]["id"] == VERIFY and "signature" not in a for a in accesses)
+
+    console.sign_in("kiemtoan")
+    csrf = console.csrf("/console/subjects")
+    r = console.client.post("/console/subjects", data={"csrf": csrf, "personal_id": owner},
+                            follow_redirects=False)
+    page = console.client.get(r.headers["location"]).text
+    # a cell a row: the accesses above, the API's report (an access too), maybe the delivery since
+    assert "<th>Chữ ký số</th>" in page and page.count('<td class="signature">') > len(accesses)
+    assert signers["citizen"].subject in page and signers["revoked"].subject in page
+    assert "chứng thư đã bị thu hồi" in page  # the reason, in words
+    console.client.cookies.set("lt_lang", "en")
+    english = console.client.get(r.headers["location"]).text
+    assert "certificate revoked" in english and "<th>Signature</th>" in english
+
+
 def test_operator_retries_a_dead_delivery(console: Console) -> None:
     """A delivery the portal refused is dead; the operator retries it and it is delivered."""
     console.upstream_fails = True

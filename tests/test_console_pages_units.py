@@ -18,6 +18,7 @@ from gateway.console import (
     page_auth,
     page_catalog,
     page_deliveries,
+    page_documents,
     page_flows,
     page_log,
     page_overview,
@@ -233,11 +234,13 @@ EXPECTED: dict[str, Table] = {
                          "deliveries.replay")],
     "page_flows": [("/flows", ("GET",), "flows", "flows"),
                    ("/flows/{flow_id}", ("GET",), "flows", "flows.show")],
+    "page_documents": [("/documents", ("GET",), "documents", "documents"),
+                       ("/documents/{doc_id}", ("GET",), "documents", "documents.show")],
     "page_catalog": [("/catalog", ("GET",), "catalog", "catalog")],
 }
 MODULES = {"page_auth": page_auth, "page_overview": page_overview, "page_log": page_log,
            "page_subjects": page_subjects, "page_deliveries": page_deliveries, "page_flows": page_flows,
-           "page_catalog": page_catalog}
+           "page_documents": page_documents, "page_catalog": page_catalog}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

@@ -21,6 +21,7 @@ from gateway.console.oidc import role_from_claims
 from gateway.console.permissions import PAGES, allowed
 from gateway.console.sessions import Session, SessionCodec, load_or_create_key
 from gateway.console.users import UserError, UserStore
+from gateway.signatures.verdict import REASONS
 from gateway.storage.db import create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ DYNAMIC = {  # prefixes templates join with a value, and every value they can ta
     "outcome.": ("ok", "refused", "failed"), "role.": ("auditor", "operator", "admin"),
     "window.": ("24h", "7d", "30d"), "period.": ("month", "quarter", "year"),
     "health.": ("up", "degraded", "down", "idle"), "state.": ("dead", "pending", "delivered", "cancelled"),
-    "deliveries.done_": ("retried", "replayed"),
+    "deliveries.done_": ("retried", "replayed"), "signature.reason.": REASONS,
 }
 
 

@@ -160,3 +160,6 @@ def test_demo_runs_and_reports(tmp_path: object) -> None:
     rows = [line for line in out.stdout.splitlines() if "Khai sinh 3 trong 1" in line or "Khai tử" in line]
     assert len(rows) == 15 and sum("completed" in r for r in rows) == 14 and "rejected" in "".join(rows)
     assert "14/14 completed" in out.stdout and "3/3 waited, then completed" in out.stdout
+    # the official documents: five with their statuses, one copy pulled (gateway/documents/demo.py)
+    assert "Official documents (edXML)" in out.stdout and "13/13 answered 202" in out.stdout
+    assert "Nghệ An pulled its copy" in out.stdout and "7 of 7 messages held" in out.stdout

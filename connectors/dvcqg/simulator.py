@@ -226,7 +226,8 @@ def create_app(seed: int = 2026) -> ASGIApp:
             asked = None
         service = asked.get("service") if isinstance(asked, dict) else None
         recorder.add(service if isinstance(service, str) else "api", body,
-                     dstcode=request.headers.get("dstcode"))
+                     dstcode=request.headers.get("dstcode"),
+                     seal=request.headers.get("x-gateway-seal"))  # the gateway seal, for receivers' tests
         if asked is None:
             return json_response(_answer(codes.INVALID_REQUEST, "Dữ liệu yêu cầu không đúng định dạng JSON"))
         return json_response(portal.handle(asked))

@@ -70,6 +70,7 @@ class AuditRecord:
     query: str = ""  # the query string, as the client sent it
     agency: tuple[str, str] | None = None  # (addressed, actual) member ids of a message to an agency
     signature: dict[str, Any] | None = None  # the verdict on the request's signature (Verdict.as_record)
+    document: dict[str, Any] | None = None  # an edXML exchange: the document's id, kind and digests
 
     def leaf(self) -> bytes:
         """The canonical JSON bytes of this record: what the log stores and hashes."""
@@ -106,6 +107,8 @@ class AuditRecord:
             doc["agency"] = {"addressed": self.agency[0], "actual": self.agency[1]}
         if self.signature is not None:
             doc["signature"] = self.signature
+        if self.document is not None:
+            doc["document"] = self.document
         numbers = [self.status, self.total_us, self.upstream_us, self.request.size,
                    self.response.size]
         for digest in (self.upstream_request, self.upstream_response):

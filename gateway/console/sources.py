@@ -1,6 +1,6 @@
 """Where the console's data comes from: the audit log and its checkpoints, the delivery queue, the
-dossier KPIs, the joint procedures and their KPIs, the policy and the catalog, read through their
-own modules (never over HTTP).
+dossier KPIs, the joint procedures and their KPIs, the official documents and theirs, the policy and
+the catalog, read through their own modules (never over HTTP).
 
 ``ConsoleData`` is the one interface the pages use. It is built from the running gateway's
 ``Runtime`` and the gateway's ``AuditService`` (``app.state.audit``: checkpoint signer, verifier key,
@@ -30,6 +30,7 @@ from gateway.policy import Rule
 
 if TYPE_CHECKING:  # the runtime imports the delivery package; the console only reads both
     from gateway.delivery.store import DeliveryStore
+    from gateway.documents.stats import DocumentFacts
     from gateway.flows.definition import Flow
     from gateway.flows.store import FlowRow
     from gateway.runtime import Runtime
@@ -210,11 +211,45 @@ class ConsoleData:
 
         return FlowStore(self.engine).get(flow_id)
 
+    def flow_notifications(self, flow: FlowRow) -> list[dict[str, Any]]:
+        """What the flow told the portal and the filing system so far, with their deliveries."""
+        engine = self.runtime.flows
+        return engine.notifications(flow) if engine is not None else []
+
     def flow_kpis(self, period: str, now_us: int) -> dict[str, Any]:
         from gateway.flows import stats
 
         limits = {n: f.legal_limit for n, f in self.flow_definitions.items()}
         return stats.report(self.engine, period=period, limits=limits, now_us=now_us)
+
+    # -- official documents (edXML) --------------------------------------------------------------
+
+    def document_list(self, *, organ: str | None = None, outcome: str | None = None,
+                      start: str | None = None, end: str | None = None,
+                      limit: int = 100) -> list[DocumentFacts]:
+        """Documents, newest first, accepted in the window (portal moments), sent or received by
+        ``organ`` (an OrganId or a member id), whose fate is ``outcome``; their header facts and
+        copies, never their attachments."""
+        from gateway.documents import stats
+
+        conds = stats.window(start, end)
+        if organ:
+            conds.append(stats.of_agency(organ))
+        with self.engine.connect() as conn:
+            found = stats.load(conn, *conds, limit=limit * 10 if outcome else limit, newest_first=True)
+        return [d for d in found if outcome is None or d.outcome == outcome][:limit]
+
+    def document_trace(self, document: str) -> dict[str, Any] | None:
+        from gateway.documents import stats
+
+        with self.engine.connect() as conn:
+            return stats.trace(conn, document)
+
+    def document_kpis(self, period: str, start: str | None, end: str | None, agency: str | None,
+                      now_us: int) -> dict[str, Any]:
+        from gateway.documents import stats
+
+        return stats.report(self.engine, period=period, start=start, end=end, agency=agency, now_us=now_us)
 
     # -- catalog and policy ----------------------------------------------------------------------
 

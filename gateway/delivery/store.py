@@ -13,7 +13,7 @@ use, and hands each call to the part whose job it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -49,6 +49,12 @@ class DeliveryStore:
         self.reader = reader_for(engine)
         self.queue = DeliveryQueue(engine, self.reader, batch_max=batch_max, batch_wait_ms=batch_wait_ms)
         self.views = DeliveryViews(self.reader)
+        self.listeners: list[Callable[[Claimed, Outcome], None]] = []
+
+    def listen(self, callback: Callable[[Claimed, Outcome], None]) -> None:
+        """``callback`` is told, in the workers' event loop, of every attempt's outcome that this
+        process's workers record (once committed): the flow engine waits for its steps' so."""
+        self.listeners.append(callback)
 
     @property
     def batches(self) -> int:

@@ -195,6 +195,12 @@ class Dispatcher:
         outcome = self.outcome(item, service, ctx, rendered, lane)
         if not await self.store.complete(outcome):
             log.warning("delivery_lease_lost", delivery=item.id, attempt=item.attempts)
+            return
+        for listener in self.store.listeners:
+            try:
+                listener(item, outcome)
+            except Exception as exc:  # a listener's bug must not undo a recorded attempt
+                log.error("delivery_listener_failed", delivery=item.id, error=type(exc).__name__)
 
     def context(self, item: Claimed, service: Service) -> Result:
         """The stored request as the pipeline's context, as it stood when it was accepted."""
@@ -213,7 +219,7 @@ class Dispatcher:
                       .hexdigest(), client=item.client, service=service, operation=item.operation,
                       rule=item.rule, payload=payload, subjects=item.subjects,
                       agency=Addressed(item.addressed, member_of(service.id)) if item.addressed
-                      else None)
+                      else None, document=delivered_document(item))
 
     def outcome(self, item: Claimed, service: Service, ctx: Result, rendered: Rendered,
                 lane: Lane) -> Outcome:
@@ -244,6 +250,15 @@ class Dispatcher:
                     retryable=retry)
         return Outcome(item.id, item.lease, DEAD, error=error, response_status=rendered.status,
                        response=rendered.body)
+
+
+def delivered_document(item: Claimed) -> dict[str, Any] | None:
+    """An edXML message pushed to a recipient (gateway/documents/outbox.py, operation
+    ``edxml.package`` or ``edxml.status``): its document's id and digest, for the attempt's record."""
+    if not item.operation.startswith("edxml."):
+        return None
+    return {"id": item.dossier, "kind": item.operation[len("edxml."):], "sha256": item.body_sha256,
+            "size": len(item.body)}
 
 
 def describe_error(err: GatewayError, attempt: int) -> dict[str, Any]:
