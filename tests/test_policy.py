@@ -214,7 +214,7 @@ def test_policy_check_command(tmp_path: Path) -> None:
     from gateway.cli import main
 
     ok = CliRunner().invoke(main, ["policy", "check", "--dir", str(policies_dir())])
-    assert ok.exit_code == 0 and "9 rules, 2 groups: OK" in ok.output
+    assert ok.exit_code == 0 and "10 rules, 2 groups: OK" in ok.output
     (tmp_path / "p.yaml").write_text("rules:\n  - name: a\n    services: [x]\n    groups: [g]\n")
     bad = CliRunner().invoke(main, ["policy", "check", "--dir", str(tmp_path)])
     assert bad.exit_code == 1
