@@ -49,7 +49,8 @@ lint:
 	.venv/bin/mypy
 
 bench:
-	@bash scripts/venv.sh
+	@bash scripts/venv.sh bench
+	@bash scripts/bench-tools.sh
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
 
 # Start the test servers and print their URLs (handy for running pytest by hand).

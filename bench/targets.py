@@ -9,12 +9,18 @@ Adding a target is adding a ``Target`` to ``TARGETS``; a new kind of process is 
 Everything runs from one temporary folder: ``gateway.init.initialise`` writes the configuration, keys,
 policies and client secrets there, and each gateway variant gets its own configuration file and its
 own fresh SQLite database beside it.
+
+Two upstreams are measured: the simulators (real servers, with their own cost) and, as issue 17 sets,
+nginx answering fixed bytes (``fixed``: the simulators' own answers to the bench's requests, captured
+once), so that the upstream is never the bottleneck. Each has nginx as a plain reverse proxy in front
+of it as the reference, and the gateway in front of it (variant ``fixed`` for the second).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -162,7 +168,7 @@ class Gateway:
 class Bench:
     """The temporary folder, the ports, and the processes started for the targets (stopped on exit)."""
 
-    GATEWAYS = ("aiohttp", "httpx")
+    GATEWAYS = ("aiohttp", "httpx", "fixed")  # fixed: aiohttp, echo and verify on the fixed upstream
 
     def __init__(self, root: Path, *, workers: int) -> None:
         self.root = root
@@ -170,6 +176,9 @@ class Bench:
         self.ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
                            onestop=free_port(), rest=free_port())
         self.nginx_ports = {"rest": free_port(), "population": free_port()}
+        # The fixed upstream's ports (echo, verify) and those of nginx in front of it.
+        self.fixed_ports = {"rest": free_port(), "population": free_port()}
+        self.fixed_proxy_ports = {"rest": free_port(), "population": free_port()}
         init = initialise(root / "gateway", ports=self.ports)
         self.config = init.config_path
         self.secrets = init.secrets
@@ -193,7 +202,13 @@ class Bench:
         data["database"] = f"sqlite:///{database.name}"
         data["listen"]["port"] = port
         data["token"]["lifetime"] = TOKEN_LIFETIME
-        data["upstream"] = {"transport": variant}
+        data["upstream"] = {"transport": "httpx" if variant == "httpx" else "aiohttp"}
+        if variant == "fixed":
+            fixed = {ECHO_SERVICE: f"http://127.0.0.1:{self.fixed_ports['rest']}/echo",
+                     VERIFY_SERVICE: f"http://127.0.0.1:{self.fixed_ports['population']}/dancu"}
+            for service in data["services"]:
+                if service["id"] in fixed:
+                    service["upstream"] = fixed[service["id"]]
         path = self.config.parent / f"config-{variant}.yaml"
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return Gateway(variant, path, database, port)
@@ -271,36 +286,55 @@ class Bench:
                        timeout=5).raise_for_status()
 
     def start_nginx(self) -> None:
+        """nginx as a plain reverse proxy to the simulators."""
+        self._nginx("nginx", self.workers, "".join(
+            _proxy_block(name, self.nginx_ports[name], port)
+            for name, port in {"rest": self.ports.rest, "population": self.ports.population}.items()))
+
+    def start_fixed(self) -> None:
+        """nginx answering every request with the bytes the simulators answer the bench's requests
+        (captured from them once, then stopped): an upstream that costs next to nothing."""
+        answers = self._captured_answers()
+        self._nginx("fixed", 1, "".join(
+            _fixed_block(self.fixed_ports[name], content_type, body)
+            for name, (content_type, body) in answers.items()))
+
+    def start_fixed_proxy(self) -> None:
+        """nginx as a plain reverse proxy to the fixed upstream: the reference of issue 17."""
+        self._nginx("nginx-fixed", self.workers, "".join(
+            _proxy_block(f"fixed_{name}", self.fixed_proxy_ports[name], port)
+            for name, port in self.fixed_ports.items()))
+
+    def _captured_answers(self) -> dict[str, tuple[str, bytes]]:
+        """What the simulators answer the bench's echo and verify requests: (content type, body)."""
+        answers: dict[str, tuple[str, bytes]] = {}
+        for name, build in (("rest", _echo_direct), ("population", _soap(lambda b: b.ports.population))):
+            started = f"sim:{name}" not in self.procs
+            self.ensure(f"sim:{name}")
+            request = build(self)
+            r = httpx.request(request.method, request.url, headers=request.headers, content=request.body,
+                              timeout=30)
+            r.raise_for_status()
+            answers[name] = (r.headers.get("content-type", "application/octet-stream"), r.content)
+            if started:
+                self.stop(f"sim:{name}")
+        return answers
+
+    def _nginx(self, name: str, workers: int, blocks: str) -> None:
         nginx = shutil.which("nginx") or next(
             (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
         if nginx is None:
-            raise ServiceError("nginx is not installed: apt-get install -y nginx-light (or nginx)")
-        prefix = self.root / "nginx"
+            raise ServiceError("nginx is not installed: bash scripts/bench-tools.sh")
+        prefix = self.root / name
         prefix.mkdir(exist_ok=True)
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (prefix / sub).mkdir(exist_ok=True)
         # nginx's workers drop to an unprivileged user when the master runs as root.
         for path in (self.root, prefix, *prefix.iterdir()):
             path.chmod(0o755)
-        upstreams = {"rest": self.ports.rest, "population": self.ports.population}
-        blocks = "".join(f"""
-    upstream {name} {{
-        server 127.0.0.1:{port};
-        keepalive 64;
-        keepalive_requests 1000000;
-    }}
-    server {{
-        listen 127.0.0.1:{self.nginx_ports[name]} backlog=4096;
-        location / {{
-            proxy_pass http://{name};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-""" for name, port in upstreams.items())
         conf = prefix / "nginx.conf"
         conf.write_text(f"""# written by bench/targets.py
-worker_processes {self.workers};
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -321,20 +355,26 @@ http {{
                               text=True, timeout=30, check=False)
         if test.returncode != 0:
             raise ServiceError(f"nginx rejected its configuration:\n{test.stderr}")
+        ports = [int(p) for p in re.findall(r"listen 127\.0\.0\.1:(\d+)", blocks)]
 
         def ready() -> bool:
-            for port in self.nginx_ports.values():
+            for port in ports:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     pass
             return True
 
-        self._spawn("nginx", [nginx, "-p", str(prefix), "-c", str(conf)], ready)
+        self._spawn(name, [nginx, "-p", str(prefix), "-c", str(conf)], ready)
 
     def start_gateway(self, variant: str) -> None:
         gw = self.gateways[variant]
         self._spawn(f"gateway:{variant}", [self.python, "-m", "gateway", "serve", "--config",
                                            str(gw.config), "--workers", str(self.workers)],
                     lambda: httpx.get(f"{gw.base}/readyz", timeout=2).status_code == 200, timeout=90)
+        # Each worker listens on a socket of its own (gateway/workers.py) once its start-up is done:
+        # connections opened before the last one listens would all stay with the others.
+        deadline = time.monotonic() + 30
+        while _listening(gw.port) < self.workers and time.monotonic() < deadline:
+            time.sleep(0.2)
         for client in (ECHO_CLIENT, VERIFY_CLIENT):
             r = httpx.post(f"{gw.base}/oauth/token", data={"grant_type": "client_credentials"},
                            auth=(client, self.secrets[client]), timeout=30)
@@ -352,6 +392,52 @@ http {{
                 if b"spawn_main" in cmdline:
                     pids.append(pid)
         return pids or [self.pid_of(name)]
+
+
+def _proxy_block(name: str, listen: int, upstream: int) -> str:
+    return f"""
+    upstream {name} {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{listen} backlog=4096;
+        location / {{
+            proxy_pass http://{name};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+
+def _fixed_block(listen: int, content_type: str, body: bytes) -> str:
+    text = body.decode("utf-8")
+    if any(c in text for c in "'$\\"):  # nginx's string syntax: would need escapes it lacks
+        raise ServiceError(f"the fixed answer holds a character nginx's return cannot carry: {text[:80]!r}")
+    return f"""
+    server {{
+        listen 127.0.0.1:{listen} backlog=4096;
+        client_max_body_size 16m;
+        location / {{
+            default_type "{content_type}";
+            return 200 '{text}';
+        }}
+    }}
+"""
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on ``port`` (Linux: /proc/net/tcp and tcp6, state 0A)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -404,8 +490,11 @@ SERVICES: dict[str, Callable[[Bench], None]] = {
     "sim:rest": lambda b: b.start_simulator("rest"),
     "sim:population": lambda b: b.start_simulator("population"),
     "nginx": Bench.start_nginx,
+    "fixed": Bench.start_fixed,
+    "nginx-fixed": Bench.start_fixed_proxy,
     "gateway:aiohttp": lambda b: b.start_gateway("aiohttp"),
     "gateway:httpx": lambda b: b.start_gateway("httpx"),
+    "gateway:fixed": lambda b: b.start_gateway("fixed"),
 }
 
 
@@ -484,6 +573,12 @@ def _echo_gateway(variant: str) -> Callable[[Bench], HttpRequest]:
     return build
 
 
+def _echo_at(port_of: Callable[[Bench], int]) -> Callable[[Bench], HttpRequest]:
+    def build(b: Bench) -> HttpRequest:
+        return HttpRequest(f"http://127.0.0.1:{port_of(b)}/echo", headers=_json_headers(), body=echo_body())
+    return build
+
+
 def _soap(port_of: Callable[[Bench], int]) -> Callable[[Bench], HttpRequest]:
     def build(b: Bench) -> HttpRequest:
         envelope, action = verify_envelope(b.citizen)
@@ -525,4 +620,24 @@ TARGETS: list[Target] = [
            own="gateway:aiohttp",
            check=_verified, available=population_available,
            description="POST /r1/.../CSDLDC/XacThucThongTinCongDan: JSON in, SOAP upstream, JSON out"),
+    # Issue 17's shape: nginx with fixed answers as the upstream, never the bottleneck.
+    Target("fixed", "fixed upstream", "fixed-echo", "upstream", ("fixed",),
+           _echo_at(lambda b: b.fixed_ports["rest"]), own="fixed", check=_echoed,
+           description="nginx answering the echo's answer, fixed bytes"),
+    Target("nginx-fixed", "nginx → fixed", "fixed-echo", "nginx", ("fixed", "nginx-fixed"),
+           _echo_at(lambda b: b.fixed_proxy_ports["rest"]), own="nginx-fixed", check=_echoed,
+           description="nginx as a plain reverse proxy to the fixed upstream (the reference)"),
+    Target("gateway-fixed", "gateway → fixed", "fixed-echo", "gateway", ("fixed", "gateway:fixed"),
+           _echo_gateway("fixed"), gateway="fixed", own="gateway:fixed", check=_echoed,
+           description="POST /r1/.../DANHMUC/echo, every feature on, in front of the fixed upstream"),
+    Target("soap-fixed", "fixed upstream SOAP", "fixed-soap", "upstream", ("fixed",),
+           _soap(lambda b: b.fixed_ports["population"]), own="fixed", check=_verified,
+           available=population_available, description="nginx answering the verify call's envelope"),
+    Target("soap-nginx-fixed", "nginx → fixed SOAP", "fixed-soap", "nginx", ("fixed", "nginx-fixed"),
+           _soap(lambda b: b.fixed_proxy_ports["population"]), own="nginx-fixed", check=_verified,
+           available=population_available, description="nginx as a plain reverse proxy to it"),
+    Target("gateway-soap-fixed", "gateway JSON->SOAP → fixed", "fixed-soap", "gateway",
+           ("fixed", "gateway:fixed"), _verify_gateway("fixed"), gateway="fixed", own="gateway:fixed",
+           check=_verified, available=population_available,
+           description="JSON in, SOAP to the fixed upstream (schema checked both ways), JSON out"),
 ]

@@ -44,6 +44,7 @@ from gateway.context import (
     Step,
     Stop,
     Validator,
+    evolve,
 )
 from gateway.errors import AuditUnavailable, Forbidden, GatewayError
 from gateway.metrics import observe_exchange
@@ -141,7 +142,7 @@ class Pipeline:
     async def refuse(self, exchange: Exchange, error: GatewayError, render: Render) -> Rendered:
         """An exchange the entry point refused before the steps (a bad path, a body too large):
         rendered and audited like any other."""
-        return (await self._complete(replace(_start(exchange), error=error), render))[1]
+        return (await self._complete(evolve(_start(exchange), error=error), render))[1]
 
     async def answer(self, exchange: Exchange, answer: Answer, render: Render) -> Rendered:
         """A call the gateway answers itself (X-Road's metadata services, gateway/metadata.py):
@@ -177,24 +178,24 @@ class Pipeline:
         except Stop as stopped:
             return stopped.result
         except GatewayError as err:  # a step's refusal that taught the context nothing more
-            return replace(ctx, error=err)
+            return evolve(ctx, error=err)
 
     async def _complete(self, ctx: Result, render: Render) -> tuple[Result, Rendered]:
         ports = self.ports
         if ctx.error is not None and not ctx.subjects:
-            ctx = replace(ctx, subjects=steps.named_subjects(ctx, ports.config, ports.subjects))
+            ctx = evolve(ctx, subjects=steps.named_subjects(ctx, ports.config, ports.subjects))
         seal = ports.seal
         if seal is not None and seal.settings.answers and ctx.exchange.protocol in _FACES:
             render = _sealed(render, seal)
         try:
             rendered = render(ctx)
         except GatewayError as err:  # the reply cannot be said in the entry point's dialect
-            ctx = replace(ctx, error=err)
+            ctx = evolve(ctx, error=err)
             rendered = render(ctx)
         try:
             await ports.audit.append(record(ctx, rendered), bodies=kept_bodies(ctx, rendered, ports.policy))
         except AuditUnavailable as exc:
-            ctx = replace(ctx, error=exc, reply=None)
+            ctx = evolve(ctx, error=exc, reply=None)
             rendered = render(ctx)
         _log(ctx, rendered)
         observe_exchange(ctx.exchange.protocol, ctx.service.id if ctx.service else None, ctx.client,
@@ -264,7 +265,7 @@ def _accepted_under(ctx: Result, policy: Policy, kept: Kept | None) -> Result:
     if kept is not None:
         fields = None if kept.fields is None else compile_fields(list(kept.fields))
         decision = replace(decision, fields=fields)
-    return replace(ctx, decision=decision)
+    return evolve(ctx, decision=decision)
 
 
 # -- audit and log ---------------------------------------------------------------------------------
@@ -283,9 +284,11 @@ def record(ctx: Result, rendered: Rendered) -> AuditRecord:
         service=ctx.service.id if ctx.service else ex.service_id[:255],
         operation=ctx.operation, rule=ctx.rule, error=err.code if err is not None else None,
         total_us=_us_since(ex.started), upstream_us=ctx.upstream_us,
-        request=BodyDigest(ctx.request_sha256, len(ex.body)),
+        request=(request := BodyDigest(ctx.request_sha256, len(ex.body))),
         response=BodyDigest.of(rendered.body),
-        upstream_request=BodyDigest.of(reply.wire_request) if reply else None,
+        # A REST call forwards the client's body as it came: hashed once (a 1 MiB dossier: 1.5 ms).
+        upstream_request=(request if reply.wire_request is ex.body else BodyDigest.of(reply.wire_request))
+        if reply else None,
         upstream_response=BodyDigest.of(reply.wire_response) if reply else None,
         subjects=ctx.subjects, path=ex.path, query=ex.query,
         agency=(ctx.agency.addressed, ctx.agency.actual) if ctx.agency is not None else None,

@@ -9,6 +9,7 @@ gateway's endpoints live in the FastAPI app beside it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -31,6 +32,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PREFIX = "/r1/"
 
 
+@functools.lru_cache(maxsize=4096)  # clients call a few paths again and again; bounded for the others
 def split_path(raw_path: str) -> tuple[str, str]:
     """``/r1/VN/GOV/code/SUB/Service[/v1]/rest`` (raw, percent-encoded) -> (service id, the rest of
     the path as opaque segments encoded again, gateway/paths.py).

@@ -1,4 +1,5 @@
-"""Running the gateway under uvicorn (uvloop, httptools), with one or several worker processes."""
+"""Running the gateway under uvicorn (uvloop, httptools), with one or several worker processes
+(several: gateway/workers.py, a socket per worker)."""
 
 from __future__ import annotations
 
@@ -52,9 +53,22 @@ def metrics_folder(workers: int) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+GRACE_SECONDS = 10  # what a stopping worker gives the exchanges in flight
+
+
 def _run(uvicorn: Any, config: Config, workers: int, host: str | None, port: int | None) -> None:
-    uvicorn.run("gateway.serve:app", factory=True, host=host or config.listen.host,
-                port=port if port is not None else config.listen.port, workers=workers,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False,
-                timeout_keep_alive=config.listen.keep_alive)
+    settings: dict[str, Any] = dict(
+        host=host or config.listen.host, port=port if port is not None else config.listen.port,
+        loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS, proxy_headers=False,
+        timeout_keep_alive=config.listen.keep_alive)
+    from gateway import workers as several
+
+    if workers > 1 and several.supported():
+        # A socket per worker, so that the kernel spreads connections evenly (gateway/workers.py).
+        status = several.run(uvicorn.Config("gateway.serve:app", factory=True, **settings), workers,
+                             grace=GRACE_SECONDS)
+        if status:
+            raise SystemExit(status)
+        return
+    uvicorn.run("gateway.serve:app", factory=True, workers=workers, **settings)

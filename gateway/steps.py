@@ -25,7 +25,7 @@ import structlog
 from gateway.agencies import Agencies, Ended, member_of, today
 from gateway.config import Service
 from gateway.connector import Call, Connector, Reply
-from gateway.context import Addressed, Decoded, Intake, Result, Stop, Validator, stop
+from gateway.context import Addressed, Decoded, Intake, Result, Stop, Validator, evolve, stop
 from gateway.errors import (
     Forbidden,
     GatewayError,
@@ -103,7 +103,7 @@ SignatureCheck = Callable[[bytes, str, bytes | None], Awaitable["SignatureVerdic
 def authenticate(ctx: Result, tokens: TokenCheck, catalog: Catalog) -> Result:
     ex = ctx.exchange
     token = tokens(ex.authorization)
-    ctx = replace(ctx, client=token.client_id, scopes=token.scopes)
+    ctx = evolve(ctx, client=token.client_id, scopes=token.scopes)
     if ex.client_header is not None:
         try:
             claimed = normalise_client(ex.client_header)
@@ -136,8 +136,8 @@ def resolve(ctx: Result, catalog: Catalog) -> Result:
     try:
         check_prefix(ex.path, service.extra_path, service.id)
     except GatewayError as err:
-        raise stop(replace(ctx, service=service), err) from None
-    return replace(ctx, service=service, operation=ex.operation or service.operation_name)
+        raise stop(evolve(ctx, service=service), err) from None
+    return evolve(ctx, service=service, operation=ex.operation or service.operation_name)
 
 
 def _successor_service(ctx: Result, catalog: Catalog,
@@ -163,7 +163,7 @@ def _successor_service(ctx: Result, catalog: Catalog,
         raise stop(ctx, UnknownService(
             f"no service {service_id}: {agencies.refusal(addressed, day)}, which has no "
             f"service {successor_id}"))
-    return successor, replace(ctx, agency=Addressed(addressed, actual))
+    return successor, evolve(ctx, agency=Addressed(addressed, actual))
 
 
 def authorise(ctx: Result, policy: Decider, catalog: Catalog) -> Result:
@@ -176,10 +176,10 @@ def authorise(ctx: Result, policy: Decider, catalog: Catalog) -> Result:
     except Forbidden as err:
         carried = _carried(ctx, request, policy, catalog)
         if carried is None:
-            raise Stop(replace(ctx, error=err, rule=err.rule)) from None
+            raise Stop(evolve(ctx, error=err, rule=err.rule)) from None
         decision = carried
     paths = tuple(dict.fromkeys([*service.subjects, *decision.rule.subjects]))
-    return replace(ctx, rule=decision.rule_name, subject_paths=paths, decision=decision)
+    return evolve(ctx, rule=decision.rule_name, subject_paths=paths, decision=decision)
 
 
 def _carried(ctx: Result, request: Request, policy: Decider, catalog: Catalog) -> Decision | None:
@@ -229,7 +229,7 @@ def parse(ctx: Result, subjects: Hasher) -> Result:
     named: tuple[str, ...] = ()
     if ctx.subject_paths and payload is not None:
         named = tuple(subjects(s) for s in subject_ids(payload, list(ctx.subject_paths)))
-    return replace(ctx, payload=payload, decoded=decoded, subjects=named)
+    return evolve(ctx, payload=payload, decoded=decoded, subjects=named)
 
 
 def signatures_asked(ctx: Result) -> Literal["required", "optional"] | None:
@@ -254,7 +254,7 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
     ex = ctx.exchange
     detached = ex.signature.strip().encode("latin-1") if ex.signature else None
     verdict = await check(ex.body, ex.content_type, detached)
-    ctx = replace(ctx, signature=verdict)
+    ctx = evolve(ctx, signature=verdict)
     if verdict.valid or asked == "optional":
         return ctx
     raise stop(ctx, SignatureInvalid(f"the request's signature is not accepted ({verdict.reason}): "
@@ -301,12 +301,12 @@ async def send(ctx: Result, connectors: Mapping[str, Connector], intake: Intake 
     else:
         return await invoke(ctx, connectors)
     if store is None:
-        return replace(ctx, error=ServerError(f"{service.id} is answered later and this gateway "
+        return evolve(ctx, error=ServerError(f"{service.id} is answered later and this gateway "
                                               f"{missing}"))
     try:
         return await store(ctx)
     except GatewayError as err:
-        return replace(ctx, error=err)
+        return evolve(ctx, error=err)
 
 
 async def invoke(ctx: Result, connectors: Mapping[str, Connector]) -> Result:
@@ -330,23 +330,23 @@ async def invoke(ctx: Result, connectors: Mapping[str, Connector]) -> Result:
     except GatewayError as err:
         if fields is not None and ctx.decision is not None:
             err = _withheld(err, service.id, ctx.decision.rule_name)
-        return replace(ctx, error=err, upstream_us=_us_since(started))
+        return evolve(ctx, error=err, upstream_us=_us_since(started))
     except TimeoutError:
-        return replace(ctx, error=UpstreamTimeout(f"{service.id} did not answer in time"),
+        return evolve(ctx, error=UpstreamTimeout(f"{service.id} did not answer in time"),
                        upstream_us=_us_since(started))
     except Exception as exc:
         # A bug in a connector: where it happened goes to the operator's log (not the message,
         # which may quote the body), the caller gets a 500 that names nothing.
         log.error("connector_crashed", exchange_id=ex.id, service=service.id,
                   error=type(exc).__name__, frames=stack(exc))
-        return replace(ctx, error=ServerError("the connector failed unexpectedly"),
+        return evolve(ctx, error=ServerError("the connector failed unexpectedly"),
                        upstream_us=_us_since(started))
     if fields is not None:
         try:
             reply = _minimised(reply, fields)
         except UpstreamError as err:
-            return replace(ctx, error=err, upstream_us=_us_since(started))
-    return replace(ctx, reply=reply, upstream_us=_us_since(started))
+            return evolve(ctx, error=err, upstream_us=_us_since(started))
+    return evolve(ctx, reply=reply, upstream_us=_us_since(started))
 
 
 def named_subjects(ctx: Result, catalog: Catalog, subjects: Hasher) -> tuple[str, ...]:
@@ -363,7 +363,7 @@ def named_subjects(ctx: Result, catalog: Catalog, subjects: Hasher) -> tuple[str
     payload = ctx.payload
     if payload is None and ex.body:
         try:
-            payload = parse(replace(ctx, service=service, subject_paths=(),
+            payload = parse(evolve(ctx, service=service, subject_paths=(),
                                     operation=ctx.operation or ex.operation or service.operation_name),
                             subjects).payload
         except (Stop, GatewayError):

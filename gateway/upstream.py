@@ -1,11 +1,15 @@
 """The pooled HTTP client every connector shares, and putting one request on the wire with it.
 
-httpx's API over an aiohttp transport: measured here, httpx's own pool topped out near 640
-requests/s behind a 2-worker proxy while aiohttp's reached about 6,400 (docs/benchmarks.md).
+One aiohttp session carries every upstream request. ``send``, the exchanges' hot path, puts a
+request on it directly: httpx's request and response models on top cost about a quarter of an
+exchange (issue 17, docs/benchmarks.md). The same session is lent, behind httpx's API, to what
+prefers that API (JWKS and policy fetches, tests): httpx's own pool topped out near 640 requests/s
+behind a 2-worker proxy where aiohttp's reached about 6,400. ``upstream.transport: httpx`` keeps
+httpx's own pool for comparison; ``send`` then goes through httpx.
 
-``send`` puts one request on the wire within the service's deadline and turns transport failures
-into the gateway's errors, which takes care: the aiohttp-backed transport reports a refused or a
-dropped connection as ``httpx.ConnectTimeout``, so the failure is classified by the aiohttp (or OS)
+``send`` answers within the service's deadline and turns transport failures into the gateway's
+errors, which takes care: the aiohttp-backed httpx transport reports a refused or a dropped
+connection as ``httpx.ConnectTimeout``, so the failure is classified by the aiohttp (or OS)
 exception underneath, not by the httpx class on top.
 """
 
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -46,6 +51,22 @@ class _StatelessClient(httpx.AsyncClient):
         return None
 
 
+class _AiohttpClient(_StatelessClient):
+    """httpx's API over the aiohttp session, which ``send`` also uses directly."""
+
+    def __init__(self, transport: AiohttpTransport, timeout: float) -> None:
+        super().__init__(transport=transport, timeout=timeout, follow_redirects=False)
+        self._aiohttp = transport
+
+    def session(self) -> aiohttp.ClientSession:
+        """The one session, made on first use: within the event loop that will run it."""
+        transport = self._aiohttp
+        if not isinstance(transport.client, aiohttp.ClientSession):
+            transport.client = transport.get_client()
+        assert isinstance(transport.client, aiohttp.ClientSession)
+        return transport.client
+
+
 def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
                   timeout: float = 30.0) -> httpx.AsyncClient:
     if transport == "httpx":
@@ -55,12 +76,39 @@ def create_client(*, transport: str = "aiohttp", max_connections: int = 256,
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
                                          keepalive_timeout=30, enable_cleanup_closed=True)
+        # Answers are decompressed by httpx on its path and by aiohttp, per request, on send's.
         return aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                      cookie_jar=aiohttp.DummyCookieJar(),
                                      timeout=aiohttp.ClientTimeout(total=None))
 
-    return _StatelessClient(transport=AiohttpTransport(client=session), timeout=timeout,
-                            follow_redirects=False)
+    return _AiohttpClient(AiohttpTransport(client=session), timeout)
+
+
+class UpstreamAnswer(Protocol):
+    """What ``send`` returns, whichever path carried it: an ``Answer``, or httpx's ``Response``."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def headers(self) -> Any: ...  # case-insensitive ``get``: aiohttp's CIMultiDictProxy or httpx's Headers
+    @property
+    def text(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An upstream's answer read in full from the aiohttp session."""
+
+    status_code: int
+    content: bytes
+    headers: Any  # aiohttp's CIMultiDictProxy: case-insensitive, first value on ``get``
+    charset: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.charset or "utf-8", "replace")
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -86,10 +134,12 @@ def transport_failure(exc: Exception, target: str) -> ServerError:
 
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: float,
-               content: bytes | None = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+               content: bytes | None = None, headers: Mapping[str, str] | None = None) -> UpstreamAnswer:
     """One request, answered in full within ``deadline`` seconds, or a gateway error. Inside
     ``gateway.seal.outbound`` the request carries the gateway seal over ``content``."""
     headers = outbound_headers(content, headers)
+    if isinstance(http, _AiohttpClient):
+        return await _send_direct(http.session(), method, url, deadline, content, headers)
     try:
         async with asyncio.timeout(deadline):
             return await http.request(method, url, content=content or None, headers=headers,
@@ -100,7 +150,21 @@ async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: floa
         raise UpstreamError(f"{url.split('?', 1)[0]}: {exc}") from exc
 
 
-def decode_json(response: httpx.Response, target: str) -> Any:
+async def _send_direct(session: aiohttp.ClientSession, method: str, url: str, deadline: float,
+                       content: bytes | None, headers: Mapping[str, str] | None) -> Answer:
+    try:
+        async with asyncio.timeout(deadline):
+            async with session.request(method, url, data=content or None, headers=headers,
+                                       allow_redirects=False, auto_decompress=True) as response:
+                body = await response.read()
+                return Answer(response.status, body, response.headers, response.charset)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise transport_failure(exc, url.split("?", 1)[0]) from exc
+    except ValueError as exc:  # a URL aiohttp cannot use
+        raise UpstreamError(f"{url.split('?', 1)[0]}: {exc}") from exc
+
+
+def decode_json(response: UpstreamAnswer, target: str) -> Any:
     """The answer's JSON, or UpstreamError quoting the start of what came instead."""
     try:
         return orjson.loads(response.content)

@@ -3,6 +3,7 @@
 #
 #   scripts/venv.sh          # runtime dependencies only
 #   scripts/venv.sh test     # plus the `test` extra (pytest, ruff, mypy, ...)
+#   scripts/venv.sh bench    # plus the `bench` extra (py-spy, for bench/run.py --profile)
 #
 # Fast when nothing changed: the pip install is skipped while .venv/.stamp-<extras> is newer than
 # pyproject.toml. A .venv whose interpreter no longer runs (or is older than 3.11) is recreated.
@@ -30,8 +31,8 @@ pip_quiet() {
 }
 
 case "$EXTRAS" in
-  "" | test) ;;
-  *) die "unknown extras '$EXTRAS' (expected nothing or 'test')" ;;
+  "" | test | bench) ;;
+  *) die "unknown extras '$EXTRAS' (expected nothing, 'test' or 'bench')" ;;
 esac
 
 # True when the interpreter runs and is at least 3.11 (pyenv shims exist for versions that are not

@@ -53,7 +53,7 @@ from gateway.config import Service
 from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.plugins import read_options
-from gateway.upstream import decode_json, send
+from gateway.upstream import UpstreamAnswer, decode_json, send
 
 __all__ = ["Options", "PortalConnector", "create"]
 
@@ -136,7 +136,7 @@ class PortalConnector:
         return session
 
     @staticmethod
-    def _answer(response: httpx.Response, target: str) -> dict[str, Any]:
+    def _answer(response: UpstreamAnswer, target: str) -> dict[str, Any]:
         if response.status_code != 200:
             status = response.status_code
             raise UpstreamError(f"{target} answered HTTP {status}",

@@ -33,7 +33,7 @@ from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import InvalidBody, UnknownService, UpstreamError
 from gateway.paths import path_value, segment
 from gateway.plugins import read_options
-from gateway.upstream import decode_json, send
+from gateway.upstream import UpstreamAnswer, decode_json, send
 
 __all__ = ["OPERATIONS", "OneStopConnector", "Options", "create"]
 
@@ -82,7 +82,7 @@ class OneStopConnector:
             raise UnknownService(f"the one-stop system offers {', '.join(OPERATIONS)}, not {operation!r}")
         return self._reply(operation, wire, response)
 
-    def _reply(self, operation: str, wire: bytes, response: httpx.Response) -> Reply:
+    def _reply(self, operation: str, wire: bytes, response: UpstreamAnswer) -> Reply:
         status = response.status_code
         if status >= 500:
             raise UpstreamError(f"the one-stop system failed {operation} with HTTP {status}",

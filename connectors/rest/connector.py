@@ -21,7 +21,7 @@ from gateway.connector import Call, ConnectorContext, Reply
 from gateway.errors import UpstreamError
 from gateway.paths import encode, segments
 from gateway.plugins import read_options
-from gateway.upstream import decode_json, send
+from gateway.upstream import UpstreamAnswer, decode_json, send
 
 __all__ = ["FORWARDED_HEADERS", "Options", "RestConnector", "create"]
 
@@ -78,7 +78,7 @@ class RestConnector:
                      wire_response=response.content)
 
     @staticmethod
-    def _payload(response: httpx.Response, target: str) -> Any:
+    def _payload(response: UpstreamAnswer, target: str) -> Any:
         if not response.content:
             return None
         content_type = response.headers.get("content-type", "")
