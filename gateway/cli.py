@@ -200,3 +200,12 @@ def _add_ops_commands() -> None:
 
 
 _add_ops_commands()
+
+
+def _add_witness_commands() -> None:
+    from gateway.witness.cli import witness_group
+
+    main.add_command(witness_group)
+
+
+_add_witness_commands()

@@ -95,6 +95,30 @@ class Limits(_Model):
         "max_body_bytes bounds every request first, so raise both for large documents"))
 
 
+class WitnessSettings(_Model):
+    """A witness the gateway hands each new checkpoint to, and whose cosignatures it keeps
+    (docs/audit.md#witnesses)."""
+
+    name: str = Field(description="the witness's name, as in its verifier key and its cosignatures")
+    url: str = Field(pattern=r"^https?://[^\s]+$", description=(
+        "the witness's submission prefix: POST <url>/add-checkpoint (C2SP tlog-witness)"))
+    vkey: str = Field(description="the witness's verifier key, <name>+<key id>+<base64(0x04 || key)>, "
+                      "as 'lienthong witness init' and 'lienthong witness vkey' print it")
+
+    @model_validator(mode="after")
+    def _key_names_the_witness(self) -> WitnessSettings:
+        from gateway.audit.checkpoint import KeyFormatError
+        from gateway.witness.cosignature import CosignatureVerifier
+
+        try:
+            verifier = CosignatureVerifier.from_vkey(self.vkey)
+        except KeyFormatError as exc:
+            raise ValueError(f"vkey: {exc}") from None
+        if verifier.name != self.name:
+            raise ValueError(f"vkey is the key of {verifier.name!r}, not of {self.name!r}")
+        return self
+
+
 class AuditSettings(_Model):
     batch_max: int = Field(512, ge=1, le=10_000)
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description=(
@@ -109,6 +133,22 @@ class AuditSettings(_Model):
     witness_file: str | None = Field("audit-witness.txt", description=(
         "every checkpoint is also appended here (a relative path is under state_dir): put it where "
         "the database's operators cannot write (another host's mount, say); empty: no witness file"))
+    witnesses: list[WitnessSettings] = Field(default_factory=list, description=(
+        "witnesses (lienthong witness serve) each new checkpoint is submitted to, off the exchanges' "
+        "path; their cosignatures are kept in the database; none by default"))
+    witness_timeout: float = Field(5.0, gt=0, le=300, description=(
+        "seconds a submission to one witness may take before it counts as failed (retried later)"))
+    require_cosignatures: int = Field(0, ge=0, le=100, description=(
+        "'lienthong audit verify' fails unless the latest checkpoint holds this many valid "
+        "cosignatures from the configured witnesses (--require-cosignatures overrides it)"))
+
+    @field_validator("witnesses")
+    @classmethod
+    def _distinct_witnesses(cls, witnesses: list[WitnessSettings]) -> list[WitnessSettings]:
+        names = [w.name for w in witnesses]
+        if len(set(names)) != len(names):
+            raise ValueError("two witnesses have the same name")
+        return witnesses
 
 
 class MigrationSettings(_Model):

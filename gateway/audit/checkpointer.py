@@ -9,13 +9,16 @@ lead to it is never signed.
 The note goes to the witness file (a second place, that the database's operators should not
 control) before the database commits, so the file holds every checkpoint the database holds. The
 file is a plain concatenation of signed notes; :func:`split_notes` reads it back.
+
+``on_new``, when set, is called with each new checkpoint once it is committed (the witnesses'
+client, gateway/witness/client.py): it must return at once, never waiting on the network.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,7 @@ class Checkpointer:
         self._signer = signer
         self.origin = origin
         self.witness = witness
+        self.on_new: Callable[[StoredCheckpoint], None] | None = None
 
     @property
     def vkey(self) -> str:
@@ -73,7 +77,10 @@ class Checkpointer:
             ts_us = time.time_ns() // 1000
             conn.execute(sa.insert(audit_checkpoints).values(size=size, root=root,
                                                              note=note.decode(), ts_us=ts_us))
-        return StoredCheckpoint(size, root, note, ts_us, new=True)
+        made = StoredCheckpoint(size, root, note, ts_us, new=True)
+        if self.on_new is not None:
+            self.on_new(made)
+        return made
 
     def covering(self, index: int) -> StoredCheckpoint:
         """The latest checkpoint if it includes leaf ``index``, else a new one (if the log has it)."""
@@ -107,6 +114,12 @@ def stored_checkpoints(engine: Engine) -> list[StoredCheckpoint]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.size)).all()
     return [_stored(r) for r in rows]
+
+
+def stored_latest(engine: Engine) -> StoredCheckpoint | None:
+    """The latest checkpoint in the database, if any."""
+    with engine.connect() as conn:
+        return Checkpointer._latest(conn)
 
 
 def _stored(row: sa.Row[tuple[int, bytes, str, int]]) -> StoredCheckpoint:

@@ -23,6 +23,8 @@ from gateway.audit.service import AuditKeysMissing, AuditService, notes_of
 from gateway.audit.verify import Report
 from gateway.cli_spine import operator_action
 from gateway.cliopts import CONFIG, load
+from gateway.witness.cosignature import CosignatureVerifier
+from gateway.witness.cosigned import Cosignatures
 
 __all__ = ["audit"]
 
@@ -74,11 +76,17 @@ def audit() -> None:
 @click.option("--no-witness", is_flag=True, help="do not read the configured witness file")
 @click.option("--quick", is_flag=True, help="skip the index columns, data-subject index and kept "
               "bodies; still check every leaf, the tree, the head and every checkpoint")
+@click.option("--require-cosignatures", "required", type=click.IntRange(min=0), metavar="N",
+              help="fail unless the latest checkpoint holds N valid cosignatures from the witnesses' "
+                   "keys (audit.require_cosignatures by default)")
+@click.option("--witness-vkey", "witness_vkeys", multiple=True, help="trust this witness key "
+              "(<name>+<key id>+<key>) instead of audit.witnesses' keys; repeatable")
 @JSON
 def verify(config_path: Path, checkpoint_files: tuple[Path, ...], vkeys: tuple[str, ...],
-           no_witness: bool, quick: bool, as_json: bool) -> None:
+           no_witness: bool, quick: bool, required: int | None, witness_vkeys: tuple[str, ...],
+           as_json: bool) -> None:
     """Recompute every leaf hash and the whole tree from storage and check every stored and given
-    checkpoint: signature, root, and consistency between them.
+    checkpoint: signature, root, and consistency between them; and the witnesses' cosignatures.
 
     Exits 0 only when everything holds; otherwise names the first bad leaf index and what is wrong.
     """
@@ -87,6 +95,15 @@ def verify(config_path: Path, checkpoint_files: tuple[Path, ...], vkeys: tuple[s
         verifiers = [Verifier.from_vkey(v) for v in vkeys] or None
     except KeyFormatError as exc:
         raise click.ClickException(f"--vkey: {exc}") from None
+    try:
+        witnesses = [CosignatureVerifier.from_vkey(v) for v in witness_vkeys] or None
+    except KeyFormatError as exc:
+        raise click.ClickException(f"--witness-vkey: {exc}") from None
+    required = service.config.audit.require_cosignatures if required is None else required
+    known = len(witnesses) if witnesses is not None else len(service.config.audit.witnesses)
+    if required > known:
+        raise click.ClickException(f"{required} cosignature(s) required, but only {known} witness key(s) "
+                                   "are known (audit.witnesses, --witness-vkey)")
     notes = [] if no_witness else service.witness_notes()
     for path in checkpoint_files:
         notes.extend(notes_of(path))
@@ -103,11 +120,16 @@ def verify(config_path: Path, checkpoint_files: tuple[Path, ...], vkeys: tuple[s
                                                                             total=total))
     else:
         report = service.verify(notes, verifiers=verifiers, indexes=not quick)
+    cosigned = service.cosignatures(required, witnesses) if known else None
+    for problem in cosigned.problems if cosigned is not None else []:
+        report.add(problem)
     elapsed = time.perf_counter() - started
     if as_json:
-        _echo_json(_report_json(report, elapsed))
+        _echo_json({**_report_json(report, elapsed), **_cosigned_json(cosigned, required)})
     else:
         _print_report(report, elapsed, quick)
+        if cosigned is not None and report.ok:
+            click.echo(_cosigned_text(cosigned, required))
     sys.exit(0 if report.ok else 1)
 
 
@@ -118,6 +140,23 @@ def _report_json(report: Report, elapsed: float) -> dict[str, Any]:
             "firstBadIndex": report.first_bad_index,
             "problems": [p.as_json() for p in report.problems],  # kind, index, what, evidence
             "moreProblems": report.more_problems, "seconds": round(elapsed, 3)}
+
+
+def _cosigned_json(cosigned: Cosignatures | None, required: int) -> dict[str, Any]:
+    if cosigned is None:
+        return {}
+    latest = cosigned.latest
+    return {"cosignatures": {"required": required, "witnessed": cosigned.witnessed(required),
+                             "latest": latest, "latestWitnesses": list(cosigned.by_size.get(latest, ()))
+                             if latest is not None else []}}
+
+
+def _cosigned_text(cosigned: Cosignatures, required: int) -> str:
+    latest = cosigned.by_size.get(cosigned.latest, ()) if cosigned.latest is not None else ()
+    witnessed = cosigned.witnessed(required)
+    upto = f"witnessed up to size {witnessed}" if witnessed is not None else "no checkpoint witnessed yet"
+    return (f"witnesses: the latest checkpoint holds {len(latest)} valid cosignature(s)"
+            f"{' (' + ', '.join(latest) + ')' if latest else ''}, {required} required; {upto}")
 
 
 def _print_report(report: Report, elapsed: float, quick: bool) -> None:
@@ -149,6 +188,7 @@ def checkpoint(config_path: Path, new: bool, as_json: bool) -> None:
         with operator_action(service.config, "audit.checkpoint") as a:
             cp = service.checkpointer.make()
             a.purpose = f"checkpoint of size {cp.size}" + ("" if cp.new else ", the latest already")
+        service.cosign_now()  # to the configured witnesses, if any lack it (bounded by their timeout)
     else:
         cp = service.checkpointer.latest()
     if cp is None:

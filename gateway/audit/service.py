@@ -1,6 +1,6 @@
 """The audit log's parts beside the writer, built from the configuration: the checkpoint signer and
-its interval timer, the body key and the retention purge, and what the auditor's view and the
-``lienthong audit`` commands read through.
+its interval timer, the witnesses' client (in a thread of its own), the body key and the retention
+purge, and what the auditor's view and the ``lienthong audit`` commands read through.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from gateway.audit.record import SubjectHasher
 from gateway.audit.verify import Progress, Report, verify_log
 from gateway.config import Config
 from gateway.storage.db import create_engine
+from gateway.witness.client import Cosigner, Endpoint, WitnessClient
+from gateway.witness.cosignature import CosignatureVerifier
+from gateway.witness.cosigned import Cosignatures, check_cosignatures
 
 log = structlog.get_logger("lienthong.audit")
 
@@ -44,6 +47,7 @@ class AuditService:
     checkpointer: Checkpointer
     subjects: SubjectHasher
     vault: BodyVault
+    cosigner: Cosigner | None = None  # with audit.witnesses configured
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -64,8 +68,14 @@ class AuditService:
         origin = origin_of(config)
         witness = config.state_path(config.audit.witness_file) if config.audit.witness_file else None
         signer = Signer(origin, Ed25519PrivateKey.from_private_bytes(seed))
-        return cls(config=config, log=log, checkpointer=Checkpointer(log.engine, signer, origin, witness),
-                   subjects=subjects, vault=vault)
+        checkpointer = Checkpointer(log.engine, signer, origin, witness)
+        cosigner = None
+        if config.audit.witnesses:
+            cosigner = Cosigner(WitnessClient(log.engine, [Endpoint.of(w) for w in config.audit.witnesses],
+                                              timeout=config.audit.witness_timeout))
+            checkpointer.on_new = cosigner.notify
+        return cls(config=config, log=log, checkpointer=checkpointer, subjects=subjects, vault=vault,
+                   cosigner=cosigner)
 
     @property
     def origin(self) -> str:
@@ -83,14 +93,25 @@ class AuditService:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="audit-checkpoints", daemon=True)
             self._thread.start()
+            if self.cosigner is not None:
+                self.cosigner.start()
 
     def stop(self) -> None:
-        """Stop the timer, with a last checkpoint of what this process appended."""
+        """Stop the timer, with a last checkpoint of what this process appended (handed to the
+        witnesses before their thread stops)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
             self._checkpoint()
+            if self.cosigner is not None:
+                self.cosigner.stop()
+
+    def cosign_now(self) -> None:
+        """Hand the latest checkpoint to the witnesses that lack it, here and now (the command line,
+        which has no thread for it)."""
+        if self.cosigner is not None:
+            self.cosigner.round()
 
     def _run(self) -> None:
         interval = self.config.audit.checkpoint_interval
@@ -133,6 +154,15 @@ class AuditService:
         default the key in the keys folder)."""
         return verify_log(self.log.engine, verifiers=verifiers or [self.verifier], origin=self.origin,
                           notes=notes, vault=self.vault, indexes=indexes, progress=progress)
+
+
+    def cosignatures(self, required: int,
+                     witnesses: Sequence[CosignatureVerifier] | None = None) -> Cosignatures:
+        """The kept cosignatures checked against ``witnesses`` (by default the configured ones'
+        keys), requiring ``required`` on the latest checkpoint."""
+        if witnesses is None:
+            witnesses = [CosignatureVerifier.from_vkey(w.vkey) for w in self.config.audit.witnesses]
+        return check_cosignatures(self.log.engine, witnesses, required)
 
 
 def notes_of(path: Path) -> list[tuple[str, bytes]]:

@@ -11,6 +11,7 @@ hashes in hex. Grouped by what they concern::
     bodies       BodyUnreadable, BodyMismatch
     checkpoints  CheckpointRefused, CheckpointRowMismatch, Fork, CheckpointPastGap, LeavesRemoved,
                  CheckpointRootMismatch, MoreCheckpointsFail, InconsistentCheckpoints
+    witnesses    CosignatureInvalid, TooFewCosignatures (gateway/witness/cosigned.py)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "CheckpointRefused",
     "CheckpointRootMismatch",
     "CheckpointRowMismatch",
+    "CosignatureInvalid",
     "Fork",
     "Gap",
     "HeadMismatch",
@@ -40,6 +42,7 @@ __all__ = [
     "NodeMissing",
     "Problem",
     "SubjectRowMismatch",
+    "TooFewCosignatures",
     "UnreadableLeaf",
 ]
 
@@ -399,3 +402,43 @@ class InconsistentCheckpoints(Problem):
     def what(self) -> str:
         return (f"the stored tree gives no valid consistency proof from checkpoint {self.index} to "
                 f"{self.size2}: {self.reason}")
+
+
+# --------------------------------------------------------------------------------------- witnesses
+
+@dataclass(frozen=True, slots=True)
+class CosignatureInvalid(Problem):
+    """A kept cosignature that does not verify under its witness's configured key, or that is of a
+    checkpoint the database does not hold."""
+
+    kind: ClassVar[str] = "cosignature-invalid"
+    size: int
+    witness: str
+    reason: str
+    index: None = field(default=None, init=False)
+
+    @property
+    def what(self) -> str:
+        return (f"the cosignature of checkpoint {self.size} by witness {self.witness} is refused: "
+                f"{self.reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class TooFewCosignatures(Problem):
+    """The latest checkpoint holds fewer valid cosignatures from the configured witnesses than
+    required."""
+
+    kind: ClassVar[str] = "too-few-cosignatures"
+    size: int  # the latest checkpoint's
+    required: int
+    witnesses: tuple[str, ...]  # the witnesses whose valid cosignature it holds
+    witnessed: int | None  # the largest checkpoint size that holds enough, if any
+    index: None = field(default=None, init=False)
+
+    @property
+    def what(self) -> str:
+        held = ", ".join(self.witnesses) or "none"
+        since = (f"the latest checkpoint that does is size {self.witnessed}" if self.witnessed is not None
+                 else "no checkpoint does")
+        return (f"the latest checkpoint (size {self.size}) holds {len(self.witnesses)} valid "
+                f"cosignature(s) ({held}), {self.required} required; {since}")

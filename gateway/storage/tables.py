@@ -74,6 +74,18 @@ audit_checkpoints = sa.Table(
     sa.Column("ts_us", sa.BigInteger, nullable=False),
 )
 
+# Witnesses' cosignatures (C2SP cosignature/v1) of the signed checkpoints: the signature line each
+# witness answered, at most one per checkpoint size and witness name (gateway/witness/client.py).
+audit_cosignatures = sa.Table(
+    "audit_cosignatures", metadata,
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("witness", sa.String(255), nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),  # the cosignature's own time, seconds since the epoch
+    sa.Column("received_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("size", "witness"),
+)
+
 # Exchange bodies kept by policy, apart from the leaves: each part AES-256-GCM encrypted
 # (12-byte nonce || ciphertext and tag), bound to its exchange. Rows past ``expires_us`` are purged;
 # the leaves keep the bodies' SHA-256, so the tree stays verifiable.
