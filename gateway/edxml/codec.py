@@ -2,7 +2,8 @@
 
 ``parse(stream)`` reads a package, ``parse_status`` a status message, ``parse_message`` either;
 ``build(package, out)`` and ``build_status(status, out)`` write them. Both directions validate the
-document with ``schema/edxml.xsd`` (xmlschema, compiled once) and then check what the schema cannot:
+document with ``schema/edxml.xsd`` (libxml2's validator for the yes or no, xmlschema to list the
+errors of a document it refuses) and then check what the schema cannot:
 real calendar dates (in DocumentIds too), the ``edXML:`` prefix on every element of the envelope,
 ``xlink:href`` naming the reference's own ContentId, and that the manifest's references and the
 attachments name each other one to one. Every refusal is an ``EdxmlError`` with a ``code``, the
@@ -27,6 +28,7 @@ import functools
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -112,10 +114,28 @@ class Limits:
     spool_threshold: int = SPOOL_THRESHOLD
 
 
+SCHEMA = Path(__file__).parent / "schema" / "edxml.xsd"
+
+
 @functools.cache
 def schema() -> Any:
-    """The edXML schema, compiled once per process."""
-    return load_xsd(Path(__file__).parent / "schema" / "edxml.xsd")
+    """The edXML schema for xmlschema, compiled once per process: the errors, each with its path."""
+    return load_xsd(SCHEMA)
+
+
+_validators = threading.local()
+
+
+def fast_schema() -> etree.XMLSchema:
+    """The same schema compiled by libxml2, once per thread (a validator keeps its error log: it is
+    not shared between the threads documents are read in). It gives the yes or no about sixty times
+    faster than xmlschema (13 µs against 0.8 ms for an envelope; issue 16's bench)."""
+    validator: etree.XMLSchema | None = getattr(_validators, "schema", None)
+    if validator is None:
+        # Our own files, beside this module: their imports are the other two; nothing is fetched.
+        parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
+        validator = _validators.schema = etree.XMLSchema(etree.parse(str(SCHEMA), parser))
+    return validator
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -361,7 +381,11 @@ def _validate(element: Any, line: Any = None) -> None:
     """The schema's verdict on ``element`` (the root or the envelope), then the prefix rule."""
     to_line = line or (lambda n: n)
     errors = []
-    for error in schema().iter_errors(element):
+    # libxml2's verdict first; xmlschema names what is wrong when it says no. Where the two
+    # disagree about a refusal, xmlschema (the validator the tests' cases were written against)
+    # decides.
+    valid = fast_schema().validate(element)
+    for error in () if valid else schema().iter_errors(element):
         where = error.elem if error.elem is not None else element
         errors.append((_path(where), to_line(where.sourceline), str(error.reason or error.message)))
         if len(errors) == _MAX_ERRORS:
