@@ -39,7 +39,7 @@ import yaml
 
 from bench.wrk import HttpRequest
 from gateway.init import NGHE_AN, POPULATION, PORTAL, Ports, initialise
-from gateway.simulation import free_port
+from gateway.simulation import free_port, listening
 
 ECHO_SERVICE = f"{NGHE_AN}/DANHMUC/echo"
 ECHO_CLIENT = f"{NGHE_AN}/MOTCUA"
@@ -373,7 +373,7 @@ http {{
         # Each worker listens on a socket of its own (gateway/workers.py) once its start-up is done:
         # connections opened before the last one listens would all stay with the others.
         deadline = time.monotonic() + 30
-        while _listening(gw.port) < self.workers and time.monotonic() < deadline:
+        while listening(gw.port) < self.workers and time.monotonic() < deadline:
             time.sleep(0.2)
         for client in (ECHO_CLIENT, VERIFY_CLIENT):
             r = httpx.post(f"{gw.base}/oauth/token", data={"grant_type": "client_credentials"},
@@ -426,18 +426,6 @@ def _fixed_block(listen: int, content_type: str, body: bytes) -> str:
         }}
     }}
 """
-
-
-def _listening(port: int) -> int:
-    """How many sockets listen on ``port`` (Linux: /proc/net/tcp and tcp6, state 0A)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    count += 1
-    return count
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

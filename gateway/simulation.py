@@ -15,6 +15,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -92,6 +93,22 @@ def _ephemeral_low() -> int:
             return int(fh.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 32_768  # Linux's default; elsewhere the range may differ, and bind(0) is the fallback
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on ``port`` now (Linux: /proc/net/tcp and tcp6, state 0A; 0
+    elsewhere). ``lienthong serve --workers N`` has N once every worker is up (gateway/workers.py)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
 
 
 async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:

@@ -19,20 +19,9 @@ import pytest
 
 from gateway import workers
 from gateway.init import Ports, initialise
-from gateway.simulation import free_port
+from gateway.simulation import free_port, listening
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="SO_REUSEPORT is not available here")
-
-
-def listening(port: int) -> int:
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    count += 1
-    return count
 
 
 def children(pid: int) -> list[int]:
