@@ -1,6 +1,6 @@
 """What every entry point reads the same way, whatever its dialect: the HTTP headers an exchange
 carries (the token, the content type, X-Road's client, id, official, purpose and represented
-party, the idempotency key, a detached signature) and the exchange id they propose.
+party, the idempotency key, a detached signature, the W3C trace context) and the exchange id they propose.
 
 REST (gateway/rest.py) and SOAP (gateway/soap/entry.py) read them here, so a header is named,
 decoded and bounded in one place; SOAP then lets its envelope's X-Road header override them.
@@ -20,7 +20,8 @@ MAX_ID = 128  # X-Road ids are UUIDs; a longer or unprintable one proposed by a 
 _NAMES = {b"authorization": "authorization", b"content-type": "content_type",
           b"x-road-client": "client_header", b"x-road-id": "xroad_id", b"x-road-userid": "user_id",
           b"x-road-issue": "issue", b"x-road-represented-party": "represented_party",
-          b"idempotency-key": "idempotency_key", b"x-jws-signature": "signature"}
+          b"idempotency-key": "idempotency_key", b"x-jws-signature": "signature",
+          b"traceparent": "traceparent", b"tracestate": "tracestate"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class Arrival:
     represented_party: str | None = None
     idempotency_key: str | None = None
     signature: str | None = None  # X-JWS-Signature: a detached JWS over the body (docs/signatures.md)
+    traceparent: str | None = None  # W3C trace context: the caller's trace (gateway/tracing)
+    tracestate: str | None = None
 
     @classmethod
     def read(cls, scope: Any) -> Arrival:

@@ -235,6 +235,22 @@ class UpstreamSettings(_Model):
     max_connections: int = Field(256, ge=1, le=10_000)
 
 
+class TracingSettings(_Model):
+    """OpenTelemetry traces of the exchanges, exported over OTLP/HTTP (docs/operations.md#traces).
+    Off by default: then nothing of OpenTelemetry is loaded."""
+
+    enabled: bool = Field(False, description="trace exchanges; needs pip install 'lienthong[tracing]'")
+    endpoint: str | None = Field(None, pattern=r"^https?://[^\s]+$", description=(
+        "the collector's OTLP/HTTP traces URL (http://collector:4318/v1/traces); by default the "
+        "exporter's own (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else http://localhost:4318/v1/traces)"))
+    service_name: str = Field("lienthong", min_length=1, description="the traces' service.name")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description=(
+        "the share of exchanges traced when the caller sent no traceparent; a caller's sampling "
+        "decision is followed"))
+    headers: dict[str, str] = Field({}, description=(
+        "headers sent with every export (an API key, say); values may be ${ENV} or file: references"))
+
+
 class DeliverySettings(_Model):
     """Store-and-forward delivery of async services (see docs/delivery.md)."""
 
@@ -583,6 +599,7 @@ class Config(_Model):
     cli: CliSettings = CliSettings()
     signatures: SignatureSettings = SignatureSettings()
     seal: SealSettings = SealSettings()
+    tracing: TracingSettings = TracingSettings()
     redis: str | None = Field(None, description="redis://host:port/db: rate-limit counters and the "
                               "client-assertion replay cache, shared by every worker and node")
     members: list[Member] = []

@@ -49,6 +49,8 @@ class Exchange:
     idempotency_key: str | None = None  # Idempotency-Key: a repeated async push finds the first
     decode: Decode | None = None  # the entry point's reading of a body that is not JSON (SOAP)
     signature: str | None = None  # X-JWS-Signature: a detached JWS over the body
+    traceparent: str | None = None  # W3C trace context: the caller's trace, read where tracing is on
+    tracestate: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
     @classmethod
@@ -63,7 +65,8 @@ class Exchange:
                    client_header=arrival.client_header, user_id=arrival.user_id, issue=arrival.issue,
                    represented_party=arrival.represented_party, operation=operation,
                    idempotency_key=arrival.idempotency_key, decode=decode,
-                   signature=arrival.signature)
+                   signature=arrival.signature, traceparent=arrival.traceparent,
+                   tracestate=arrival.tracestate)
 
 
 @dataclass(frozen=True, slots=True)

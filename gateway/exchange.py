@@ -14,19 +14,22 @@ outcome, audited. The response leaves the gateway only after its audit leaf is d
 
 The pipeline's own dependencies are its ``Ports``; the steps are plain functions bound to them
 here, and a pipeline can be built from any other functions of the same shape (tests do).
+
+Traces (gateway/tracing, off by default) hook in at the edges: around the whole pass, the
+authorise step, the connector call and the audit append; each hook is one ``is None`` when off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 
-from gateway import steps
+from gateway import steps, tracing
 from gateway.audit.bodies import Bodies
 from gateway.audit.record import AuditRecord, BodyDigest
 from gateway.config import Config
@@ -59,6 +62,7 @@ __all__ = ["Addressed", "Answer", "AuditSink", "Decode", "Decoded", "Exchange", 
            "Ports", "Render", "Rendered", "Result", "Step", "Validator", "standard_checks"]
 
 log = structlog.get_logger("lienthong.exchange")
+T = TypeVar("T")
 
 
 class AuditSink(Protocol):
@@ -106,11 +110,15 @@ class Pipeline:
 
         async def send_now(ctx: Result) -> Result:
             with outbound(seal_calls):
-                return await steps.send(ctx, ports.connectors, ports.intake, ports.flows, ports.documents)
+                sending = steps.send(ctx, ports.connectors, ports.intake, ports.flows, ports.documents)
+                tracer = tracing.ACTIVE
+                return await (sending if tracer is None else tracer.connector(ctx, sending))
 
         async def invoke_now(ctx: Result) -> Result:
             with outbound(seal_deliveries):
-                return await steps.invoke(ctx, ports.connectors)
+                sending = steps.invoke(ctx, ports.connectors)
+                tracer = tracing.ACTIVE
+                return await (sending if tracer is None else tracer.connector(ctx, sending))
 
         self.send: Step = send or send_now
         self.invoke: Step = invoke or invoke_now
@@ -136,13 +144,18 @@ class Pipeline:
     # -- the ways in --------------------------------------------------------------------------------
 
     async def run(self, exchange: Exchange, render: Render) -> Rendered:
+        tracer = tracing.ACTIVE
+        if tracer is not None:
+            return (await tracer.exchange(exchange, self._pass(_start(exchange), self.checks, self.send,
+                                                               render)))[1]
         ctx = await self._through(_start(exchange), self.checks, self.send)
         return (await self._complete(ctx, render))[1]
 
     async def refuse(self, exchange: Exchange, error: GatewayError, render: Render) -> Rendered:
         """An exchange the entry point refused before the steps (a bad path, a body too large):
         rendered and audited like any other."""
-        return (await self._complete(evolve(_start(exchange), error=error), render))[1]
+        passing = self._complete(evolve(_start(exchange), error=error), render)
+        return (await _traced(exchange, passing))[1]
 
     async def answer(self, exchange: Exchange, answer: Answer, render: Render) -> Rendered:
         """A call the gateway answers itself (X-Road's metadata services, gateway/metadata.py):
@@ -151,8 +164,8 @@ class Pipeline:
         async def answered(ctx: Result) -> Result:
             return answer(ctx)
 
-        ctx = await self._through(_start(exchange), self.checks[:1], answered)
-        return (await self._complete(ctx, render))[1]
+        passing = self._pass(_start(exchange), self.checks[:1], answered, render)
+        return (await _traced(exchange, passing))[1]
 
     async def deliver(self, ctx: Result, render: Render,
                       kept: Kept | None = None) -> tuple[Result, Rendered]:
@@ -164,10 +177,14 @@ class Pipeline:
         async def decided(ctx: Result) -> Result:
             return _accepted_under(ctx, self.ports.policy, kept)
 
-        ctx = await self._through(ctx, (decided,), self.invoke)
-        return await self._complete(ctx, render)
+        passing = self._pass(ctx, (decided,), self.invoke, render)
+        return await _traced(ctx.exchange, passing)
 
     # -- running and finishing ----------------------------------------------------------------------
+
+    async def _pass(self, ctx: Result, checks: Sequence[Step], send: Step,
+                    render: Render) -> tuple[Result, Rendered]:
+        return await self._complete(await self._through(ctx, checks, send), render)
 
     @staticmethod
     async def _through(ctx: Result, checks: Sequence[Step], send: Step) -> Result:
@@ -192,16 +209,28 @@ class Pipeline:
         except GatewayError as err:  # the reply cannot be said in the entry point's dialect
             ctx = evolve(ctx, error=err)
             rendered = render(ctx)
+        tracer = tracing.ACTIVE
+        leaf: int | None = None
         try:
-            await ports.audit.append(record(ctx, rendered), bodies=kept_bodies(ctx, rendered, ports.policy))
+            appending = ports.audit.append(record(ctx, rendered),
+                                           bodies=kept_bodies(ctx, rendered, ports.policy))
+            leaf = await (appending if tracer is None else tracer.audit(appending))
         except AuditUnavailable as exc:
             ctx = evolve(ctx, error=exc, reply=None)
             rendered = render(ctx)
+        if tracer is not None:
+            tracer.finished(ctx, rendered, leaf)
         _log(ctx, rendered)
         observe_exchange(ctx.exchange.protocol, ctx.service.id if ctx.service else None, ctx.client,
                          ctx.error.outcome if ctx.error is not None else "ok",
                          _us_since(ctx.exchange.started) / 1e6, ctx.upstream_us)
         return ctx, rendered
+
+
+def _traced(exchange: Exchange, passing: Awaitable[T]) -> Awaitable[T]:
+    """The exchange's whole pass, within its span where tracing is on."""
+    tracer = tracing.ACTIVE
+    return passing if tracer is None else tracer.exchange(exchange, passing)
 
 
 # The answers that leave for a client; a delivery's or a flow step's is kept, not sent to anyone.
@@ -227,8 +256,14 @@ def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, 
     async def resolve(ctx: Result) -> Result:
         return steps.resolve(ctx, ports.config)
 
-    async def authorise(ctx: Result) -> Result:
+    def decide(ctx: Result) -> Result:
         return steps.authorise(ctx, ports.policy, ports.config)
+
+    async def authorise(ctx: Result) -> Result:
+        tracer = tracing.ACTIVE
+        if tracer is None:
+            return steps.authorise(ctx, ports.policy, ports.config)
+        return tracer.policy(decide, ctx)
 
     async def admit(ctx: Result) -> Result:
         return await steps.admit(ctx, ports.limiter)

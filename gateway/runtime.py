@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
 from sqlalchemy.engine import Engine
 
-from gateway import keys, plugins
+from gateway import keys, plugins, tracing
 from gateway.audit.log import AuditLog
 from gateway.audit.record import SubjectHasher
 from gateway.config import Config
@@ -36,6 +36,9 @@ from gateway.spine import authenticated
 from gateway.storage.db import create_engine
 from gateway.upstream import create_client
 
+if TYPE_CHECKING:  # OpenTelemetry is loaded only where tracing is on
+    from gateway.tracing.spans import Tracer
+
 log = structlog.get_logger("lienthong.runtime")
 
 
@@ -59,6 +62,7 @@ class Runtime:
     documents: DocumentDesk | None = None
     seal: Sealer | None = None  # the gateway seal (gateway/seal), None when seal.enabled is false
     retention: RetentionTimer | None = None  # delivery.retention_days' hourly purge, once started
+    tracer: Tracer | None = None  # exports traces while started, when tracing.enabled
 
     @property
     def jwks(self) -> list[dict[str, Any]]:
@@ -83,6 +87,10 @@ class Runtime:
         except ValueError as exc:
             raise StartupError(f"signatures: {exc} (a service or policy rule asks for signatures; "
                                "see docs/signatures.md)") from None
+        try:
+            tracing.require(config.tracing)
+        except tracing.TracingUnavailable as exc:
+            raise StartupError(str(exc)) from None
         try:
             seal = load_sealer(config)
         except SealKeyError as exc:
@@ -138,6 +146,7 @@ class Runtime:
                    security=security, deliveries=deliveries, flows=flows, documents=documents, seal=seal)
 
     def start(self) -> None:
+        self.tracer = tracing.start(self.config.tracing)
         self.audit.start()
         self.security.start(http=self.http, on_policy=self._use_policy)
         self.deliveries.start()
@@ -167,3 +176,5 @@ class Runtime:
         await self.http.aclose()
         self.audit.close()
         self.engine.dispose()
+        await tracing.stop(self.tracer)  # last: what stopping did is exported too
+        self.tracer = None

@@ -25,6 +25,7 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
+from gateway import tracing
 from gateway.errors import ServerError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.seal import outbound_headers
 
@@ -136,18 +137,27 @@ def transport_failure(exc: Exception, target: str) -> ServerError:
 async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: float,
                content: bytes | None = None, headers: Mapping[str, str] | None = None) -> UpstreamAnswer:
     """One request, answered in full within ``deadline`` seconds, or a gateway error. Inside
-    ``gateway.seal.outbound`` the request carries the gateway seal over ``content``."""
+    ``gateway.seal.outbound`` the request carries the gateway seal over ``content``; where tracing
+    is on, the W3C ``traceparent`` of the connector's span (gateway/tracing)."""
     headers = outbound_headers(content, headers)
+    tracer = tracing.ACTIVE
+    if tracer is not None:
+        headers = tracer.outbound(method, url, headers)
+    answer: UpstreamAnswer
     if isinstance(http, _AiohttpClient):
-        return await _send_direct(http.session(), method, url, deadline, content, headers)
-    try:
-        async with asyncio.timeout(deadline):
-            return await http.request(method, url, content=content or None, headers=headers,
-                                      timeout=deadline)
-    except (httpx.TransportError, TimeoutError) as exc:
-        raise transport_failure(exc, url.split("?", 1)[0]) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"{url.split('?', 1)[0]}: {exc}") from exc
+        answer = await _send_direct(http.session(), method, url, deadline, content, headers)
+    else:
+        try:
+            async with asyncio.timeout(deadline):
+                answer = await http.request(method, url, content=content or None, headers=headers,
+                                            timeout=deadline)
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise transport_failure(exc, url.split("?", 1)[0]) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{url.split('?', 1)[0]}: {exc}") from exc
+    if tracer is not None:
+        tracer.answered(answer.status_code)
+    return answer
 
 
 async def _send_direct(session: aiohttp.ClientSession, method: str, url: str, deadline: float,

@@ -2,7 +2,8 @@
 
 Routes::
 
-    POST /echo          what it got: method, path, query, content type, the X-Road headers, the body
+    POST /echo          what it got: method, path, query, content type, the X-Road headers (and the
+                        W3C traceparent), the body
     GET  /items         {"total": n, "items": [...]}, five synthetic citizens to start with
     GET  /items/{id}    one item, or 404 {"error": "not_found", ...}
     POST /items         stores a JSON object, answers 201 with it and its new id
@@ -197,6 +198,9 @@ async def _drop(receive: Receive, send: Send) -> None:
         pass
 
 
+_TRACE = (b"traceparent", b"tracestate")  # W3C trace context, where the gateway traces
+
+
 def _seed_items(seed: int) -> dict[str, dict[str, Any]]:
     items = {}
     for number, person in enumerate(synthetic.people(5, seed), start=1):
@@ -217,7 +221,7 @@ def create_app(seed: int = 2026) -> ASGIApp:
     async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
         xroad = {name.decode("latin-1"): value.decode("latin-1")
-                 for name, value in scope["headers"] if name.startswith(b"x-road-")}
+                 for name, value in scope["headers"] if name.startswith(b"x-road-") or name in _TRACE}
         content_type = next((value.decode("latin-1") for name, value in scope["headers"]
                              if name == b"content-type"), "")
         head = orjson.dumps({"method": scope["method"], "path": scope["path"],
