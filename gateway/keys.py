@@ -4,9 +4,11 @@
   published in the JWKS until removed, so tokens signed before a rotation stay verifiable.
 - ``audit-subject.key``: 32 random bytes, the HMAC key that turns personal ids into audit subjects.
 - ``audit-checkpoint.key``: 32 random bytes, the Ed25519 seed that signs audit checkpoints.
+- ``audit-checkpoint.retired``: the verifier keys of former checkpoint keys, with when each was
+  retired (``lienthong audit rotate-key``, gateway/audit/rotation.py); public, mode 0644.
 - ``audit-body.key``: 32 random bytes, the AES-256-GCM key of the exchange bodies policies keep.
 
-Files are written with mode 0600.
+Files are written with mode 0600, but for the public list of retired checkpoint keys.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey
 SIGNING_DIR = "oauth"
 SUBJECT_KEY = "audit-subject.key"
 CHECKPOINT_KEY = "audit-checkpoint.key"
+CHECKPOINT_RETIRED = "audit-checkpoint.retired"
 BODY_KEY = "audit-body.key"
 
 

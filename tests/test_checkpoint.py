@@ -441,5 +441,6 @@ def test_public_surface() -> None:
     assert sorted(cp.__all__) == [
         "Checkpoint", "CheckpointError", "KeyFormatError", "MAX_NOTE_SIZE", "MAX_SIGNATURES",
         "MalformedNoteError", "NoteError", "OriginMismatchError", "SignatureError", "Signer",
-        "UnverifiedNoteError", "VerifiedNote", "Verifier", "key_id", "open_note", "sign_note", "verify_note",
+        "UnverifiedNoteError", "VerifiedNote", "Verifier", "key_id", "open_note", "open_signed", "sign_note",
+        "verify_note",
     ]

@@ -228,6 +228,8 @@ CASES = [
          prepare=lambda gw: gw.run("clients", "disable", NEW_CLIENT, ok=False),  # a leaf to sign
          done=lambda gw, _: snapshot(gw)["audit_checkpoints"] != []),
     Case("audit.purge", lambda gw, _: ["audit", "purge"], "kept bodies of 0 exchange(s) removed"),
+    Case("audit.rotate-key", lambda gw, _: ["audit", "rotate-key"], "checkpoint key",
+         done=lambda gw, _: (gw.folder / "keys" / keys.CHECKPOINT_RETIRED).is_file()),
 ]
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "Verifier",
     "key_id",
     "open_note",
+    "open_signed",
     "sign_note",
     "verify_note",
 ]
@@ -411,7 +412,15 @@ def open_note(
 
     With ``origin``, also refuse a checkpoint of any other log (OriginMismatchError).
     """
-    checkpoint = Checkpoint.parse(verify_note(note, verifiers).text)
+    return open_signed(note, verifiers, origin=origin)[0]
+
+
+def open_signed(
+    note: bytes | str, verifiers: Verifier | Iterable[Verifier], *, origin: str | None = None,
+) -> tuple[Checkpoint, tuple[Verifier, ...]]:
+    """:func:`open_note`, with the known keys whose signatures on the note verified."""
+    verified = verify_note(note, verifiers)
+    checkpoint = Checkpoint.parse(verified.text)
     if origin is not None and checkpoint.origin != origin:
         raise OriginMismatchError(origin, checkpoint.origin)
-    return checkpoint
+    return checkpoint, verified.verified_by

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.audit import tree
-from gateway.audit.checkpoint import Checkpoint, Signer
+from gateway.audit.checkpoint import Checkpoint, Signer, sign_note
 from gateway.audit.log import TreeCorruptedError
 from gateway.audit.merkle import EMPTY_ROOT
 from gateway.audit.tree import as_bytes
@@ -44,6 +44,10 @@ class StoredCheckpoint:
     new: bool = field(default=False, compare=False)  # made by the call that returned it
 
 
+class HandOverError(RuntimeError):
+    """A key transition that cannot be signed now (the head is checkpointed already)."""
+
+
 class Checkpointer:
     def __init__(self, engine: Engine, signer: Signer, origin: str,
                  witness: Path | None = None) -> None:
@@ -58,19 +62,17 @@ class Checkpointer:
         """The verifier key that checks this log's checkpoints."""
         return self._signer.vkey()
 
+    @property
+    def signer(self) -> Signer:
+        return self._signer
+
     def make(self) -> StoredCheckpoint:
         """Sign the current tree head if the log grew since the last checkpoint; return the latest
         checkpoint (new or not)."""
         with self._engine.begin() as conn:
-            head = conn.execute(sa.select(audit_head.c.size, audit_head.c.root)
-                                .where(audit_head.c.id == 1).with_for_update()).one()
-            last = self._latest(conn)
-            if last is not None and last.size >= head.size:
+            size, root, last = self._locked_head(conn)
+            if last is not None and last.size >= size:
                 return last
-            size, root = int(head.size), as_bytes(head.root) if head.root is not None else EMPTY_ROOT
-            if tree.root_at(conn, size) != root:
-                raise TreeCorruptedError(f"the stored tree of {size} leaves does not give the head's "
-                                         "root; no checkpoint was signed")
             note = self._signer.sign(Checkpoint(self.origin, size, root))
             if self.witness is not None:
                 append_note(self.witness, note)
@@ -81,6 +83,41 @@ class Checkpointer:
         if self.on_new is not None:
             self.on_new(made)
         return made
+
+    def hand_over(self, successor: Signer) -> StoredCheckpoint:
+        """The key transition: sign the current tree head with this checkpointer's key and then with
+        ``successor``'s, in one note, kept as the checkpoint of that size; from then on
+        ``successor`` signs. Whoever trusts either key can check the note, and so learn that the old
+        key vouches for the new one at this tree head. Refused (HandOverError) when a checkpoint of
+        the head exists already: checkpoints are append-only, so the log must grow first."""
+        with self._engine.begin() as conn:
+            size, root, last = self._locked_head(conn)
+            if last is not None and last.size >= size:
+                raise HandOverError(f"a checkpoint of the head (size {size}) is stored already; the "
+                                    "key transition needs a head that no checkpoint covers yet")
+            note = sign_note(Checkpoint(self.origin, size, root).body(), [self._signer, successor])
+            if self.witness is not None:
+                append_note(self.witness, note)
+            ts_us = time.time_ns() // 1000
+            conn.execute(sa.insert(audit_checkpoints).values(size=size, root=root,
+                                                             note=note.decode(), ts_us=ts_us))
+        self._signer = successor
+        made = StoredCheckpoint(size, root, note, ts_us, new=True)
+        if self.on_new is not None:
+            self.on_new(made)
+        return made
+
+    def _locked_head(self, conn: Connection) -> tuple[int, bytes, StoredCheckpoint | None]:
+        """The head's size and root, locked against appends, checked against the stored tree; and
+        the latest checkpoint."""
+        head = conn.execute(sa.select(audit_head.c.size, audit_head.c.root)
+                            .where(audit_head.c.id == 1).with_for_update()).one()
+        last = self._latest(conn)
+        size, root = int(head.size), as_bytes(head.root) if head.root is not None else EMPTY_ROOT
+        if (last is None or last.size < size) and tree.root_at(conn, size) != root:
+            raise TreeCorruptedError(f"the stored tree of {size} leaves does not give the head's "
+                                     "root; no checkpoint was signed")
+        return size, root, last
 
     def covering(self, index: int) -> StoredCheckpoint:
         """The latest checkpoint if it includes leaf ``index``, else a new one (if the log has it)."""

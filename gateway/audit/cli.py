@@ -1,8 +1,9 @@
 """``lienthong audit …``: verify the log, print checkpoints and proofs, purge expired bodies.
 
 They read the database the configuration names, directly; no gateway needs to be running. Only
-``checkpoint --new`` and ``purge`` write (a checkpoint row and the witness file; expired bodies):
-they run on the command line's spine (gateway/cli_spine.py), checked and audited.
+``checkpoint --new``, ``rotate-key`` and ``purge`` write (a checkpoint row and the witness file; the
+checkpoint key; expired bodies): they run on the command line's spine (gateway/cli_spine.py),
+checked and audited.
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ def verify(config_path: Path, checkpoint_files: tuple[Path, ...], vkeys: tuple[s
         report.add(problem)
     elapsed = time.perf_counter() - started
     if as_json:
-        _echo_json({**_report_json(report, elapsed), **_cosigned_json(cosigned, required)})
+        _echo_json({**_report_json(report, elapsed), **_cosigned_json(cosigned, required),
+                    "keys": _keys_json(service, verifiers, report),
+                    "checkpointKeys": [s.as_json() for s in report.signed_by]})
     else:
         _print_report(report, elapsed, quick)
+        if report.ok and service.retired and verifiers is None:
+            click.echo(_keys_text(service, report))
         if cosigned is not None and report.ok:
             click.echo(_cosigned_text(cosigned, required))
     sys.exit(0 if report.ok else 1)
@@ -140,6 +145,27 @@ def _report_json(report: Report, elapsed: float) -> dict[str, Any]:
             "firstBadIndex": report.first_bad_index,
             "problems": [p.as_json() for p in report.problems],  # kind, index, what, evidence
             "moreProblems": report.more_problems, "seconds": round(elapsed, 3)}
+
+
+def _keys_json(service: AuditService, given: list[Verifier] | None,
+               report: Report) -> list[dict[str, Any]]:
+    """The trusted checkpoint keys: each one's status and how many opened checkpoints it signed."""
+    def signed(vkey: str) -> int:
+        return sum(vkey in s.keys for s in report.signed_by)
+
+    if given is not None:
+        return [{"vkey": v.vkey(), "status": "given", "checkpoints": signed(v.vkey())} for v in given]
+    current = service.verifier.vkey()
+    return [{"vkey": current, "status": "current", "checkpoints": signed(current)},
+            *({**r.as_json(), "status": "retired", "checkpoints": signed(r.vkey)}
+              for r in service.retired if r.vkey != current)]
+
+
+def _keys_text(service: AuditService, report: Report) -> str:
+    parts = [f"{k['vkey'].rsplit('+', 1)[0]} {k['status']}"
+             + (f" since {k['retired']}" if "retired" in k else "") + f" ({k['checkpoints']} signed)"
+             for k in _keys_json(service, None, report)]
+    return "checkpoint keys: " + "; ".join(parts)
 
 
 def _cosigned_json(cosigned: Cosignatures | None, required: int) -> dict[str, Any]:
@@ -195,10 +221,58 @@ def checkpoint(config_path: Path, new: bool, as_json: bool) -> None:
         raise click.ClickException("no checkpoint yet: pass --new to make one")
     if as_json:
         _echo_json({"origin": service.origin, "size": cp.size, "root": _b64(cp.root),
-                    "note": cp.note.decode(), "verifierKey": service.checkpointer.vkey})
+                    "note": cp.note.decode(), "verifierKey": service.checkpointer.vkey,
+                    "retiredVerifierKeys": [r.as_json() for r in service.retired]})
         return
     click.echo(cp.note.decode(), nl=False)
     click.echo(f"\nverifier key: {service.checkpointer.vkey}", err=True)
+    for r in service.retired:
+        click.echo(f"retired verifier key: {r.vkey} (retired {r.retired})", err=True)
+
+
+@audit.command("rotate-key")
+@CONFIG
+@JSON
+def rotate_key(config_path: Path, as_json: bool) -> None:
+    """Replace the key that signs the log's checkpoints with a new Ed25519 key.
+
+    Keeps the old key's verifier key in keys/audit-checkpoint.retired, so that its checkpoints keep
+    verifying; then, once this action is recorded in the log, signs the tree head with the old key
+    and the new one in one note (the key transition, kept with the checkpoints and in the witness
+    file); and prints the new verifier key: give it to every witness ('lienthong witness add-log').
+    A running gateway signs with the new key from its next start: restart it.
+    """
+    from gateway.audit.checkpointer import HandOverError
+    from gateway.audit.log import TreeCorruptedError
+    from gateway.audit.rotation import load_retired, replace_checkpoint_key
+
+    service = _service(config_path)
+    keys_dir = service.config.path(service.config.keys_dir)
+    old = service.checkpointer.vkey
+    with operator_action(service.config, "audit.rotate-key") as a:
+        new_signer, retired = replace_checkpoint_key(keys_dir, service.checkpointer.signer)
+        # Key ids are public (the verifier keys are published): they say which keys it was about.
+        a.purpose = (f"checkpoint key {retired.verifier.key_id.hex()} retired, "
+                     f"{new_signer.key_id.hex()} signs from the key transition")
+    service.retired = load_retired(keys_dir)
+    new = new_signer.vkey()
+    try:  # the head now holds the record above: signed by the old key, then the new one
+        transition = service.checkpointer.hand_over(new_signer)
+    except (HandOverError, TreeCorruptedError) as exc:
+        raise click.ClickException(f"the new key {new} is in place and the old one retired, but the "
+                                   f"key transition was not signed: {exc}") from None
+    service.cosign_now()  # the transition, checked by the old key the witnesses know
+    if as_json:
+        _echo_json({"origin": service.origin, "verifierKey": new, "retired": retired.as_json(),
+                    "transition": {"size": transition.size, "root": _b64(transition.root),
+                                   "note": transition.note.decode()}})
+        return
+    click.echo(f"retired checkpoint key: {old} (its checkpoints keep verifying)")
+    click.echo(f"key transition: checkpoint of size {transition.size} signed by both keys")
+    click.echo(f"new verifier key: {new}")
+    click.echo("next: on each witness run\n  lienthong witness add-log --state <its state folder> "
+               f"--origin {service.origin} --vkey {new}\n"
+               "and restart the gateway: it signs with the new key from its next start.")
 
 
 @audit.command()

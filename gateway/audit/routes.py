@@ -5,8 +5,9 @@ entries, proofs and exports; ``audit.subject`` for a data subject's access repor
 hashes and roots in standard base64, as checkpoints do; refusals are problem+json.
 
 An auditor does not have to trust these answers: a checkpoint is signed (check it with the log's
-verifier key), an entry comes with its inclusion proof to a signed checkpoint, and two checkpoints
-with a consistency proof; :mod:`gateway.audit.merkle` verifies both.
+verifier key, ``verifierKey``, or for one signed before a key rotation a ``retiredVerifierKeys``
+one), an entry comes with its inclusion proof to a signed checkpoint, and two checkpoints with a
+consistency proof; :mod:`gateway.audit.merkle` verifies both.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _b64(data: bytes) -> str:
 
 def _checkpoint_json(cp: StoredCheckpoint, service: AuditService) -> dict[str, Any]:
     return {"origin": service.origin, "size": cp.size, "root": _b64(cp.root), "note": cp.note.decode(),
-            "verifierKey": service.checkpointer.vkey}
+            "verifierKey": service.checkpointer.vkey,
+            "retiredVerifierKeys": [r.as_json() for r in service.retired]}
 
 
 def _checkpoint_answer(request: Request, cp: StoredCheckpoint, service: AuditService) -> Response:

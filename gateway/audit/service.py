@@ -20,6 +20,7 @@ from gateway.audit.checkpoint import Signer, Verifier
 from gateway.audit.checkpointer import Checkpointer, split_notes
 from gateway.audit.log import AuditLog
 from gateway.audit.record import SubjectHasher
+from gateway.audit.rotation import RetiredKey, RetiredKeysError, load_retired
 from gateway.audit.verify import Progress, Report, verify_log
 from gateway.config import Config
 from gateway.storage.db import create_engine
@@ -48,6 +49,7 @@ class AuditService:
     subjects: SubjectHasher
     vault: BodyVault
     cosigner: Cosigner | None = None  # with audit.witnesses configured
+    retired: tuple[RetiredKey, ...] = ()  # former checkpoint keys, oldest first (audit rotate-key)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -60,7 +62,8 @@ class AuditService:
             seed = keys.load_audit_key(keys_dir, keys.CHECKPOINT_KEY)
             vault = BodyVault(keys.load_audit_key(keys_dir, keys.BODY_KEY))
             subjects = SubjectHasher(keys.load_subject_key(keys_dir))
-        except (FileNotFoundError, ValueError) as exc:
+            retired = load_retired(keys_dir)
+        except (FileNotFoundError, RetiredKeysError, ValueError) as exc:
             raise AuditKeysMissing(str(exc)) from None
         if log is None:
             log = AuditLog(create_engine(config.database_url))
@@ -75,7 +78,7 @@ class AuditService:
                                               timeout=config.audit.witness_timeout))
             checkpointer.on_new = cosigner.notify
         return cls(config=config, log=log, checkpointer=checkpointer, subjects=subjects, vault=vault,
-                   cosigner=cosigner)
+                   cosigner=cosigner, retired=retired)
 
     @property
     def origin(self) -> str:
@@ -83,7 +86,14 @@ class AuditService:
 
     @property
     def verifier(self) -> Verifier:
+        """The key that signs this log's checkpoints now."""
         return Verifier.from_vkey(self.checkpointer.vkey)
+
+    @property
+    def verifiers(self) -> list[Verifier]:
+        """Every key whose checkpoints verify: the current one, then the retired ones."""
+        current = self.verifier
+        return [current, *(r.verifier for r in self.retired if r.vkey != current.vkey())]
 
     # -- the background timer -----------------------------------------------------------------------
 
@@ -151,8 +161,8 @@ class AuditService:
                verifiers: Sequence[Verifier] | None = None, indexes: bool = True,
                progress: Progress | None = None) -> Report:
         """Verify the log against its stored checkpoints and ``notes``, trusting ``verifiers`` (by
-        default the key in the keys folder)."""
-        return verify_log(self.log.engine, verifiers=verifiers or [self.verifier], origin=self.origin,
+        default the key in the keys folder and the retired ones)."""
+        return verify_log(self.log.engine, verifiers=verifiers or self.verifiers, origin=self.origin,
                           notes=notes, vault=self.vault, indexes=indexes, progress=progress)
 
 

@@ -39,7 +39,7 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from gateway.audit.bodies import PARTS, BodyKeyError, BodyVault
-from gateway.audit.checkpoint import Checkpoint, NoteError, Verifier, open_note
+from gateway.audit.checkpoint import Checkpoint, NoteError, Verifier, open_signed
 from gateway.audit.checkpointer import StoredCheckpoint
 from gateway.audit.log import TreeHead, index_columns
 from gateway.audit.merkle import (
@@ -90,6 +90,18 @@ _COLUMNS = ("exchange_id", "client", "service", "operation", "outcome", "status"
 Progress = Callable[[int, int], None]  # (leaves done, leaves in all)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedBy:
+    """Which trusted keys signed a checkpoint that was opened (a stored one or a given note)."""
+
+    source: str
+    size: int
+    keys: tuple[str, ...]  # the verifier keys whose signatures on the note verify
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "size": self.size, "keys": list(self.keys)}
+
+
 @dataclass
 class Report:
     head: TreeHead
@@ -101,6 +113,7 @@ class Report:
     more_problems: int = 0  # found beyond MAX_PROBLEMS
     first_bad_index: int | None = None  # the lowest index any problem names, listed or not
     bad_leaves: list[int] = field(default_factory=list)  # located bad leaves, ascending
+    signed_by: list[SignedBy] = field(default_factory=list)  # each opened checkpoint's keys
 
     @property
     def ok(self) -> bool:
@@ -259,10 +272,12 @@ def open_claims(stored: Iterable[StoredCheckpoint], verifiers: Sequence[Verifier
 def _open(source: str, note: bytes, verifiers: Sequence[Verifier], origin: str,
           report: Report) -> _Claim | None:
     try:
-        return _Claim(source, open_note(note, verifiers, origin=origin))
+        checkpoint, signers = open_signed(note, verifiers, origin=origin)
     except NoteError as exc:
         report.add(CheckpointRefused(source, type(exc).__name__, str(exc)))
         return None
+    report.signed_by.append(SignedBy(source, checkpoint.size, tuple(v.vkey() for v in signers)))
+    return _Claim(source, checkpoint)
 
 
 def check_checkpoints(store: VerifyStore, claims: list[_Claim], roots: dict[int, bytes],

@@ -99,7 +99,7 @@ class ConsoleData:
         self.engine: Engine = runtime.engine
         self.audit: AuditService = audit if audit is not None else AuditService.open(
             runtime.config, runtime.audit)
-        self.verifier: Verifier = self.audit.verifier
+        self.verifiers: list[Verifier] = self.audit.verifiers  # the current key and retired ones
 
     # -- audit -----------------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class ConsoleData:
         name, kid = _key_of(note)
         problem = None
         try:
-            checked = open_note(cp.note, self.verifier, origin=self.audit.origin)
+            checked = open_note(cp.note, self.verifiers, origin=self.audit.origin)
             ok = checked.size == cp.size and checked.root == cp.root
             if not ok:
                 problem = "the note's size or root differs from the stored columns"
