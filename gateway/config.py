@@ -583,6 +583,9 @@ class Config(_Model):
         "witness file, the console's session key when keys_dir has none); the configuration file's "
         "folder by default. Set it when the configuration is mounted read-only"))
     migrations: MigrationSettings = MigrationSettings()
+    node: str | None = Field(None, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description=(
+        "this gateway node's name, in its delivery workers' leases (node:pid) when several nodes "
+        "share one database; the host's name by default"))
     keys_dir: str = "keys"
     policies_dir: str = "policies"
     flows_dir: str = Field("flows", description="*.yaml joint procedure definitions (docs/flows.md)")

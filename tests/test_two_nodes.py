@@ -8,8 +8,8 @@ simulator and was applied once, and only those the dead node had in flight were 
 their leases lapsed, by the survivor); a rule's bucket admitted what one bucket allows, not one per
 node; the killed node, started again, appends to the same tree.
 
-The configuration has no node id setting: the nodes differ by listen port only, and a delivery's
-``worker`` column (hostname:pid) tells which process sent it.
+The nodes' configurations differ in the listen port and the node's name (``node: a`` and ``b``): a
+delivery's ``worker`` column (node:pid) tells which node's process holds or sent it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -152,7 +151,8 @@ def _limited_rule(demo: Path, policies: Path) -> str:
 
 
 def start_site(workdir: Path) -> Site:
-    """The demo catalog's simulators, and two nodes whose configurations differ in the port only."""
+    """The demo catalog's simulators, and two nodes whose configurations differ in the port and the
+    node's name."""
     from gateway.init import Ports, initialise
 
     ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(),
@@ -163,8 +163,9 @@ def start_site(workdir: Path) -> Site:
     _configure(cfg, workdir / "policies-two-nodes")
     configs = (init.config_path, init.config_path.with_name("config-b.yaml"))
     bases = []
-    for path, port in zip(configs, (ports.gateway, free_port()), strict=True):
+    for path, port, name in zip(configs, (ports.gateway, free_port()), ("a", "b"), strict=True):
         cfg["listen"] = {**cfg["listen"], "port": port}
+        cfg["node"] = name
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
         bases.append(f"http://127.0.0.1:{port}")
     sims = subprocess.Popen([sys.executable, "-m", "gateway", "simulators", "--config", str(configs[0])],
@@ -279,11 +280,11 @@ async def run_load(site: Site, tokens: dict[str, str], dossiers: list[dict[str, 
         await _limited(http, site, tokens[LIMITED_CLIENT], load)
         deadline = time.monotonic() + 30
         while (min(load.by_node["a"], load.by_node["b"]) < 50 or await _received(http, site.portal) < 8
-               or not await asyncio.to_thread(_claimed_by, site.database, victim.processes())):
+               or not await asyncio.to_thread(_claimed_by, site.database, victim.name, victim.processes())):
             assert time.monotonic() < deadline, f"no load to kill under: {load.by_node}"
             await asyncio.sleep(0.05)
         victim.kill()
-        load.in_flight = await asyncio.to_thread(_claimed_by, site.database, victim.pids)
+        load.in_flight = await asyncio.to_thread(_claimed_by, site.database, victim.name, victim.pids)
         after = load.by_node["b"]
         await asyncio.gather(*pushers)
         deadline = time.monotonic() + 30
@@ -309,9 +310,9 @@ def _rows(database: str) -> dict[str, tuple[str, str | None, str | None, int]]:
         engine.dispose()
 
 
-def _claimed_by(database: str, pids: set[int]) -> set[str]:
-    """The deliveries whose lease one of these processes holds (worker names are hostname:pid)."""
-    names = {f"{socket.gethostname()[:40]}:{pid}" for pid in pids}
+def _claimed_by(database: str, node: str, pids: set[int]) -> set[str]:
+    """The deliveries whose lease one of these processes of ``node`` holds (workers are node:pid)."""
+    names = {f"{node}:{pid}" for pid in pids}
     return {i for i, (state, lease, worker, _) in _rows(database).items()
             if state == "pending" and lease is not None and worker in names}
 
@@ -389,7 +390,7 @@ def test_two_nodes_one_killed_under_load(site: Site) -> None:
     rows = _rows(site.database)
     assert set(rows) == set(load.accepted.values()), "a push stored twice, or one no client knows of"
     took_over = {rows[i][2] for i in in_flight}
-    assert not took_over & {f"{socket.gethostname()[:40]}:{pid}" for pid in victim.pids}, took_over
+    assert all(worker is not None and worker.startswith("b:") for worker in took_over), took_over
     sent, held = _portal(site.portal)
     for code in load.accepted:
         assert held[code]["HoSo"]["MaHoSo"] == code, code

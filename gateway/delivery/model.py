@@ -34,8 +34,10 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+def worker_name(node: str | None = None) -> str:
+    """Who holds a delivery's lease: the node (``node`` in the configuration, else the host's name)
+    and the process."""
+    return f"{(node or socket.gethostname())[:40]}:{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)

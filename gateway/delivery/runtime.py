@@ -47,7 +47,7 @@ class Deliveries:
     def attach(self, pipeline: Pipeline, queued: Iterable[str] = ()) -> None:
         """The workers send through the pipeline every exchange goes through; ``queued`` names
         the sync services whose requests others store too (the flows' steps)."""
-        self.dispatcher = Dispatcher(self.store, pipeline, self.config, worker=worker_name(),
+        self.dispatcher = Dispatcher(self.store, pipeline, self.config, worker=worker_name(self.config.node),
                                      queued=queued)
 
     def start(self) -> None:
