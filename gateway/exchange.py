@@ -110,15 +110,12 @@ class Pipeline:
 
         async def send_now(ctx: Result) -> Result:
             with outbound(seal_calls):
-                sending = steps.send(ctx, ports.connectors, ports.intake, ports.flows, ports.documents)
-                tracer = tracing.ACTIVE
-                return await (sending if tracer is None else tracer.connector(ctx, sending))
+                return await _in_connector_span(
+                    ctx, steps.send(ctx, ports.connectors, ports.intake, ports.flows, ports.documents))
 
         async def invoke_now(ctx: Result) -> Result:
             with outbound(seal_deliveries):
-                sending = steps.invoke(ctx, ports.connectors)
-                tracer = tracing.ACTIVE
-                return await (sending if tracer is None else tracer.connector(ctx, sending))
+                return await _in_connector_span(ctx, steps.invoke(ctx, ports.connectors))
 
         self.send: Step = send or send_now
         self.invoke: Step = invoke or invoke_now
@@ -144,12 +141,8 @@ class Pipeline:
     # -- the ways in --------------------------------------------------------------------------------
 
     async def run(self, exchange: Exchange, render: Render) -> Rendered:
-        tracer = tracing.ACTIVE
-        if tracer is not None:
-            return (await tracer.exchange(exchange, self._pass(_start(exchange), self.checks, self.send,
-                                                               render)))[1]
-        ctx = await self._through(_start(exchange), self.checks, self.send)
-        return (await self._complete(ctx, render))[1]
+        passing = self._pass(_start(exchange), self.checks, self.send, render)
+        return (await _traced(exchange, passing))[1]
 
     async def refuse(self, exchange: Exchange, error: GatewayError, render: Render) -> Rendered:
         """An exchange the entry point refused before the steps (a bad path, a body too large):
@@ -233,6 +226,12 @@ def _traced(exchange: Exchange, passing: Awaitable[T]) -> Awaitable[T]:
     return passing if tracer is None else tracer.exchange(exchange, passing)
 
 
+def _in_connector_span(ctx: Result, sending: Awaitable[Result]) -> Awaitable[Result]:
+    """The connector's call (or the queue's intake), within its span where tracing is on."""
+    tracer = tracing.ACTIVE
+    return sending if tracer is None else tracer.connector(ctx, sending)
+
+
 # The answers that leave for a client; a delivery's or a flow step's is kept, not sent to anyone.
 _FACES = frozenset({"rest", "soap"})
 
@@ -261,9 +260,7 @@ def standard_checks(ports: Ports, *, authenticated: bool = True) -> tuple[Step, 
 
     async def authorise(ctx: Result) -> Result:
         tracer = tracing.ACTIVE
-        if tracer is None:
-            return steps.authorise(ctx, ports.policy, ports.config)
-        return tracer.policy(decide, ctx)
+        return decide(ctx) if tracer is None else tracer.policy(decide, ctx)
 
     async def admit(ctx: Result) -> Result:
         return await steps.admit(ctx, ports.limiter)
