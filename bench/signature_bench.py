@@ -1,6 +1,7 @@
 """What verifying a dossier's signature costs: a microbenchmark, not a timed test.
 
-    .venv/bin/python bench/signature_bench.py [--runs 50] [--repeats 5] [--json out.json] [--profile pdf]
+    .venv/bin/python bench/signature_bench.py [--runs 50] [--repeats 5] [--case pdf] [--json out.json]
+                                              [--profile pdf]
 
 Measures ``gateway.signatures.averify`` (as the ``verify_signature`` step calls it) over a test PKI
 made with ``cryptography`` (tests/pki.py: a root, an intermediate that issues the signer and a CRL;
@@ -17,8 +18,8 @@ CRL on file) and ``cached`` (the store's path cache warm: the repeated-signer ca
 median over ``--repeats`` of the mean of ``--runs`` verifications, in CPU time of the benchmark's
 thread (wall time beside for the cached case: on a busy machine it is the larger, and the less
 meaningful). Targets (issue 14): XML-DSig with one certificate at most 2 ms, a signed 1 MiB PDF at
-most 10 ms. ``--profile CASE`` prints where a
-cached verification of that case spends its time (cProfile, by own time).
+most 10 ms. ``--case CASE`` times that case alone; ``--profile CASE`` prints where a cached
+verification of that case spends its time (cProfile, by own time).
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50, help="verifications per timed repeat")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is shown")
     parser.add_argument("--json", type=Path, help="write the figures there too")
+    parser.add_argument("--case", choices=["xmldsig", "pdf", "jws"], action="append",
+                        help="time only this case (repeatable)")
     parser.add_argument("--profile", choices=["xmldsig", "pdf", "jws"], help="profile one case (cached)")
     args = parser.parse_args(argv)
 
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         profile(next(c for c in found if c.name == args.profile), trust, args.runs)
         return 0
     rows: list[dict[str, Any]] = []
-    for case in found:
+    start_load = os.getloadavg()[0]
+    for case in (c for c in found if not args.case or c.name in args.case):
         cold, _ = asyncio.run(per_call_ms(case, replace(trust, cache_size=0), args.runs, args.repeats))
         cached, cached_wall = asyncio.run(per_call_ms(case, replace(trust), args.runs, args.repeats))
         target = TARGETS_MS.get(case.name)
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['cached_wall_ms']:>10.3f} {bound:>8}  {met}")
     load = os.getloadavg()
     print(f"(CPU time of this thread per verification, median of {args.repeats} x {args.runs}; wall time "
-          f"beside; load average {load[0]:.1f} on {os.cpu_count()} cores at the end; "
+          f"beside; load average {start_load:.1f} at the start, {load[0]:.1f} at the end, on "
+          f"{os.cpu_count()} cores; "
           f"python {sys.version.split()[0]})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

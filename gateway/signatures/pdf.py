@@ -34,6 +34,7 @@ from pyhanko.sign.validation.generic_cms import (
     async_validate_detached_cms,
     collect_timing_info,
     extract_certs_for_validation,
+    extract_tst_data_iter,
 )
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureStatus
@@ -173,10 +174,18 @@ def _ts_context(signer_info: cms.SignerInfo, trust: TrustStore,
 async def _signing_time(signer_info: cms.SignerInfo, digest: Callable[[str], bytes], trust: TrustStore,
                         fallback: datetime | None = None) -> SigningTime:
     """The time to judge at: the signature timestamp's if it verifies, else the signed claim."""
-    timing: dict[str, Any] = await collect_timing_info(signer_info, trust.context(), raw_digest=digest)
+    # The store's context is only for a timestamp's authority: not built for a signature without one.
+    context = trust.context() if _has_timestamp(signer_info) else None
+    timing: dict[str, Any] = await collect_timing_info(signer_info, context, raw_digest=digest)
     stamp = timing.get("timestamp_validity")
     stamped = stamp.timestamp if stamp is not None and _sound(stamp) else None
     return trust.signing_time(claimed=timing.get("signer_reported_dt") or fallback, stamped=stamped)
+
+
+def _has_timestamp(signer_info: cms.SignerInfo) -> bool:
+    """Whether the signature carries an RFC 3161 token: a signature timestamp or a content one."""
+    return any(next(extract_tst_data_iter(signer_info, signed=signed), None) is not None
+               for signed in (False, True))
 
 
 def _verdict(fmt: Format, status: SignatureStatus, at: SigningTime, digest: str,

@@ -37,7 +37,8 @@ and revocation date of the CRLs and OCSP responses on file or stapled (less cert
 one-second tolerance either side). Between two such events the path, validity and revocation
 answers cannot change: the store is immutable, and nothing is fetched. So a repeated signer costs a
 hash and a dictionary look-up, a revocation still refuses from its date on, and a new CRL (a new
-``TrustStore``, at restart) starts from an empty cache.
+``TrustStore``, at restart) starts from an empty cache. The anchor ``pinned`` makes of a signer is
+kept too (``cache_size`` of them, by the certificate's SHA-256): it depends on nothing else.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from asn1crypto import crl, ocsp, pem, x509
 from cryptography import x509 as crypto_x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
@@ -67,6 +70,7 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
     ValidationError,
 )
+from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from gateway.signatures.verdict import Reason, TimeSource
 
@@ -87,6 +91,7 @@ MAX_CERTIFICATES = 10
 # certvalidator's default time tolerance: a moment this close to an event may be judged either way.
 _TOLERANCE = timedelta(seconds=1)
 _HOUR = 3600
+_MAX_KEPT_DER = 16_384  # certificates larger than this are not kept by the identity cache
 
 
 class TrustStoreError(ValueError):
@@ -163,6 +168,32 @@ class PathCache:
             return CacheInfo(self.hits, self.misses, len(self._entries), self.maxsize)
 
 
+class _PinnedAnchors:
+    """Trust managers whose only anchor is one signer's certificate, by its SHA-256 (a bounded LRU):
+    registering an anchor parses its names and keys, a quarter of a millisecond a signer. A manager
+    is read only once built, so contexts in several threads may share it."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._managers: OrderedDict[bytes, SimpleTrustManager] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def manager(self, signer: x509.Certificate) -> SimpleTrustManager:
+        key = _sha256(signer)
+        with self._lock:
+            found = self._managers.get(key)
+            if found is not None:
+                self._managers.move_to_end(key)
+                return found
+        built = SimpleTrustManager.build(trust_roots=[signer])
+        if self.maxsize > 0:
+            with self._lock:
+                self._managers[key] = built
+                while len(self._managers) > self.maxsize:
+                    self._managers.popitem(last=False)
+        return built
+
+
 @dataclass(frozen=True, slots=True)
 class TrustStore:
     anchors: tuple[x509.Certificate, ...]
@@ -175,10 +206,12 @@ class TrustStore:
     _weak_hashes: frozenset[str] = field(default=frozenset({"md2", "md5", "sha1"}), repr=False)
     # Not init fields: dataclasses.replace() makes a store with its own, empty cache.
     _cache: PathCache = field(init=False, repr=False, compare=False)
+    _pinned: _PinnedAnchors = field(init=False, repr=False, compare=False)
     _events: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cache", PathCache(self.cache_size))
+        object.__setattr__(self, "_pinned", _PinnedAnchors(self.cache_size))
         object.__setattr__(self, "_events", tuple(sorted(
             {*_cert_events([*self.anchors, *self.intermediates]), *_revinfo_events(self.crls, self.ocsps)})))
 
@@ -213,9 +246,10 @@ class TrustStore:
     def pinned(self, signer: x509.Certificate, moment: datetime | None) -> ValidationContext:
         """A context whose only anchor is ``signer``, for checking a signature's cryptography once
         ``check`` has judged that signer: pyHanko then builds no path. Nothing is fetched, the same
-        algorithm policy holds."""
-        return ValidationContext(trust_roots=[signer], moment=moment, allow_fetching=False,
-                                 revocation_mode="soft-fail", weak_hash_algos=set(self._weak_hashes))
+        algorithm policy holds. The anchor is kept per certificate (``cache_size`` of them)."""
+        return ValidationContext(trust_manager=self._pinned.manager(signer), moment=moment,
+                                 allow_fetching=False, revocation_mode="soft-fail",
+                                 weak_hash_algos=set(self._weak_hashes))
 
     def signing_time(self, *, claimed: datetime | None = None,
                      stamped: datetime | None = None) -> SigningTime:
@@ -371,10 +405,18 @@ def _revinfo_events(crls: Iterable[crl.CertificateList],
 
 def identity(cert: x509.Certificate | crypto_x509.Certificate) -> dict[str, str]:
     """Subject and issuer as RFC 4514 strings, serial in hexadecimal: the verdict's signer fields."""
-    parsed = cert if isinstance(cert, crypto_x509.Certificate) else crypto_x509.load_der_x509_certificate(
-        cert.dump())
-    return {"subject": parsed.subject.rfc4514_string(), "serial": format(parsed.serial_number, "x"),
-            "issuer": parsed.issuer.rfc4514_string()}
+    der = cert.public_bytes(Encoding.DER) if isinstance(cert, crypto_x509.Certificate) else cert.dump()
+    subject, serial, issuer = _names(der) if len(der) > _MAX_KEPT_DER else _kept_names(der)
+    return {"subject": subject, "serial": serial, "issuer": issuer}
+
+
+def _names(der: bytes) -> tuple[str, str, str]:
+    parsed = crypto_x509.load_der_x509_certificate(der)
+    return parsed.subject.rfc4514_string(), format(parsed.serial_number, "x"), parsed.issuer.rfc4514_string()
+
+
+# The same signers come back all day: their names are formatted once (an outsized one every time).
+_kept_names = lru_cache(maxsize=1024)(_names)
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
