@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.delivery.tables import deliveries
 from gateway.flows.tables import flow_steps, flows
-from gateway.ids import new_id
+from gateway.ids import new_id, random_hex
 from gateway.storage.db import WriteLock
 from gateway.storage.writer import BatchWriter
 
@@ -351,7 +350,7 @@ def _claim(conn: Connection, limit: int, lease_us: int, now: int) -> list[tuple[
     ids = [r.id for r in conn.execute(query)]
     if not ids:
         return []
-    lease = secrets.token_hex(8)
+    lease = random_hex(8)
     conn.execute(flows.update().where(flows.c.id.in_(ids), flows.c.next_us <= now)
                  .values(lease=lease, next_us=now + lease_us))
     rows = conn.execute(sa.select(flows).where(flows.c.id.in_(ids), flows.c.lease == lease)).all()
