@@ -258,6 +258,12 @@ class FlowStore:
         finally:
             if lock is not self._lock:
                 lock.close()
+        for item in claims:  # the claimed rows made into flows once the lock is free for others
+            if not isinstance(item.result, BaseException):
+                try:
+                    item.result = [(_flow_of(row, steps), lease) for row, steps, lease in item.result]
+                except Exception as exc:  # an unreadable row: the claim's leases run out unused
+                    item.result = exc
         if pokes and pg:
             # On PostgreSQL in a transaction of their own: a poke waits for the row of a flow
             # another process is saving, and must hold no row that process's batch may want.
@@ -341,24 +347,33 @@ def _file(conn: Connection, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
     return flow, False
 
 
-def _claim(conn: Connection, limit: int, lease_us: int, now: int) -> list[tuple[FlowRow, str]]:
-    """Lease up to ``limit`` due flows under one token (a flow is saved by its id and that token)."""
-    query = (sa.select(flows.c.id).where(flows.c.state.in_(ACTIVE), flows.c.next_us <= now)
-             .order_by(flows.c.next_us).limit(limit))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = [r.id for r in conn.execute(query)]
+def _claim(conn: Connection, limit: int, lease_us: int, now: int) -> list[tuple[Any, list[Any], str]]:
+    """Lease up to ``limit`` due flows under one token (a flow is saved by its id and that token):
+    each flow's row, its steps' rows and the token (made into a ``FlowRow`` by the caller)."""
+    query = _DUE_PG if conn.dialect.name == "postgresql" else _DUE
+    ids = [r.id for r in conn.execute(query, {"c_now": now, "c_limit": limit})]
     if not ids:
         return []
     lease = random_hex(8)
-    conn.execute(flows.update().where(flows.c.id.in_(ids), flows.c.next_us <= now)
-                 .values(lease=lease, next_us=now + lease_us))
-    rows = conn.execute(sa.select(flows).where(flows.c.id.in_(ids), flows.c.lease == lease)).all()
+    conn.execute(_LEASE, {"c_ids": ids, "c_now": now, "c_lease": lease, "c_next": now + lease_us})
+    rows = conn.execute(_LEASED, {"c_ids": ids, "c_lease": lease}).all()
     steps: dict[str, list[Any]] = {}
-    for s in conn.execute(sa.select(flow_steps).where(flow_steps.c.flow_id.in_([r.id for r in rows]))
-                          .order_by(flow_steps.c.flow_id, flow_steps.c.position)):
+    for s in conn.execute(_STEPS_OF, {"c_ids": [r.id for r in rows]}):
         steps.setdefault(s.flow_id, []).append(s)
-    return [(_flow_of(row, steps.get(row.id, [])), lease) for row in rows]
+    return [(row, steps.get(row.id, []), lease) for row in rows]
+
+
+# A claim's statements, built once: a claim is made several times a second under the write lock.
+_DUE = (sa.select(flows.c.id).where(flows.c.state.in_(ACTIVE), flows.c.next_us <= sa.bindparam("c_now"))
+        .order_by(flows.c.next_us).limit(sa.bindparam("c_limit")))
+_DUE_PG = _DUE.with_for_update(skip_locked=True)
+_LEASE = (flows.update().where(flows.c.id.in_(sa.bindparam("c_ids", expanding=True)),
+                               flows.c.next_us <= sa.bindparam("c_now"))
+          .values(lease=sa.bindparam("c_lease"), next_us=sa.bindparam("c_next")))
+_LEASED = sa.select(flows).where(flows.c.id.in_(sa.bindparam("c_ids", expanding=True)),
+                                 flows.c.lease == sa.bindparam("c_lease"))
+_STEPS_OF = (sa.select(flow_steps).where(flow_steps.c.flow_id.in_(sa.bindparam("c_ids", expanding=True)))
+             .order_by(flow_steps.c.flow_id, flow_steps.c.position))
 
 
 _SAVE_FLOW = flows.update().where(flows.c.id == sa.bindparam("b_id")).values(
