@@ -10,6 +10,7 @@ signatures package and its libraries are not even imported.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,12 +65,20 @@ def _folder(config: Config, configured: str | None, default: str) -> Path | None
     return path if path.is_dir() else None
 
 
+# A verification's cost follows the body (a PDF's byte ranges hashed, pyHanko's parser over it):
+# from this size on it runs in a worker thread, so that the event loop keeps serving the other
+# exchanges meanwhile; a smaller one costs less than the thread's hand-over and stays on the loop.
+OFF_LOOP_BYTES = 64 * 1024
+
+
 def check_of(trust: TrustStore) -> SignatureCheck:
     """The step's port: ``(body, content type, detached) -> Verdict`` against ``trust``."""
-    from gateway.signatures import averify
+    import gateway.signatures as signatures
 
     async def check(body: bytes, content_type: str, detached: bytes | None) -> Verdict:
-        return await averify(body, content_type, trust=trust, detached=detached)
+        if len(body) + len(detached or b"") < OFF_LOOP_BYTES:
+            return await signatures.averify(body, content_type, trust=trust, detached=detached)
+        return await asyncio.to_thread(signatures.verify, body, content_type, trust=trust, detached=detached)
 
     return check
 

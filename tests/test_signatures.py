@@ -12,6 +12,7 @@ import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -335,3 +336,44 @@ async def test_averify_inside_an_event_loop(pki: Pki) -> None:
 
     verdict = await averify(sign_xml(pki, pki.ec_signer), "text/xml", trust=pki.trust)
     assert verdict.reason == "ok", verdict.message
+
+
+# --- where the intake step verifies ------------------------------------------------------------------
+
+def test_a_large_body_is_verified_off_the_event_loop(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake step's check verifies a body of OFF_LOOP_BYTES or more in a worker thread (the
+    event loop keeps serving), a small one on the loop; both verdicts are the library's."""
+    import asyncio
+    import threading
+
+    import gateway.signatures as signatures
+    from gateway.signed import OFF_LOOP_BYTES, check_of
+
+    threads: list[int] = []
+    real = signatures.verify
+
+    def watched(*args: Any, **kwargs: Any) -> Verdict:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(signatures, "verify", watched)
+    filler = "".join(f"<TaiLieu><Ma>TL-{n:05d}</Ma></TaiLieu>" for n in range(OFF_LOOP_BYTES // 20))
+    large = sign_xml(pki, pki.signer, f"<HoSo Id='hs1'><MaHoSo>H60.23-20261121-0000001</MaHoSo>{filler}"
+                                      "</HoSo>".encode())
+    small = sign_xml(pki, pki.signer)
+    assert len(large) >= OFF_LOOP_BYTES > len(small)
+    check = check_of(pki.trust)
+
+    async def both() -> tuple[Verdict, Verdict, int]:
+        return (await check(large, "application/xml", None), await check(small, "application/xml", None),
+                threading.get_ident())
+
+    large_verdict, small_verdict, loop_thread = asyncio.run(both())
+    assert (large_verdict.reason, small_verdict.reason) == ("ok", "ok"), large_verdict.message
+    assert len(threads) == 1 and threads[0] != loop_thread  # the large one, in a worker thread
+    tampered = large.replace(b"TL-00007", b"TL-00008")
+
+    async def tampered_verdict() -> Verdict:
+        return await check(tampered, "application/xml", None)
+
+    assert asyncio.run(tampered_verdict()).reason == "digest-mismatch"
