@@ -20,14 +20,16 @@ gateway's acceptance, not a receiving system's), a rule without rate limit, and
 2. Big. One package whose single attachment is ``--big-mb`` MB (random bytes, base64 written to a
    file here in pieces, then streamed by httpx from that file). The gateway's resident memory
    (``VmRSS`` of its process and children, read from /proc every 20 ms) is measured from just
-   before the request to its answer: the growth is the peak minus the level before. The REST entry
-   reads a request's body whole (``limits.max_body_bytes``), so the body's size is a floor of it.
+   before the request to its answer: the growth is the peak minus the level before. Then Nghệ An
+   fetches it (``GET messages/{id}``, read by the client in pieces), measured the same way, and the
+   bytes it got are checked against those sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -264,45 +266,83 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+class Peak:
+    """The peak resident memory of the gateway's processes while the block runs (every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = self.peak = rss_bytes(pid)
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> Peak:
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._watcher.join()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            time.sleep(0.02)
+
+    @property
+    def growth_mb(self) -> float:
+        return round((self.peak - self.before) / 1e6, 1)
+
+
 def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Send the big package (Tuyên Quang), then fetch it (Nghệ An), each under its own ``Peak``."""
     assert stack.gateway is not None
     path = stack.workdir / "big.edxml"
     size = big_package(path, args.big_mb)
     token = stack.token(TQ_DMS)
-    time.sleep(1.0)
-    before = rss_bytes(stack.gateway.pid)
-    peak = before
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_bytes(stack.gateway.pid))  # type: ignore[union-attr]
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
+    sent = hashlib.sha256()
 
     def stream() -> Any:
         with path.open("rb") as source:
             while piece := source.read(MIB):
+                sent.update(piece)
                 yield piece
 
-    started = time.monotonic()
-    answer = httpx.post(f"{stack.base}/r1/{SERVICE}", content=stream(), timeout=600, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/xml", "Content-Length": str(size)})
-    seconds = time.monotonic() - started
-    done.set()
-    watcher.join()
+    time.sleep(1.0)
+    with Peak(stack.gateway.pid) as sending:
+        started = time.monotonic()
+        answer = httpx.post(f"{stack.base}/r1/{SERVICE}", content=stream(), timeout=600, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/xml",
+            "Content-Length": str(size)})
+        seconds = time.monotonic() - started
     after = rss_bytes(stack.gateway.pid)
-    figures = {"attachment_mb": args.big_mb, "package_bytes": size, "status": answer.status_code,
-               "seconds": round(seconds, 2), "rss_before_mb": round(before / 1e6, 1),
-               "rss_peak_mb": round(peak / 1e6, 1), "rss_after_mb": round(after / 1e6, 1),
-               "growth_mb": round((peak - before) / 1e6, 1)}
+    figures: dict[str, Any] = {
+        "attachment_mb": args.big_mb, "package_bytes": size, "status": answer.status_code,
+        "seconds": round(seconds, 2), "rss_before_mb": round(sending.before / 1e6, 1),
+        "rss_peak_mb": round(sending.peak / 1e6, 1), "rss_after_mb": round(after / 1e6, 1),
+        "growth_mb": sending.growth_mb}
     if answer.status_code != 202:
         figures["answer"] = answer.text[:500]
+    else:
+        figures.update(measure_fetch(stack, answer.json()["recipients"][0]["messageId"], sent.hexdigest()))
     print(json.dumps({"big": figures}, indent=2), flush=True)
     return figures
+
+
+def measure_fetch(stack: Stack, message: str, sha256: str) -> dict[str, Any]:
+    """Nghệ An pulls the big package (its message, from the send's answer), read by the client in pieces."""
+    assert stack.gateway is not None
+    headers = {"Authorization": f"Bearer {stack.token(NA_DMS)}"}
+    time.sleep(1.0)
+    got = hashlib.sha256()
+    with Peak(stack.gateway.pid) as fetching:
+        started = time.monotonic()
+        with httpx.stream("GET", f"{stack.base}/r1/{SERVICE}/messages/{message}", headers=headers,
+                          timeout=600) as answer:
+            for piece in answer.iter_bytes(MIB):
+                got.update(piece)
+        seconds = time.monotonic() - started
+    return {"fetch_status": answer.status_code, "fetch_seconds": round(seconds, 2),
+            "fetch_identical": got.hexdigest() == sha256, "fetch_growth_mb": fetching.growth_mb}
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ from gateway.rest import PREFIX, Receive, RestEntry, Scope, Send
 from gateway.runtime import Runtime
 from gateway.seal.routes import router as seal_router
 from gateway.soap.entry import SoapEntry, is_soap_path
+from gateway.spool import Spool
 
 log = structlog.get_logger("lienthong.app")
 
@@ -139,8 +140,11 @@ class GatewayApp:
 
     def __init__(self, config: Config, *, freeze_heap: bool = False) -> None:
         self.api = build_api(config, freeze_heap=freeze_heap)
+        # A document service's large packages are read to disk (gateway/spool.py); others in memory.
+        spools = {s.id: Spool(config.limits.max_document_bytes, config.state_path("spool"))
+                  for s in config.services if s.documents}
         self.rest = RestEntry(lambda: self.api.state.runtime.pipeline,
-                              lambda: config.limits.max_body_bytes)
+                              lambda: config.limits.max_body_bytes, spools.get if spools else None)
         self.soap = SoapEntry(config, lambda: self.api.state.runtime.pipeline,
                               lambda: config.limits.max_body_bytes,
                               config.path(config.schemas_dir) if config.schemas_dir else schemas_dir())

@@ -18,6 +18,7 @@ from gateway.policy import Decision
 
 if TYPE_CHECKING:  # the signatures package loads its libraries only where signatures are checked
     from gateway.signatures.verdict import Verdict
+    from gateway.spool import Spooled
 
 __all__ = ["Addressed", "Answer", "Decode", "Decoded", "Exchange", "Intake", "OutOfOrder", "Render",
            "Rendered", "Result", "Step", "Stop", "Validator", "evolve", "stop"]
@@ -52,11 +53,13 @@ class Exchange:
     traceparent: str | None = None  # W3C trace context: the caller's trace, read where tracing is on
     tracestate: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    spooled: Spooled | None = None  # a large body read to a file (gateway/spool.py); ``body`` is then b""
 
     @classmethod
     def arrived(cls, arrival: Arrival, *, id: str, protocol: str, method: str, service_id: str,
                 received_us: int, path: str = "", query: str = "", body: bytes = b"",
-                operation: str | None = None, decode: Decode | None = None) -> Exchange:
+                operation: str | None = None, decode: Decode | None = None,
+                spooled: Spooled | None = None) -> Exchange:
         """An exchange from what its entry point read: the headers (gateway/arrival.py, the same
         for every dialect) and what the dialect itself says (where, which operation, the body)."""
         return cls(id=id, protocol=protocol, received_us=received_us, method=method,
@@ -66,7 +69,7 @@ class Exchange:
                    represented_party=arrival.represented_party, operation=operation,
                    idempotency_key=arrival.idempotency_key, decode=decode,
                    signature=arrival.signature, traceparent=arrival.traceparent,
-                   tracestate=arrival.tracestate)
+                   tracestate=arrival.tracestate, spooled=spooled)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
 from gateway.paths import encode, split_raw
 from gateway.problems import PROBLEM_TYPE, problem_bytes
+from gateway.spool import Spool, Spooled
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -68,7 +69,9 @@ def request_hash(ex: Exchange) -> str:
         if value is not None:
             lines.append(f"{name}:{value}")
     digest = hashlib.sha512("".join(f"{line}\r\n" for line in lines).encode("utf-8")).digest()
-    if ex.body:
+    if ex.spooled is not None:  # its SHA-512 was computed as it was read (gateway/spool.py)
+        digest = hashlib.sha512(digest + ex.spooled.sha512).digest()
+    elif ex.body:
         digest = hashlib.sha512(digest + hashlib.sha512(ex.body).digest()).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -97,9 +100,11 @@ def render(result: Result) -> Rendered:
 
 
 class RestEntry:
-    def __init__(self, pipeline_of: Callable[[], Pipeline], max_body: Callable[[], int]) -> None:
+    def __init__(self, pipeline_of: Callable[[], Pipeline], max_body: Callable[[], int],
+                 spool_of: Callable[[str], Spool | None] | None = None) -> None:
         self._pipeline_of = pipeline_of
         self._max_body = max_body
+        self._spool_of = spool_of  # the services whose large bodies go to disk (document services)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received_us = time.time_ns() // 1000
@@ -108,16 +113,21 @@ class RestEntry:
         path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(scope["path"], safe="/")
         error: GatewayError | None = None
         service_id, rest, body = "", "", b""
+        spooled: Spooled | None = None
         try:
             service_id, rest = split_path(path)
-            body = await read_body(receive, self._max_body())
+            spool = self._spool_of(service_id) if self._spool_of is not None else None
+            if spool is None:
+                body = await read_body(receive, self._max_body())
+            else:
+                body, spooled = await spool.read(receive, self._max_body())
         except GatewayError as err:
             error = err
             service_id = service_id or path[len(PREFIX):][:255]
         exchange = Exchange.arrived(
             arrival, id=exchange_id(arrival.xroad_id), protocol="rest", method=scope["method"],
             received_us=received_us, service_id=service_id, path=rest, body=body,
-            query=scope.get("query_string", b"").decode("latin-1"))
+            query=scope.get("query_string", b"").decode("latin-1"), spooled=spooled)
         pipeline = self._pipeline_of()
         answer = metadata.rest_answer(pipeline, exchange) if error is None else None
         if error is not None:
@@ -126,6 +136,8 @@ class RestEntry:
             rendered = await pipeline.answer(exchange, answer, render)
         else:
             rendered = await pipeline.run(exchange, render)
+        if spooled is not None:  # stored by now, or refused; an exception leaves it to the GC
+            spooled.close()  # (an unnamed file: nothing is left on disk either way)
         await send_response(send, rendered)
 
 

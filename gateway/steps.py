@@ -96,6 +96,7 @@ Hasher = Callable[[str], str]  # a personal id -> its keyed hash (gateway/audit/
 # (body, content type, detached signature or None) -> the verdict, against the configured trust
 # store (gateway/signed.py builds it on gateway.signatures.averify)
 SignatureCheck = Callable[[bytes, str, bytes | None], Awaitable["SignatureVerdict"]]
+SIGNED_MOST = 16 * 1_048_576  # the signature verifiers' own bound (gateway/signatures/xml.py, jws.py)
 
 
 # -- the steps -------------------------------------------------------------------------------------
@@ -253,7 +254,15 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
                                     "gateway loaded no trust store at start; restart it"))
     ex = ctx.exchange
     detached = ex.signature.strip().encode("latin-1") if ex.signature else None
-    verdict = await check(ex.body, ex.content_type, detached)
+    spooled = ex.spooled  # a large body on disk (gateway/spool.py): read back within the verifiers' bound
+    if spooled is not None and spooled.size > SIGNED_MOST:
+        from gateway.signatures.verdict import Verdict as Verdict_
+
+        verdict = Verdict_(None, False, "unsupported", f"the body ({spooled.size} bytes) is larger than "
+                           f"the {SIGNED_MOST} bytes within which signatures are verified")
+    else:
+        body = ex.body if spooled is None else await asyncio.to_thread(spooled.read_all)
+        verdict = await check(body, ex.content_type, detached)
     ctx = evolve(ctx, signature=verdict)
     if verdict.valid or asked == "optional":
         return ctx

@@ -31,8 +31,9 @@ import structlog
 
 from gateway.config import Config
 from gateway.connector import Reply
-from gateway.context import Result
+from gateway.context import Exchange, Result
 from gateway.delivery.model import now_us
+from gateway.documents.batching import Batcher
 from gateway.documents.catalog import Directory, Receiver
 from gateway.documents.outbox import Outbox
 from gateway.documents.store import DocumentRow, DocumentStore, MessageRow
@@ -72,8 +73,10 @@ class DocumentDesk:
         self.config = config
         self.store = store
         self.outbox = outbox
+        self.batcher = Batcher(store)
         self.directory = Directory.of(config)
-        self.limits = Limits(max_bytes=config.limits.max_document_bytes)
+        # the desk keeps each attachment's size and digest, never its bytes (the package's are stored)
+        self.limits = Limits(max_bytes=config.limits.max_document_bytes, keep_attachments=False)
 
     async def __call__(self, ctx: Result) -> Result:
         ex = ctx.exchange
@@ -110,11 +113,12 @@ class DocumentDesk:
         if media not in ("application/xml", "text/xml") and not media.endswith("+xml"):
             raise UnsupportedMediaType(f"a document service takes edXML (application/xml), not "
                                        f"{media or 'a body without Content-Type'}")
-        if len(ex.body) > self.limits.max_bytes:
+        if _size(ex) > self.limits.max_bytes:
             raise PayloadTooLarge(f"the document is larger than the {self.limits.max_bytes} bytes this "
                                   "gateway takes (limits.max_document_bytes)")
+        source = ex.body if ex.spooled is None else ex.spooled.reader()  # a large one read from its file
         try:
-            message = await asyncio.to_thread(parse_message, ex.body, self.limits)
+            message = await asyncio.to_thread(parse_message, source, self.limits)
         except EdxmlError as err:
             raise _refusal(err) from None
         if isinstance(message, StatusMessage):
@@ -126,11 +130,11 @@ class DocumentDesk:
 
     async def _package(self, ctx: Result, package: Package) -> Result:
         ex, client, header = ctx.exchange, ctx.caller(), package.header
-        sha256 = ctx.request_sha256
+        sha256, size = ctx.request_sha256, _size(ctx.exchange)
         attachments = tuple({"contentId": a.content_id, "name": a.attachment_name, "type": a.content_type,
                              "size": a.size, "sha256": a.sha256} for a in package.attachments)
         ctx = replace(ctx, document={"id": header.document_id, "kind": "package", "sha256": sha256,
-                                     "size": len(ex.body), "attachments": [
+                                     "size": size, "attachments": [
                                          {"contentId": a["contentId"], "sha256": a["sha256"],
                                           "size": a["size"]} for a in attachments]})
         sender = header.from_.organ_id
@@ -150,16 +154,17 @@ class DocumentDesk:
                                      "message": f"unknown recipient organ {o}"} for i, o in unknown]))
         now = now_us()
         doc = DocumentRow(id=new_id(), document_id=header.document_id, sender_organ=sender, client=client,
-                          exchange_id=ex.id, sha256=sha256, size=len(ex.body), body=ex.body,
-                          attachments=attachments, created_us=now)
+                          exchange_id=ex.id, sha256=sha256, size=size, body=ex.body,
+                          attachments=attachments, created_us=now, spooled=ex.spooled)
         messages = [self._message(ctx, doc.id, header.document_id, "package", sender, organ, None, None,
-                                  sha256, len(ex.body), now,
+                                  sha256, size, now,
                                   key=f"package\x00{doc.id}\x00{organ}") for organ in organs]
         try:
-            stored = await asyncio.to_thread(self.store.send, doc, messages)
+            stored = await self.batcher.send(doc, messages)
         except GatewayError as err:
             raise _Refused(ctx, err) from None
-        queued = await self._hand_over()
+        # only pushed copies go on the queue; a package every recipient pulls has nothing to hand over
+        queued = await self._hand_over() if any(m.service for m in stored.messages) else {}
         body = {"id": stored.document, "documentId": header.document_id, "duplicate": stored.duplicate,
                 "recipients": [self._recipient(m, queued) for m in stored.messages]}
         return replace(ctx, reply=Reply(payload=body, status=202))
@@ -167,10 +172,10 @@ class DocumentDesk:
     async def _status(self, ctx: Result, status: StatusMessage) -> Result:
         ex, client = ctx.exchange, ctx.caller()
         answered = status.response_for
-        sha256 = ctx.request_sha256
+        sha256, size = ctx.request_sha256, _size(ex)
         ctx = replace(ctx, document={"id": answered.document_id, "kind": "status",
                                      "statusCode": status.status_code, "sha256": sha256,
-                                     "size": len(ex.body)})
+                                     "size": size})
         sender = status.from_.organ_id
         self._acts_for(ctx, client, sender, f"{STATUS_HEADER}/edXML:From/edXML:OrganId")
         doc = await asyncio.to_thread(self.store.document, answered.organ_id, answered.document_id)
@@ -194,8 +199,11 @@ class DocumentDesk:
                                             f"{', '.join(missing)} any more; nothing was stored",
                                             status=422))
         now = now_us()
+        # A status has no attachments: the codec held it under Limits.xml (8 MiB), so its bytes may
+        # be read back whole even when they came spooled.
+        raw = ex.body if ex.spooled is None else await asyncio.to_thread(ex.spooled.read_all)
         messages = [self._message(ctx, doc.id, doc.document_id, "status", sender, organ,
-                                  status.status_code, ex.body, sha256, len(ex.body), now,
+                                  status.status_code, raw, sha256, size, now,
                                   key=f"status\x00{doc.id}\x00{organ}\x00{sha256}") for organ in targets]
         stored = await asyncio.to_thread(self.store.add_status, messages)
         queued = await self._hand_over()
@@ -287,6 +295,10 @@ class _Refused(Exception):
     def __init__(self, ctx: Result, error: GatewayError) -> None:
         self.ctx = ctx
         self.error = error
+
+
+def _size(ex: Exchange) -> int:
+    return len(ex.body) if ex.spooled is None else ex.spooled.size
 
 
 def _described(message: MessageRow) -> dict[str, Any]:

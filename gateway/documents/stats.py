@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.delivery.messages import VIETNAM
 from gateway.delivery.tables import deliveries
-from gateway.documents.tables import document_messages, documents
+from gateway.documents.tables import document_messages, document_parts, documents
 from gateway.edxml.codec import NS
 from gateway.flows.stats import DAY_US, PERIODS, agency_of, bucket, moment_us
 from gateway.ratelimit import VN_OFFSET
@@ -139,16 +139,25 @@ def _headers_of(conn: Connection, ids: Sequence[str]) -> dict[str, Header]:
         rows = conn.execute(sa.select(documents.c.id, sa.func.substr(documents.c.body, 1, HEAD_BYTES))
                             .where(documents.c.id.in_(chunk))).all()
         for doc_id, head in rows:
-            found = header_of(bytes(head))
+            found = header_of(bytes(head or b"") or _first_part(conn, doc_id, HEAD_BYTES))
             if found is None:  # a header longer than the first bytes: the whole package
                 body = conn.execute(sa.select(documents.c.body).where(documents.c.id == doc_id)).scalar_one()
-                found = header_of(bytes(body)) or Header()
+                # a package stored in parts: its header is in the first (1 MiB), or it is unreadable
+                found = header_of(bytes(body) or _first_part(conn, doc_id)) or Header()
             out[doc_id] = found
     with _headers_lock:
         if len(_headers) > _CACHE_MAX:
             _headers.clear()
         _headers.update({i: out[i] for i in missing if i in out})
     return out
+
+
+def _first_part(conn: Connection, doc_id: str, most: int | None = None) -> bytes:
+    """The start of a package stored in parts (tables.py): its first piece, or ``most`` bytes of it."""
+    data = document_parts.c.data
+    piece = conn.execute(sa.select(data if most is None else sa.func.substr(data, 1, most)).where(
+        document_parts.c.document == doc_id, document_parts.c.n == 0)).scalar()
+    return bytes(piece) if piece is not None else b""
 
 
 def due_end_us(due: date) -> int:

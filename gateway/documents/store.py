@@ -3,25 +3,35 @@ transaction: a package with its copy for every recipient, a status message with 
 pushed messages handed to the delivery queue, and the pulled ones fetched and confirmed.
 
 A package or status is stored whole or not at all: the document's row and all its messages commit
-together, before the sender is answered. Storing the same package again (same sender organ,
-DocumentId and bytes) finds the first; the same DocumentId with other bytes is refused.
+together, before the sender is answered. A package spooled to disk on its way in (gateway/spool.py)
+is copied from its file into ``document_parts`` piece by piece within that same transaction, so it is
+never whole in memory, and nothing of it remains when the transaction does not commit. Storing the
+same package again (same sender organ, DocumentId and bytes) finds the first; the same DocumentId
+with other bytes is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from gateway.documents.tables import document_messages, documents
-from gateway.errors import InvalidBody
+from gateway.documents.tables import document_messages, document_parts, documents
+from gateway.errors import GatewayError, InvalidBody
+from gateway.storage.db import WriteLock
 
-__all__ = ["PULL_STATES", "DocumentRow", "DocumentStore", "MessageRow", "Stored"]
+if TYPE_CHECKING:
+    from gateway.spool import Spooled
+
+__all__ = ["PULL_STATES", "DocumentRow", "DocumentStore", "MessageRow", "Sending", "Stored"]
 
 PULL_STATES = ("pending", "fetched")  # a pulled message not yet confirmed
 
@@ -35,9 +45,10 @@ class DocumentRow:
     exchange_id: str
     sha256: str
     size: int
-    body: bytes
+    body: bytes  # b"" when the package came spooled: its bytes are then ``spooled``'s, stored in parts
     attachments: tuple[dict[str, Any], ...]
     created_us: int
+    spooled: Spooled | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,33 +94,73 @@ class Stored:
     duplicate: bool
 
 
+Sending = tuple[DocumentRow, Sequence[MessageRow]]
+
+
 class DocumentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite: writers queue on a lock the audit and delivery writers share, woken as soon as it
+        # is free, rather than retrying BEGIN IMMEDIATE under the busy timeout's growing sleeps.
+        self._lock: AbstractContextManager[Any] = (WriteLock(engine) if engine.dialect.name == "sqlite"
+                                                   else contextlib.nullcontext())
 
     # -- storing -------------------------------------------------------------------------------------
 
     def send(self, doc: DocumentRow, messages: Sequence[MessageRow]) -> Stored:
         """The package and its copies, in one transaction; the first storing of the same package
         when it was sent before. InvalidBody (409) for a DocumentId already sent with other bytes."""
+        (result,) = self.send_many([(doc, messages)])
+        if isinstance(result, GatewayError):
+            raise result
+        return result
+
+    def send_many(self, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
+        """Several packages with their copies in one transaction (one commit for many senders:
+        gateway/documents/batching.py), each answered as ``send`` would: stored, the first storing,
+        or the InvalidBody (409) in its place."""
         try:
-            with self.engine.begin() as conn:
-                found = self._same_document(conn, doc)
-                if found is not None:
-                    return found
-                conn.execute(documents.insert().values(
-                    id=doc.id, document_id=doc.document_id, sender_organ=doc.sender_organ,
-                    client=doc.client, exchange_id=doc.exchange_id, sha256=doc.sha256, size=doc.size,
-                    body=doc.body, attachments=orjson.dumps(list(doc.attachments)).decode(),
-                    created_us=doc.created_us))
-                conn.execute(document_messages.insert(), [_values(m) for m in messages])
-            return Stored(doc.id, tuple(messages), False)
-        except IntegrityError:  # another process stored it between our look and our insert
+            with self._lock, self.engine.begin() as conn:
+                return self._insert(conn, batch)
+        except IntegrityError:  # another process (or this batch) stored one between look and insert
+            if len(batch) > 1:  # the transaction is undone: each on its own, as if sent alone
+                return [result for item in batch for result in self.send_many([item])]
             with self.engine.connect() as conn:
-                found = self._same_document(conn, doc)
+                try:
+                    found = self._same_document(conn, batch[0][0])
+                except InvalidBody as err:
+                    return [err]
             if found is None:  # pragma: no cover - an id collision of 80 random bits
                 raise
-            return found
+            return [found]
+
+    def _insert(self, conn: Connection, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
+        out: list[Stored | GatewayError] = []
+        rows: list[dict[str, Any]] = []
+        copies: list[dict[str, Any]] = []
+        for doc, messages in batch:
+            try:
+                found = self._same_document(conn, doc)
+            except InvalidBody as err:
+                out.append(err)
+                continue
+            if found is not None:
+                out.append(found)
+                continue
+            rows.append({"id": doc.id, "document_id": doc.document_id, "sender_organ": doc.sender_organ,
+                         "client": doc.client, "exchange_id": doc.exchange_id, "sha256": doc.sha256,
+                         "size": doc.size, "body": doc.body,
+                         "attachments": orjson.dumps(list(doc.attachments)).decode(),
+                         "created_us": doc.created_us})
+            copies.extend(_values(m) for m in messages)
+            out.append(Stored(doc.id, tuple(messages), False))
+        if rows:
+            conn.execute(documents.insert(), rows)
+            for doc, _ in batch:
+                if doc.spooled is not None:
+                    _write_parts(conn, doc.id, doc.spooled)
+            conn.execute(document_messages.insert(), copies)
+        return out
 
     def _same_document(self, conn: Connection, doc: DocumentRow) -> Stored | None:
         row = conn.execute(sa.select(documents.c.id, documents.c.sha256).where(
@@ -177,7 +228,11 @@ class DocumentStore:
             rows = conn.execute(sa.select(document_messages).where(
                 document_messages.c.state == "pending", document_messages.c.service.is_not(None))
                 .order_by(document_messages.c.seq).limit(limit)).all()
-            return [_message(r, self._body(conn, r)) for r in rows]
+            bodies: dict[str, bytes] = {}  # a package's copies share its bytes: read once
+            for r in rows:
+                if r.body is None and r.document not in bodies:
+                    bodies[r.document] = self._body(conn, r)
+            return [_message(r, bytes(r.body) if r.body is not None else bodies[r.document]) for r in rows]
 
     def pending(self, client: str, *, after: int = 0, limit: int = 100) -> list[MessageRow]:
         """The pulled messages ``client`` has not confirmed, in the order they were accepted."""
@@ -201,12 +256,36 @@ class DocumentStore:
                                 .order_by(document_messages.c.seq)).all()
         return [_message(r) for r in rows]
 
+    def pieces(self, document: str) -> Iterator[bytes]:
+        """A package's bytes in the pieces they were stored in, each read in its own short query."""
+        with self.engine.connect() as conn:
+            body = conn.execute(sa.select(documents.c.body).where(documents.c.id == document)).scalar_one()
+        if body:
+            yield bytes(body)
+            return
+        n = 0
+        while True:
+            with self.engine.connect() as conn:
+                piece = _part(conn, document, n)
+            if piece is None:
+                return
+            yield piece
+            n += 1
+
     @staticmethod
     def _body(conn: Connection, row: Row[Any]) -> bytes:
         if row.body is not None:
             return bytes(row.body)
         body = conn.execute(sa.select(documents.c.body).where(documents.c.id == row.document)).scalar_one()
-        return bytes(body)
+        if body:
+            return bytes(body)
+        # Gathered in a BytesIO, whose getvalue() hands its buffer over without a copy: about one
+        # package in memory at the peak, where joining a list of the parts would hold two.
+        # A part per query: a driver that fetches a whole result (psycopg) holds one part at a time.
+        gathered = io.BytesIO()
+        for part in _parts(conn, row.document):
+            gathered.write(part)
+        return gathered.getvalue()
 
     # -- changing ------------------------------------------------------------------------------------
 
@@ -234,6 +313,25 @@ class DocumentStore:
                 .values(state="confirmed", confirmed_us=now,
                         fetched_us=sa.func.coalesce(document_messages.c.fetched_us, now))).rowcount
         return bool(changed)
+
+
+def _part(conn: Connection, document: str, n: int) -> bytes | None:
+    piece = conn.execute(sa.select(document_parts.c.data).where(
+        document_parts.c.document == document, document_parts.c.n == n)).scalar()
+    return bytes(piece) if piece is not None else None
+
+
+def _parts(conn: Connection, document: str) -> Iterator[bytes]:
+    n = 0
+    while (piece := _part(conn, document, n)) is not None:
+        yield piece
+        n += 1
+
+
+def _write_parts(conn: Connection, document: str, spooled: Spooled) -> None:
+    """The spooled package into ``document_parts``, a piece at a time (one in memory)."""
+    for n, piece in enumerate(spooled.pieces()):
+        conn.execute(document_parts.insert().values(document=document, n=n, data=piece))
 
 
 def _values(m: MessageRow) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""The document exchange's tables (created by migration 0009).
+"""The document exchange's tables (created by migrations 0009 and 0011).
 
 ``documents``: one row per edXML package accepted, its bytes as they came (the recipients get these
-bytes), unique per sender organ and DocumentId. ``document_messages``: one row per message to one
+bytes), unique per sender organ and DocumentId. A package spooled to disk on its way in (over
+``gateway.spool.SPOOL_THRESHOLD``) has an empty ``body``: its bytes are in ``document_parts``, in
+pieces of at most 1 MiB numbered from 0, written in the row's own transaction.
+``document_messages``: one row per message to one
 recipient organ, a package's copy for each of its recipients and each status message for the organ it
 goes back to, in the order accepted (``seq``). A pushed message (``service`` set) is ``pending`` until
 it is stored on the delivery queue, then ``queued`` with its ``delivery_id``; a pulled one is
@@ -14,7 +17,7 @@ import sqlalchemy as sa
 
 from gateway.storage.tables import metadata
 
-__all__ = ["document_messages", "documents"]
+__all__ = ["document_messages", "document_parts", "documents"]
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -61,4 +64,12 @@ document_messages = sa.Table(
     sa.Index("ix_document_messages_inbox", "client", "state", "seq"),
     sa.Index("ix_document_messages_document", "document"),
     sa.Index("ix_document_messages_outbox", "state", "service", "seq"),
+)
+
+document_parts = sa.Table(
+    "document_parts", metadata,
+    sa.Column("document", sa.String(32), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("document", "n"),
 )

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 from lxml import etree
 
@@ -43,6 +43,7 @@ from gateway.edxml.model import (
     Business,
     Code,
     DocumentType,
+    Dropped,
     MessageHeader,
     Organization,
     OtherInfo,
@@ -79,6 +80,13 @@ _DOCUMENT_ID = re.compile(r"([^,\s]+),(\d{4}/\d{2}/\d{2}),([^,/\s]+)/([^,]+)")
 _DTD_MARKS = (b"<!DOCTYPE", b"<!ENTITY")
 
 
+class Source(Protocol):
+    """What a document is read from: a binary file, or anything with its ``read`` (a spooled
+    request body's reader, gateway/spool.py)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class EdxmlError(ValueError):
     """An edXML document refused: ``code`` says why, ``path`` and ``line`` where.
 
@@ -112,6 +120,9 @@ class Limits:
     xml: safe.Limits = field(default_factory=lambda: safe.Limits(max_bytes=8 * 1_048_576))
     max_bytes: int = 2 * 1024 ** 3
     spool_threshold: int = SPOOL_THRESHOLD
+    # False: each attachment is decoded (so checked) and digested, but its bytes are not kept (a reader
+    # that only needs sizes and digests, as the gateway's desk, saves their copy and their disk)
+    keep_attachments: bool = True
 
 
 SCHEMA = Path(__file__).parent / "schema" / "edxml.xsd"
@@ -141,7 +152,7 @@ def fast_schema() -> etree.XMLSchema:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def parse(stream: IO[bytes] | bytes, limits: Limits = Limits()) -> Package:
+def parse(stream: Source | bytes, limits: Limits = Limits()) -> Package:
     """A package, its attachments spooled; close it (or use ``with``) to remove their files."""
     message = parse_message(stream, limits)
     if not isinstance(message, Package):
@@ -150,7 +161,7 @@ def parse(stream: IO[bytes] | bytes, limits: Limits = Limits()) -> Package:
     return message
 
 
-def parse_status(stream: IO[bytes] | bytes, limits: Limits = Limits()) -> StatusMessage:
+def parse_status(stream: Source | bytes, limits: Limits = Limits()) -> StatusMessage:
     message = parse_message(stream, limits)
     if not isinstance(message, StatusMessage):
         message.close()
@@ -159,7 +170,7 @@ def parse_status(stream: IO[bytes] | bytes, limits: Limits = Limits()) -> Status
     return message
 
 
-def parse_message(stream: IO[bytes] | bytes, limits: Limits = Limits()) -> Package | StatusMessage:
+def parse_message(stream: Source | bytes, limits: Limits = Limits()) -> Package | StatusMessage:
     """A package or a status message, whichever the document holds."""
     reader = _Reader(limits)
     try:
@@ -186,7 +197,7 @@ class _Reader:
         self.shifts: list[tuple[int, int]] = []  # (parser line, newlines diverted up to there)
         self.previous = b""
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: Source) -> Any:
         buffer = b""
         first = True
         while chunk := stream.read(_CHUNK):
@@ -280,7 +291,7 @@ class _Reader:
             where = _path(self.open[-1]) if self.open else None
             raise EdxmlError("malformed", f"a {_CTE} tag where the document has none (in a comment or "
                                           "CDATA section), or outside AttachmentEncoded/Attachment", where)
-        self.decoder = _Decoder(self.limits.spool_threshold, _path(element))
+        self.decoder = _Decoder(self.limits.spool_threshold, _path(element), self.limits.keep_attachments)
         self.shifts.append((element.sourceline or 0, self._shift()))
 
     def _resume(self) -> None:
@@ -323,8 +334,8 @@ class _Reader:
 class _Decoder:
     """base64 text, in pieces of any length, decoded into a spooled file with its size and SHA-256."""
 
-    def __init__(self, threshold: int, path: str) -> None:
-        self.file = spool(threshold)
+    def __init__(self, threshold: int, path: str, keep: bool = True) -> None:
+        self.file: IO[bytes] = spool(threshold) if keep else cast(IO[bytes], Dropped())
         self.path = path
         self.digest = hashlib.sha256()
         self.size = self.newlines = 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, Any
 
-__all__ = ["SPOOL_THRESHOLD", "Attachment", "Business", "Code", "DocumentType", "MessageHeader",
+__all__ = ["SPOOL_THRESHOLD", "Attachment", "Business", "Code", "DocumentType", "Dropped", "MessageHeader",
            "Organization", "OtherInfo", "Package", "PromulgationInfo", "Reference", "ResponseFor",
            "SignerInfo", "StaffInfo", "StatusMessage", "TraceHeader", "TraceHeaderList", "spool"]
 
@@ -222,6 +222,20 @@ class StatusMessage:
     staff: StaffInfo | None = None
     trace: TraceHeaderList | None = None
     signature: bytes | None = None
+
+
+class Dropped(io.BufferedIOBase):
+    """Where an attachment's bytes go when only its size and digest are wanted (``Limits.keep_attachments``
+    off): written and forgotten; reading it is a mistake, said as such rather than read as empty."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise io.UnsupportedOperation("this attachment's bytes were not kept (Limits.keep_attachments)")
 
 
 def spool(threshold: int = SPOOL_THRESHOLD) -> IO[bytes]:
