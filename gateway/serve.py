@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,21 @@ from typing import Any
 from gateway.config import Config, load_config
 
 CONFIG_ENV = "LIENTHONG_CONFIG"
+# How long a thread that wants the GIL waits before the holder is asked to drop it (CPython's
+# default: 5 ms). A worker's event loop gives the GIL up at every system call it makes outside
+# uvloop (a log line's write, a signature, random bytes) and its writer threads (audit, queue,
+# flows) at every SQLite statement; whichever is then kept waiting by the other, busy in Python,
+# waited up to the whole interval: the event loop, so an exchange's latency; a writer, while it
+# holds the database's write lock, so every writer of every process. docs/benchmarks.md, "The GIL's
+# hand-over".
+SWITCH_INTERVAL_S = 0.0005
 
 
 def app() -> Any:
     """Factory uvicorn's workers call: the config path comes through the environment."""
     from gateway.app import create_app
 
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return create_app(load_config(Path(os.environ[CONFIG_ENV])), freeze_heap=True)
 
 
