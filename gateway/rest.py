@@ -20,11 +20,11 @@ import orjson
 
 from gateway import metadata
 from gateway.arrival import Arrival, exchange_id
-from gateway.errors import GatewayError, PayloadTooLarge, UnknownService
+from gateway.errors import GatewayError, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
 from gateway.paths import encode, split_raw
 from gateway.problems import PROBLEM_TYPE, problem_bytes
-from gateway.spool import Spool, Spooled
+from gateway.spool import Spool, Spooled, body_chunks
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -142,20 +142,8 @@ class RestEntry:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than the {limit} bytes this gateway accepts")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    """A request's whole body, in memory (``PayloadTooLarge`` past ``limit`` bytes)."""
+    return b"".join([chunk async for chunk in body_chunks(receive, limit, "this gateway accepts")])
 
 
 async def send_response(send: Send, rendered: Rendered) -> None:

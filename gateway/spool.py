@@ -1,12 +1,13 @@
 """A request body read from the socket into a file rather than memory, for the services that take
 large documents (a document service's edXML packages, docs/documents.md#large-packages).
 
-``Spool.read`` reads an ASGI body as ``read_body`` does (413 as soon as it passes the limit, without
-reading further). A body up to ``threshold`` bytes stays in memory and comes back as bytes, exactly
-as for every other service; a larger one goes on to an unnamed temporary file (``O_TMPFILE``: no
-directory entry, so nothing is left behind by a refusal, a crash or a ``kill -9``) and comes back
-as a ``Spooled``: its size, SHA-256 and SHA-512 computed on the way (the audit record's digest and
-``X-Road-Request-Hash`` without reading it again), and readers over the file.
+``Spool.read`` reads an ASGI body as ``read_body`` (gateway/rest.py) does, through the same
+``body_chunks`` (413 as soon as it passes the limit, without reading further). A body up to
+``threshold`` bytes stays in memory and comes back as bytes, exactly as for every other service; a
+larger one goes on to an unnamed temporary file (``O_TMPFILE``: no directory entry, so nothing is
+left behind by a refusal, a crash or a ``kill -9``) and comes back as a ``Spooled``: its size,
+SHA-256 and SHA-512 computed on the way (the audit record's digest and ``X-Road-Request-Hash``
+without reading it again), and readers over the file.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from gateway.errors import PayloadTooLarge, ServerError
 
-__all__ = ["SPOOL_THRESHOLD", "Spool", "Spooled"]
+__all__ = ["SPOOL_THRESHOLD", "Spool", "Spooled", "body_chunks"]
 
 SPOOL_THRESHOLD = 4 * 1_048_576  # a 1 MiB package stays in memory: the fast path of issue 16's bench
 _PIECE = 1_048_576
@@ -100,15 +101,9 @@ class Spool:
         file: BinaryIO | None = None
         sha256 = sha512 = None
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
-                chunk = message.get("body", b"")
+            async for chunk in body_chunks(receive, limit, "this service takes (limits.max_body_bytes, "
+                                           "limits.max_document_bytes)"):
                 size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the body is larger than the {limit} bytes this service "
-                                          "takes (limits.max_body_bytes, limits.max_document_bytes)")
                 if file is None:
                     chunks.append(chunk)
                     if size > self.threshold:  # from here on, the body goes to disk
@@ -118,8 +113,6 @@ class Spool:
                         chunks = []
                 else:
                     _write(file, chunk, sha256, sha512)
-                if not message.get("more_body", False):
-                    break
         except OSError as exc:  # the disk is full or gone: refused and audited like any failure
             if file is not None:
                 file.close()
@@ -139,6 +132,24 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
         # On Linux an O_TMPFILE file: never named, gone with its last descriptor.
         return tempfile.TemporaryFile(dir=self.directory, prefix="body-")
+
+
+async def body_chunks(receive: Receive, limit: int, accepted_by: str) -> AsyncIterator[bytes]:
+    """An ASGI request's body, chunk by chunk as the server hands them over, until its end or the
+    client's disconnect; ``PayloadTooLarge`` as soon as the chunks pass ``limit`` bytes, without
+    reading further ("the body is larger than the {limit} bytes {accepted_by}")."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the {limit} bytes {accepted_by}")
+        yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 def _write(file: BinaryIO, chunk: bytes, sha256: Any, sha512: Any) -> None:
