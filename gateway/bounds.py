@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_INDEX", "TEXT", "OutOfRange", "check", "index"]
+__all__ = ["MAX_INDEX", "SIGNED_MOST", "TEXT", "OutOfRange", "check", "index"]
 
 MAX_INDEX = 2**63 - 1
 TEXT = r"^[^\x00]*$"  # any string without NUL
+# The largest body whose signature is verified (XML-DSig, JWS: gateway/signatures/); a larger signed
+# body is "unsupported", and a spooled one is not even read back (gateway/steps.py).
+SIGNED_MOST = 16 * 1_048_576
 # ASCII digits only: str.isdigit() also says yes to "²" and "١", which int() then refuses or reads.
 _DIGITS = re.compile(r"[0-9]+")
 

@@ -55,6 +55,14 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     spooled: Spooled | None = None  # a large body read to a file (gateway/spool.py); ``body`` is then b""
 
+    @property
+    def body_size(self) -> int:
+        return len(self.body) if self.spooled is None else self.spooled.size
+
+    def whole_body(self) -> bytes:
+        """The body in memory: a spooled one read back from its file (for callers that bound it)."""
+        return self.body if self.spooled is None else self.spooled.read_all()
+
     @classmethod
     def arrived(cls, arrival: Arrival, *, id: str, protocol: str, method: str, service_id: str,
                 received_us: int, path: str = "", query: str = "", body: bytes = b"",

@@ -318,8 +318,7 @@ def record(ctx: Result, rendered: Rendered) -> AuditRecord:
         service=ctx.service.id if ctx.service else ex.service_id[:255],
         operation=ctx.operation, rule=ctx.rule, error=err.code if err is not None else None,
         total_us=_us_since(ex.started), upstream_us=ctx.upstream_us,
-        request=(request := BodyDigest(ctx.request_sha256,
-                                       len(ex.body) if ex.spooled is None else ex.spooled.size)),
+        request=(request := BodyDigest(ctx.request_sha256, ex.body_size)),
         response=BodyDigest.of(rendered.body),
         # A REST call forwards the client's body as it came: hashed once (a 1 MiB dossier: 1.5 ms).
         upstream_request=(request if reply.wire_request is ex.body else BodyDigest.of(reply.wire_request))
@@ -338,10 +337,9 @@ def kept_bodies(ctx: Result, rendered: Rendered, policy: Policy) -> Bodies | Non
         policy.rule(ctx.rule) if ctx.rule else None
     if rule is None or not rule.keep_bodies:
         return None
-    reply, spooled = ctx.reply, ctx.exchange.spooled
+    reply = ctx.reply
     # a spooled body (gateway/spool.py) is read back whole: only where a rule keeps bodies
-    request = ctx.exchange.body if spooled is None else spooled.read_all()
-    return Bodies(request=request, response=rendered.body,
+    return Bodies(request=ctx.exchange.whole_body(), response=rendered.body,
                   upstream_request=reply.wire_request if reply else None,
                   upstream_response=reply.wire_response if reply else None,
                   retention_days=rule.retention_days)

@@ -23,6 +23,7 @@ import orjson
 import structlog
 
 from gateway.agencies import Agencies, Ended, member_of, today
+from gateway.bounds import SIGNED_MOST
 from gateway.config import Service
 from gateway.connector import Call, Connector, Reply
 from gateway.context import Addressed, Decoded, Intake, Result, Stop, Validator, evolve, stop
@@ -96,7 +97,6 @@ Hasher = Callable[[str], str]  # a personal id -> its keyed hash (gateway/audit/
 # (body, content type, detached signature or None) -> the verdict, against the configured trust
 # store (gateway/signed.py builds it on gateway.signatures.averify)
 SignatureCheck = Callable[[bytes, str, bytes | None], Awaitable["SignatureVerdict"]]
-SIGNED_MOST = 16 * 1_048_576  # the signature verifiers' own bound (gateway/signatures/xml.py, jws.py)
 
 
 # -- the steps -------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ async def verify_signature(ctx: Result, check: SignatureCheck | None) -> Result:
         verdict = Verdict_(None, False, "unsupported", f"the body ({spooled.size} bytes) is larger than "
                            f"the {SIGNED_MOST} bytes within which signatures are verified")
     else:
-        body = ex.body if spooled is None else await asyncio.to_thread(spooled.read_all)
+        body = ex.body if spooled is None else await asyncio.to_thread(ex.whole_body)
         verdict = await check(body, ex.content_type, detached)
     ctx = evolve(ctx, signature=verdict)
     if verdict.valid or asked == "optional":

@@ -139,9 +139,10 @@ def test_a_disk_that_fails_is_a_server_error(tmp_path: Path) -> None:
 def test_the_signature_step_reads_a_spooled_body_within_the_verifiers_bound(tmp_path: Path) -> None:
     """A spooled body up to 16 MiB is read back for the verifier; a larger one is ``unsupported``
     without being read (the verifiers would refuse it whole anyway)."""
+    from gateway.bounds import SIGNED_MOST
     from gateway.config import Service
     from gateway.context import Result, Stop
-    from gateway.steps import SIGNED_MOST, verify_signature
+    from gateway.steps import verify_signature
 
     service = Service(id="VN/GOV/000.00.00.G22/LIENTHONG/VanBan", documents=True, signatures="required")
     seen: list[bytes] = []

@@ -31,7 +31,7 @@ import structlog
 
 from gateway.config import Config
 from gateway.connector import Reply
-from gateway.context import Exchange, Result
+from gateway.context import Result
 from gateway.delivery.model import now_us
 from gateway.documents.batching import Batcher
 from gateway.documents.catalog import Directory, Receiver
@@ -113,7 +113,7 @@ class DocumentDesk:
         if media not in ("application/xml", "text/xml") and not media.endswith("+xml"):
             raise UnsupportedMediaType(f"a document service takes edXML (application/xml), not "
                                        f"{media or 'a body without Content-Type'}")
-        if _size(ex) > self.limits.max_bytes:
+        if ex.body_size > self.limits.max_bytes:
             raise PayloadTooLarge(f"the document is larger than the {self.limits.max_bytes} bytes this "
                                   "gateway takes (limits.max_document_bytes)")
         source = ex.body if ex.spooled is None else ex.spooled.reader()  # a large one read from its file
@@ -130,7 +130,7 @@ class DocumentDesk:
 
     async def _package(self, ctx: Result, package: Package) -> Result:
         ex, client, header = ctx.exchange, ctx.caller(), package.header
-        sha256, size = ctx.request_sha256, _size(ctx.exchange)
+        sha256, size = ctx.request_sha256, ctx.exchange.body_size
         attachments = tuple({"contentId": a.content_id, "name": a.attachment_name, "type": a.content_type,
                              "size": a.size, "sha256": a.sha256} for a in package.attachments)
         ctx = replace(ctx, document={"id": header.document_id, "kind": "package", "sha256": sha256,
@@ -172,7 +172,7 @@ class DocumentDesk:
     async def _status(self, ctx: Result, status: StatusMessage) -> Result:
         ex, client = ctx.exchange, ctx.caller()
         answered = status.response_for
-        sha256, size = ctx.request_sha256, _size(ex)
+        sha256, size = ctx.request_sha256, ex.body_size
         ctx = replace(ctx, document={"id": answered.document_id, "kind": "status",
                                      "statusCode": status.status_code, "sha256": sha256,
                                      "size": size})
@@ -201,7 +201,7 @@ class DocumentDesk:
         now = now_us()
         # A status has no attachments: the codec held it under Limits.xml (8 MiB), so its bytes may
         # be read back whole even when they came spooled.
-        raw = ex.body if ex.spooled is None else await asyncio.to_thread(ex.spooled.read_all)
+        raw = ex.body if ex.spooled is None else await asyncio.to_thread(ex.whole_body)
         messages = [self._message(ctx, doc.id, doc.document_id, "status", sender, organ,
                                   status.status_code, raw, sha256, size, now,
                                   key=f"status\x00{doc.id}\x00{organ}\x00{sha256}") for organ in targets]
@@ -295,10 +295,6 @@ class _Refused(Exception):
     def __init__(self, ctx: Result, error: GatewayError) -> None:
         self.ctx = ctx
         self.error = error
-
-
-def _size(ex: Exchange) -> int:
-    return len(ex.body) if ex.spooled is None else ex.spooled.size
 
 
 def _described(message: MessageRow) -> dict[str, Any]:

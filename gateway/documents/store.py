@@ -256,22 +256,6 @@ class DocumentStore:
                                 .order_by(document_messages.c.seq)).all()
         return [_message(r) for r in rows]
 
-    def pieces(self, document: str) -> Iterator[bytes]:
-        """A package's bytes in the pieces they were stored in, each read in its own short query."""
-        with self.engine.connect() as conn:
-            body = conn.execute(sa.select(documents.c.body).where(documents.c.id == document)).scalar_one()
-        if body:
-            yield bytes(body)
-            return
-        n = 0
-        while True:
-            with self.engine.connect() as conn:
-                piece = _part(conn, document, n)
-            if piece is None:
-                return
-            yield piece
-            n += 1
-
     @staticmethod
     def _body(conn: Connection, row: Row[Any]) -> bytes:
         if row.body is not None:

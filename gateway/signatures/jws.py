@@ -27,6 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.registry import HeaderParameter
 
+from gateway.bounds import SIGNED_MOST
 from gateway.signatures.trust import TrustStore, identity, key_problem, too_many_certificates
 from gateway.signatures.verdict import Verdict
 
@@ -39,7 +40,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 
 class _Registry(jws.JWSRegistry):
     max_header_length = 32_768  # x5c: a chain of certificates, each well over a kilobyte in base64
-    max_payload_length = 16 * 1_048_576  # a dossier, not a token
+    max_payload_length = SIGNED_MOST  # a dossier, not a token
     max_signature_length = 2_048  # RSA 4096 and above
 
 

@@ -38,7 +38,7 @@ one-second tolerance either side). Between two such events the path, validity an
 answers cannot change: the store is immutable, and nothing is fetched. So a repeated signer costs a
 hash and a dictionary look-up, a revocation still refuses from its date on, and a new CRL (a new
 ``TrustStore``, at restart) starts from an empty cache. The anchor ``pinned`` makes of a signer is
-kept too (``cache_size`` of them, by the certificate's SHA-256): it depends on nothing else.
+kept too (``cache_size`` of them, by the certificate's DER): it depends on nothing else.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import bisect
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -168,32 +168,6 @@ class PathCache:
             return CacheInfo(self.hits, self.misses, len(self._entries), self.maxsize)
 
 
-class _PinnedAnchors:
-    """Trust managers whose only anchor is one signer's certificate, by its SHA-256 (a bounded LRU):
-    registering an anchor parses its names and keys, a quarter of a millisecond a signer. A manager
-    is read only once built, so contexts in several threads may share it."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._managers: OrderedDict[bytes, SimpleTrustManager] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def manager(self, signer: x509.Certificate) -> SimpleTrustManager:
-        key = _sha256(signer)
-        with self._lock:
-            found = self._managers.get(key)
-            if found is not None:
-                self._managers.move_to_end(key)
-                return found
-        built = SimpleTrustManager.build(trust_roots=[signer])
-        if self.maxsize > 0:
-            with self._lock:
-                self._managers[key] = built
-                while len(self._managers) > self.maxsize:
-                    self._managers.popitem(last=False)
-        return built
-
-
 @dataclass(frozen=True, slots=True)
 class TrustStore:
     anchors: tuple[x509.Certificate, ...]
@@ -206,12 +180,15 @@ class TrustStore:
     _weak_hashes: frozenset[str] = field(default=frozenset({"md2", "md5", "sha1"}), repr=False)
     # Not init fields: dataclasses.replace() makes a store with its own, empty cache.
     _cache: PathCache = field(init=False, repr=False, compare=False)
-    _pinned: _PinnedAnchors = field(init=False, repr=False, compare=False)
+    # Trust managers whose only anchor is one signer's certificate, by its DER (``cache_size`` of
+    # them): registering an anchor parses its names and keys, a quarter of a millisecond a signer. A
+    # manager is only read once built, so contexts in several threads may share it.
+    _pinned: Callable[[bytes], SimpleTrustManager] = field(init=False, repr=False, compare=False)
     _events: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cache", PathCache(self.cache_size))
-        object.__setattr__(self, "_pinned", _PinnedAnchors(self.cache_size))
+        object.__setattr__(self, "_pinned", lru_cache(maxsize=self.cache_size)(_pinned_manager))
         object.__setattr__(self, "_events", tuple(sorted(
             {*_cert_events([*self.anchors, *self.intermediates]), *_revinfo_events(self.crls, self.ocsps)})))
 
@@ -247,7 +224,7 @@ class TrustStore:
         """A context whose only anchor is ``signer``, for checking a signature's cryptography once
         ``check`` has judged that signer: pyHanko then builds no path. Nothing is fetched, the same
         algorithm policy holds. The anchor is kept per certificate (``cache_size`` of them)."""
-        return ValidationContext(trust_manager=self._pinned.manager(signer), moment=moment,
+        return ValidationContext(trust_manager=self._pinned(signer.dump()), moment=moment,
                                  allow_fetching=False, revocation_mode="soft-fail",
                                  weak_hash_algos=set(self._weak_hashes))
 
@@ -371,6 +348,10 @@ def _problem(exc: ValidationError) -> Problem:
     if isinstance(exc, DisallowedAlgorithmError):
         return Problem("unsupported", exc.failure_msg)
     return Problem("untrusted", exc.failure_msg)
+
+
+def _pinned_manager(der: bytes) -> SimpleTrustManager:
+    return SimpleTrustManager.build(trust_roots=[x509.Certificate.load(der)])
 
 
 def _sha256(item: x509.Certificate | crl.CertificateList | ocsp.OCSPResponse) -> bytes:

@@ -41,6 +41,7 @@ from signxml.exceptions import (
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
+from gateway.bounds import SIGNED_MOST
 from gateway.signatures.trust import (
     Problem,
     SigningTime,
@@ -69,7 +70,7 @@ _WEAK = re.compile(r"(sha1|md5)$", re.IGNORECASE)
 # ``//*[@Id=$v or @ID=$v or @id=$v]``, which compares three attributes of every element).
 _BEARING_ID = etree.XPath("count(//*[@*[.=$v][name()='Id' or name()='ID' or name()='id']])")
 # Dossiers carry attachments inline (base64): larger than a SOAP request, still bounded.
-LIMITS = safe.Limits(max_bytes=16 * 1_048_576, max_depth=64, max_elements=200_000)
+LIMITS = safe.Limits(max_bytes=SIGNED_MOST, max_depth=64, max_elements=200_000)
 
 
 async def verify_xml(body: bytes, trust: TrustStore) -> Verdict:
