@@ -16,7 +16,9 @@ gateway's acceptance, not a receiving system's), a rule without rate limit, and
    CodeNumber numbered per thread): a công văn of 1 MiB with three PDF-like attachments of about
    250 KiB each (connectors/dms/data.py), for ``--seconds`` on ``--connections``. A 202 leaves once
    the package and its message are committed (accepted means durable); the figure is the 202
-   answers per second, checked against the rows the ``documents`` table gained.
+   answers per second, checked against the rows the ``documents`` table gained, with the gateway's
+   CPU per stored package (user and system time apart: the kernel's share is SQLite's writes and the
+   socket's) and wrk's per request (the client runs on the same cores).
 2. Big. One package whose single attachment is ``--big-mb`` MB (random bytes, base64 written to a
    file here in pieces, then streamed by httpx from that file). The gateway's resident memory
    (``VmRSS`` of its process and children, read from /proc every 20 ms) is measured from just
@@ -32,6 +34,7 @@ import base64
 import hashlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -188,13 +191,18 @@ def measure_rate(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     script.write_text(rate_script(stack.token(TQ_DMS), f"/r1/{SERVICE}", template))
     before = stack.documents(prefix)
     assert stack.gateway is not None
-    cpu_before = cpu_seconds(stack.gateway.pid)
+    cpu_before = cpu_times(stack.gateway.pid)
+    clients_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's, once it has been waited for
     result = subprocess.run([find_wrk(), f"-t{args.threads}", f"-c{args.connections}",
                              f"-d{round(args.seconds)}s", "--timeout=10s", "--latency", "-s", str(script),
                              f"{stack.base}/r1/{SERVICE}"],
                             capture_output=True, text=True, timeout=args.seconds + 120, check=True)
     report = parse(result.stdout)
-    cpu = cpu_seconds(stack.gateway.pid) - cpu_before
+    user, system = (after - before for after, before in zip(cpu_times(stack.gateway.pid), cpu_before,
+                                                             strict=True))
+    cpu = user + system
+    clients = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (clients.ru_utime + clients.ru_stime) - (clients_before.ru_utime + clients_before.ru_stime)
     stored = stack.documents(prefix) - before
     accepted = report.requests - report.non_2xx
     figures = {"package_bytes": len(template), "attachments": 3, "seconds": report.seconds,
@@ -204,6 +212,11 @@ def measure_rate(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                "accepted_per_second": round(accepted / report.seconds, 1) if report.seconds else 0,
                "documents_stored": stored, "p50_ms": report.p50, "p99_ms": report.p99,
                "gateway_cpu_ms_per_document": round(cpu * 1000 / max(stored, 1), 1),
+               # the kernel's share (socket reads, SQLite's writes) apart from the process's own
+               "gateway_user_ms_per_document": round(user * 1000 / max(stored, 1), 1),
+               "gateway_system_ms_per_document": round(system * 1000 / max(stored, 1), 1),
+               # the client's share of the same 2 cores: what the gateway cannot have
+               "wrk_cpu_ms_per_request": round(wrk_cpu * 1000 / max(report.requests, 1), 1),
                "load_average": os.getloadavg()[0]}
     print(json.dumps({"rate": figures}, indent=2), flush=True)
     if stored < accepted:
@@ -240,17 +253,18 @@ def _family(pid: int) -> list[int]:
         return [pid]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
     """User and system CPU time of ``pid`` and its children, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for each in _family(pid):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
 
 
 def rss_bytes(pid: int) -> int:

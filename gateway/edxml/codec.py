@@ -35,6 +35,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+import pybase64
 from lxml import etree
 
 from gateway.edxml.model import (
@@ -78,6 +79,8 @@ _CTE_START = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?" + _CTE.encode() + rb"(?=[\s
 _ENCODING = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._\-]+)[\"']")
 _DOCUMENT_ID = re.compile(r"([^,\s]+),(\d{4}/\d{2}/\d{2}),([^,/\s]+)/([^,]+)")
 _DTD_MARKS = (b"<!DOCTYPE", b"<!ENTITY")
+_SPACES = (b"\n", b"\r", b" ", b"\t")  # what may break base64 text into lines; taken out before decoding
+_PAD = ord("=")
 
 
 class Source(Protocol):
@@ -332,32 +335,74 @@ class _Reader:
 
 
 class _Decoder:
-    """base64 text, in pieces of any length, decoded into a spooled file with its size and SHA-256."""
+    """base64 text, in pieces of any length, decoded into a spooled file with its size and SHA-256.
+
+    What it accepts is what ``binascii.a2b_base64(strict_mode=True)`` accepts once spaces, tabs and
+    line breaks are taken out; each piece's whole quads are decoded by pybase64 (SIMD, about thirty
+    times faster: a third of a worker's time went to base64 in issue 16's bench). Text pybase64
+    refuses is handed to binascii, which decides and says why: pybase64 refuses a few forms
+    binascii takes (``AAAA====``), and binascii's reasons are the ones the 400 has always given.
+    """
 
     def __init__(self, threshold: int, path: str, keep: bool = True) -> None:
         self.file: IO[bytes] = spool(threshold) if keep else cast(IO[bytes], Dropped())
         self.path = path
         self.digest = hashlib.sha256()
         self.size = self.newlines = 0
-        self.carry = b""
+        self.carry = b""  # up to 3 characters of a quad the next piece completes, spaces taken out
         self.padded = False
 
     def write(self, text: bytes) -> None:
-        self.newlines += text.count(b"\n")
-        text = self.carry + text.translate(None, b" \t\r\n")
-        whole = len(text) - len(text) % 4
-        self.carry = text[whole:]
-        if whole:
-            self._decode(text[:whole])
+        if self.carry:
+            text = self.carry + text
+        if not self._unspaced(text):
+            text = self._unspace(text)
+            whole = len(text) - len(text) % 4
+            self.carry = text[whole:]
+            if whole:
+                self._decode(text, whole)
 
-    def _decode(self, text: bytes) -> None:
+    def _unspaced(self, text: bytes) -> bool:
+        """The common case at one pass: the whole quads have no spaces or line breaks and decode.
+        False (nothing done) otherwise, left to the careful way."""
+        whole = len(text) - len(text) % 4
+        if not whole or self.padded:
+            return False
+        try:
+            data = pybase64.b64decode(memoryview(text)[:whole], validate=True)
+        except binascii.Error:  # a space or line break, or not base64: ``_decode`` says which
+            return False
+        self._keep(data, text[whole - 1] == _PAD)
+        self.carry = self._unspace(text[whole:])
+        return True
+
+    def _unspace(self, text: bytes) -> bytes:
+        """``text`` without spaces, tabs and line breaks, its newlines counted (error lines after
+        the attachment). One C pass (``replace``) for each kind present: wrapped base64 has only
+        ``\n`` or ``\r\n``, so the others cost a ``memchr`` that finds nothing."""
+        for space in _SPACES:
+            if space in text:
+                stripped = text.replace(space, b"")
+                if space == b"\n":
+                    self.newlines += len(text) - len(stripped)
+                text = stripped
+        return text
+
+    def _decode(self, text: bytes, whole: int) -> None:
         if self.padded:
             raise EdxmlError("bad-base64", "the attachment's base64 goes on after its padding", self.path)
+        quads = memoryview(text)[:whole]
         try:
-            data = binascii.a2b_base64(text, strict_mode=True)
-        except binascii.Error as exc:
-            raise EdxmlError("bad-base64", f"the attachment is not base64: {exc}", self.path) from None
-        self.padded = text.endswith(b"=")
+            data = pybase64.b64decode(quads, validate=True)
+        except binascii.Error:
+            try:
+                data = binascii.a2b_base64(quads, strict_mode=True)
+            except binascii.Error as exc:
+                raise EdxmlError("bad-base64", f"the attachment is not base64: {exc}", self.path) from None
+        self._keep(data, text[whole - 1] == _PAD)
+
+    def _keep(self, data: bytes, padded: bool) -> None:
+        self.padded = padded
         self.digest.update(data)
         self.file.write(data)
         self.size += len(data)
