@@ -68,6 +68,7 @@ from gateway.storage.db import create_engine, upgrade  # noqa: E402
 
 SERVICE = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiSinh3Trong1"
 MOTCUA = "VN/GOV/000.00.00.H41/MOTCUA"  # Nghệ An's one-stop system
+MONITOR = "VN/GOV/000.00.00.G22/GIAMSAT"  # the demo's monitoring client (scope metrics)
 RULE = "motcua-nop-ho-so-lien-thong"
 AGENCIES = ("civil_status", "residence", "social_insurance", "postal")
 FINISHED = ("completed", "rejected", "failed")
@@ -168,6 +169,7 @@ class Stack:
                            onestop=free_port(), rest=free_port())
         init = initialise(workdir, ports=self.ports, database=database, force=True)
         self.config_path, self.secret = init.config_path, init.secrets[MOTCUA]
+        self.monitor_secret = init.secrets[MONITOR]
         self.config = yaml.safe_load(self.config_path.read_text())
         self.config["token"]["lifetime"] = 3600
         self.write_config(workers_on=True)
@@ -225,11 +227,46 @@ class Stack:
         _stop(self.sims)
         self.sims = None
 
-    def token(self) -> str:
+    def token(self, client: str = MOTCUA) -> str:
+        secret = self.monitor_secret if client == MONITOR else self.secret
         answer = httpx.post(f"{self.base}/oauth/token", data={"grant_type": "client_credentials"},
-                            auth=(MOTCUA, self.secret))
+                            auth=(client, secret))
         answer.raise_for_status()
         return str(answer.json()["access_token"])
+
+    def write_lock(self) -> dict[str, list[float]]:
+        """Per writer, the SQLite write lock's [seconds waited, seconds held, times taken] so far,
+        summed over the gateway's workers (``lienthong_db_write_lock_seconds`` in /metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        answer = httpx.get(f"{self.base}/metrics", timeout=30,
+                           headers={"Authorization": f"Bearer {self.token(MONITOR)}"})
+        answer.raise_for_status()
+        out: dict[str, list[float]] = {}
+        for family in text_string_to_metric_families(answer.text):
+            if family.name != "lienthong_db_write_lock_seconds":
+                continue
+            for sample in family.samples:
+                one = out.setdefault(sample.labels["writer"], [0.0, 0.0, 0.0, 0.0])
+                if sample.name.endswith("_sum"):
+                    one[{"wait": 0, "held": 1, "cpu": 3}[sample.labels["phase"]]] += sample.value
+                elif sample.name.endswith("_count") and sample.labels["phase"] == "held":
+                    one[2] += sample.value
+        return out
+
+
+def lock_report(before: dict[str, list[float]], after: dict[str, list[float]],
+                seconds: float) -> dict[str, Any]:
+    """What the write lock did between two readings: per writer the commits, seconds waited and
+    held, and the share of the span the lock was held by anyone."""
+    writers = {}
+    held = 0.0
+    for writer, (wait, hold, taken, cpu) in sorted(after.items()):
+        was = before.get(writer, [0.0, 0.0, 0.0, 0.0])
+        writers[writer] = {"taken": int(taken - was[2]), "waited_s": round(wait - was[0], 2),
+                           "held_s": round(hold - was[1], 2), "cpu_s": round(cpu - was[3], 2)}
+        held += hold - was[1]
+    return {"held_share": round(held / max(seconds, 1e-6), 3), "by_writer": writers}
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -383,6 +420,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
     token = stack.token()
     cpu_before = cpu_seconds(stack.gateway.pid)
     sims_before = cpu_seconds(stack.sims.pid) if stack.sims is not None else 0.0
+    lock_before = stack.write_lock()
     meter = Meter(stack)
     first, statuses = asyncio.run(file_all(stack.base, token, bodies, args.clients))
     filed_s = time.time() - first
@@ -398,6 +436,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
         time.sleep(0.25)
     cpu = cpu_seconds(stack.gateway.pid) - cpu_before
     cores = meter.read()
+    lock = lock_report(lock_before, stack.write_lock(), time.time() - first)
     sims_cpu = (cpu_seconds(stack.sims.pid) - sims_before) if stack.sims is not None else 0.0
     with engine.connect() as conn:
         last = conn.execute(sa.select(sa.func.max(flows.c.finished_us))
@@ -417,7 +456,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
                "states": counts, "steps_by_sends": sends, "births_registered": registered,
                "gateway_cpu_seconds": round(cpu, 1), "simulators_cpu_seconds": round(sims_cpu, 1),
                "gateway_cpu_ms_per_flow": round(cpu * 1000 / max(accepted, 1), 2),
-               "cpu": cores,
+               "cpu": cores, "write_lock": lock,
                "progress": [f"{t}s:{n}" for t, n in progress[:: max(1, len(progress) // 20)]],
                "load_average": os.getloadavg()[0]}
     print(json.dumps({"drain": figures}, indent=2), flush=True)

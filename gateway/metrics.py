@@ -6,7 +6,12 @@ Counted where they happen, at the cost of a dictionary look-up and a few additio
 - ``lienthong_exchange_seconds{protocol, service}``: the whole exchange, from its arrival to its audit
   record's commit (so the rendering and the audit wait are in it);
 - ``lienthong_upstream_seconds{service}``: the upstream call alone, for exchanges that made one;
-- ``lienthong_audit_commit_leaves``: leaves per audit commit (its ``_count`` is the commits made).
+- ``lienthong_audit_commit_leaves``: leaves per audit commit (its ``_count`` is the commits made);
+- ``lienthong_db_write_lock_seconds{writer, phase}``: on SQLite, how long each writer waited for the
+  database's one write lock (``phase="wait"``), held it (``"held"``), and computed while holding it
+  (``"cpu"``, the holding thread's CPU time); the held sums of all writers over a span of time say
+  how much of it the lock was busy, the cpu sums how much of that was work rather than waiting
+  (for the disk, or for the GIL another thread of the process has).
 
 Read from the database at scrape time, so that every process answers for the whole deployment:
 
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 __all__ = ["AUDIT_COMMIT_LEAVES", "MULTIPROC_ENV", "REGISTRY", "StateCollector", "observe_exchange",
-           "scrape"]
+           "scrape", "write_lock_timers"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 NONE = "-"  # the label of an unknown service or an unauthenticated client
@@ -63,6 +68,20 @@ UPSTREAM_SECONDS = Histogram("lienthong_upstream_seconds", "The upstream call of
 AUDIT_COMMIT_LEAVES = Histogram("lienthong_audit_commit_leaves", "Leaves per audit log commit",
                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                                 registry=REGISTRY)
+WRITE_LOCK_SECONDS = Histogram("lienthong_db_write_lock_seconds",
+                               "SQLite's write lock, by writer: waiting for it and holding it",
+                               ["writer", "phase"],
+                               buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                        1.0, 2.5, 10.0),
+                               registry=REGISTRY)
+
+
+def write_lock_timers(writer: str) -> tuple[Any, Any, Any]:
+    """The (wait, held, cpu) histograms of one writer of the SQLite write lock
+    (gateway/storage/db.py)."""
+    return (WRITE_LOCK_SECONDS.labels(writer, "wait"), WRITE_LOCK_SECONDS.labels(writer, "held"),
+            WRITE_LOCK_SECONDS.labels(writer, "cpu"))
+
 
 # The labelled children, by their labels: .labels() on every exchange costs a lock and a tuple more.
 _children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}

@@ -34,6 +34,7 @@ from gateway.seal import Sealer, SealKeyError, load_sealer
 from gateway.signed import trust_check
 from gateway.spine import authenticated
 from gateway.storage.db import create_engine
+from gateway.storage.shared import SharedWriter
 from gateway.upstream import create_client
 
 if TYPE_CHECKING:  # OpenTelemetry is loaded only where tracing is on
@@ -97,9 +98,15 @@ class Runtime:
             raise StartupError(f"seal: {exc} (see docs/signatures.md#gateway-seal)") from None
         engine = create_engine(config.database_url)
         security = Security.build(config, engine, keys_dir, policies_dir)
+        # SQLite: one writer thread and transaction for the audit log, the queue and the flows
+        # (gateway/storage/shared.py); PostgreSQL: a writer each.
+        shared = (SharedWriter(engine, batch_max=2 * config.audit.batch_max,
+                               wait_ms=config.audit.batch_wait_ms,
+                               wait_max_ms=config.audit.batch_wait_max_ms)
+                  if engine.dialect.name == "sqlite" else None)
         audit = AuditLog(engine, batch_max=config.audit.batch_max,
                          batch_wait_ms=config.audit.batch_wait_ms,
-                         batch_wait_max_ms=config.audit.batch_wait_max_ms)
+                         batch_wait_max_ms=config.audit.batch_wait_max_ms, shared=shared)
         http = create_client(transport=config.upstream.transport,
                              max_connections=config.upstream.max_connections)
         context = ConnectorContext(
@@ -122,11 +129,12 @@ class Runtime:
                 raise StartupError(f"service {service.id}: connector {service.connector!r} could not "
                                    f"start: {exc}") from exc
         try:
-            deliveries = Deliveries.build(config, engine, context.schemas_dir)
+            deliveries = Deliveries.build(config, engine, context.schemas_dir, shared=shared)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        flows = FlowEngine(config, found, FlowStore(engine), deliveries.store, config.flows_client,
-                           max_attempts=config.delivery.max_attempts) if found.flows else None
+        flows = (FlowEngine(config, found, FlowStore(engine, shared=shared), deliveries.store,
+                            config.flows_client, max_attempts=config.delivery.max_attempts)
+                 if found.flows else None)
         documents = None
         if any(service.documents for service in config.services):
             store = DocumentStore(engine)

@@ -85,7 +85,8 @@ class Throttle:
                  clock: Callable[[], float] = time.time, queue_wait: float = QUEUE_WAIT) -> None:
         self._engine = engine
         self.queue_wait = queue_wait  # see admit_in_turn
-        self._lock = WriteLock(engine)  # SQLite: queue on the file lock, not the busy handler's sleeps
+        # SQLite: queue on the file lock, not the busy handler's sleeps
+        self._lock = WriteLock(engine, "throttle")
         self.account = account
         self.address = address
         self._clock = clock

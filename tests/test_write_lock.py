@@ -77,3 +77,29 @@ def test_no_file_no_lock(url: str) -> None:
     with lock:
         pass
     lock.close()
+
+
+def test_each_writer_s_waits_and_holds_are_measured(tmp_path: Path) -> None:
+    """lienthong_db_write_lock_seconds: a wait, a hold and the holder's CPU per use, by writer."""
+    from gateway.metrics import REGISTRY
+
+    def count(phase: str) -> float:
+        labels = {"writer": "test-writer", "phase": phase}
+        return REGISTRY.get_sample_value("lienthong_db_write_lock_seconds_count", labels) or 0.0
+
+    def total(phase: str) -> float:
+        labels = {"writer": "test-writer", "phase": phase}
+        return REGISTRY.get_sample_value("lienthong_db_write_lock_seconds_sum", labels) or 0.0
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    lock = WriteLock(engine, "test-writer")
+    before = {phase: (count(phase), total(phase)) for phase in ("wait", "held", "cpu")}
+    for _ in range(3):
+        with lock:
+            sum(range(20_000))  # some work while holding it
+    for phase in ("wait", "held", "cpu"):
+        assert count(phase) == before[phase][0] + 3
+    assert total("held") > before["held"][1]
+    assert total("held") - before["held"][1] >= total("cpu") - before["cpu"][1] - 0.01
+    lock.close()
+    engine.dispose()

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from gateway.audit import tree
 from gateway.audit.bodies import Bodies, BodyVault
@@ -38,6 +38,7 @@ from gateway.audit.tree import as_bytes
 from gateway.errors import AuditUnavailable
 from gateway.metrics import AUDIT_COMMIT_LEAVES
 from gateway.storage.db import WriteLock
+from gateway.storage.shared import SharedWriter, Slot
 from gateway.storage.tables import audit_bodies, audit_head, audit_leaves, audit_subjects
 from gateway.storage.writer import BatchWriter
 
@@ -177,7 +178,7 @@ class _Sequencer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._raw: Any = None
-        self._lock = WriteLock(engine)
+        self._lock = WriteLock(engine, "audit")
         self.sql = _statements(engine.dialect.paramstyle, engine.dialect.name)
 
     def run(self, work: Callable[[Any], _T]) -> _T:
@@ -230,15 +231,42 @@ def index_columns(doc: dict[str, Any]) -> dict[str, Any]:
             "rule": _cut(doc["rule"], "rule")}
 
 
+class _Part:
+    """The log's batches in the shared writer's transactions (gateway/storage/shared.py)."""
+
+    def __init__(self, owner: AuditLog) -> None:
+        self.owner = owner
+
+    def write(self, conn: Connection, batch: list[_Pending]) -> list[int]:
+        cursor = conn.connection.cursor()
+        try:
+            return self.owner._store(cursor, self.owner._sql, [p.entry for p in batch])
+        finally:
+            cursor.close()
+
+    def settle(self, batch: list[_Pending], written: list[int]) -> None:
+        self.owner._stored(batch, written)
+
+    def fail(self, batch: list[_Pending], exc: Exception) -> None:
+        self.owner._failed(batch, exc)
+
+
 class AuditLog:
     def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 0.0,
-                 batch_wait_max_ms: float | None = None, vault: BodyVault | None = None) -> None:
+                 batch_wait_max_ms: float | None = None, vault: BodyVault | None = None,
+                 shared: SharedWriter | None = None) -> None:
+        """``shared``: the process's one writer for this SQLite database (gateway/storage/shared.py),
+        whose transactions the records then share with the other parts' writes; otherwise a
+        writer thread of the log's own."""
         self._engine = engine
         self._vault = vault
-        self._writer: BatchWriter[_Pending] = BatchWriter(
-            "audit-writer", self._commit, batch_max=batch_max, wait_ms=batch_wait_ms,
-            wait_max_ms=batch_wait_max_ms)
-        self._sequencer: _Sequencer | None = None  # the writer thread's, while it runs
+        self._writer: BatchWriter[_Pending] | Slot[_Pending] = (
+            shared.slot(_Part(self)) if shared is not None else
+            BatchWriter("audit-writer", self._commit, batch_max=batch_max, wait_ms=batch_wait_ms,
+                        wait_max_ms=batch_wait_max_ms))
+        self._own = shared is None
+        self._sql = _statements(engine.dialect.paramstyle, engine.dialect.name)
+        self._sequencer: _Sequencer | None = None  # the own writer thread's, while it runs
         self.batches = 0  # for metrics and tests: how many commits the appends took
         self._edge: tuple[int, bytes, Frontier] | None = None  # the tree's right edge after our last batch
 
@@ -246,7 +274,8 @@ class AuditLog:
 
     def start(self) -> None:
         if not self._writer.running:
-            self._sequencer = _Sequencer(self._engine)
+            if self._own:
+                self._sequencer = _Sequencer(self._engine)
             self._writer.start()
 
     def close(self) -> None:
@@ -307,21 +336,28 @@ class AuditLog:
         return _Entry(row, leaf_hash(leaf), frozenset(record.subjects), sealed)
 
     def _commit(self, batch: list[_Pending]) -> None:
-        """One batch of the writer thread's, in one transaction."""
+        """One batch of the own writer thread's, in one transaction."""
         sequencer = self._sequencer
         assert sequencer is not None
         try:
             entries = [p.entry for p in batch]
             indices = sequencer.run(lambda cursor: self._store(cursor, sequencer.sql, entries))
-        except Exception as exc:  # any storage failure fails every exchange in the batch
-            log.error("audit_write_failed", error=type(exc).__name__, batch=len(batch))
-            failure = AuditUnavailable("the audit log could not store this exchange; it was not "
-                                       "completed")
-            _settle(batch, [failure] * len(batch))
+        except Exception as exc:
+            self._failed(batch, exc)
             return
+        self._stored(batch, indices)
+
+    def _stored(self, batch: list[_Pending], indices: list[int]) -> None:
         self.batches += 1
         AUDIT_COMMIT_LEAVES.observe(len(batch))
         _settle(batch, indices)
+
+    @staticmethod
+    def _failed(batch: list[_Pending], exc: Exception) -> None:
+        """Any storage failure fails every exchange in the batch."""
+        log.error("audit_write_failed", error=type(exc).__name__, batch=len(batch))
+        failure = AuditUnavailable("the audit log could not store this exchange; it was not completed")
+        _settle(batch, [failure] * len(batch))
 
     def _store(self, cursor: Any, sql: _Statements, entries: Sequence[_Entry]) -> list[int]:
         cursor.execute(sql.head)

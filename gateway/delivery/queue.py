@@ -29,7 +29,6 @@ process inserting the same key at the same moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,7 +62,8 @@ from gateway.errors import GatewayError
 from gateway.ids import new_id, random_hex
 from gateway.policy import Kept
 from gateway.storage.db import WriteLock
-from gateway.storage.writer import BatchWriter
+from gateway.storage.shared import SharedWriter, Slot
+from gateway.storage.writer import BatchWriter, Request, answer
 
 __all__ = ["Cancel", "ClaimRequest", "DeliveryQueue", "Replay", "Retry"]
 
@@ -111,25 +111,41 @@ Change = Retry | Cancel | Replay
 Work = NewDelivery | Outcome | ClaimRequest | Change
 
 
-@dataclass(slots=True)
-class _Item:
-    work: Work
-    future: asyncio.Future[Any] | None = None  # an event loop awaits it
-    done: threading.Event | None = None  # a thread waits for it
-    result: Any = None  # the value or the exception, once the batch is stored
+_Item = Request[Work]
+
+
+class _Part:
+    """The queue's batches in the shared writer's transactions (gateway/storage/shared.py)."""
+
+    def __init__(self, owner: DeliveryQueue) -> None:
+        self.owner = owner
+
+    def write(self, conn: Connection, batch: list[_Item]) -> dict[int, Any]:
+        return self.owner._write_batch(conn, batch)
+
+    def settle(self, batch: list[_Item], written: dict[int, Any]) -> None:
+        self.owner._stored(batch, written)
+        answer(batch)
+
+    def fail(self, batch: list[_Item], exc: Exception) -> None:
+        self.owner._failed(batch, exc)
+        answer(batch)
 
 
 class DeliveryQueue:
     def __init__(self, engine: Engine, reader: Engine, *, batch_max: int = 512,
-                 batch_wait_ms: float = 2.0) -> None:
+                 batch_wait_ms: float = 2.0, shared: SharedWriter | None = None) -> None:
+        """``shared``: the process's one writer for this SQLite database (gateway/storage/shared.py);
+        otherwise a writer thread of the queue's own."""
         self.engine = engine
         self.reader = reader
         self._pg = engine.dialect.name == "postgresql"
         # A batch stays open while items keep coming, up to 10 ms (or one wait, when longer).
-        self._writer: BatchWriter[_Item] = BatchWriter(
-            "delivery-writer", self._handle, batch_max=batch_max, wait_ms=batch_wait_ms,
-            wait_max_ms=10.0)
-        self._lock = WriteLock(engine)
+        self._writer: BatchWriter[_Item] | Slot[_Item] = (
+            shared.slot(_Part(self)) if shared is not None else
+            BatchWriter("delivery-writer", self._handle, batch_max=batch_max, wait_ms=batch_wait_ms,
+                        wait_max_ms=10.0))
+        self._lock = WriteLock(engine, "delivery")
         self.batches = 0
 
     def start(self) -> None:
@@ -160,7 +176,7 @@ class DeliveryQueue:
         if not self._writer.running:
             raise QueueUnavailable("the delivery queue is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writer.put(_Item(work, future))
+        self._writer.put(Request(work, future))
         return await future
 
     # -- from sync code ----------------------------------------------------------------------------
@@ -199,10 +215,10 @@ class DeliveryQueue:
         """Through the writer thread when it runs, waiting until its batch is committed; otherwise
         through the very function it runs, under the same lock, in this thread."""
         if not self._writer.running:
-            items = [_Item(work) for work in works]
+            items = [Request(work) for work in works]
             self._commit(items)
             return items
-        items = [_Item(work, done=threading.Event()) for work in works]
+        items = [Request(work, done=threading.Event()) for work in works]
         for item in items:
             self._writer.put(item)
         for item in items:
@@ -217,48 +233,47 @@ class DeliveryQueue:
 
     def _handle(self, batch: list[_Item]) -> None:
         self._commit(batch)
-        self._answer(batch)
-
-    @staticmethod
-    def _answer(batch: list[_Item]) -> None:
-        """Wake each waiting thread, and each waiting event loop once per batch, not once per item."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
-        for item in batch:
-            if item.done is not None:
-                item.done.set()
-            elif item.future is not None:
-                by_loop.setdefault(item.future.get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, items)
+        answer(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
         """Store one batch in one transaction; each item's ``result`` says how it went."""
+        try:
+            with self._lock, self.engine.begin() as conn:
+                results = self._write_batch(conn, batch)
+        except Exception as exc:
+            self._failed(batch, exc)
+            return
+        self._stored(batch, results)
+
+    def _write_batch(self, conn: Connection, batch: list[_Item]) -> dict[int, Any]:
+        """The batch's statements, in the open transaction: each item's result by its ``id``."""
         outcomes = [(item, item.work) for item in batch if isinstance(item.work, Outcome)]
         intakes = [(item, item.work) for item in batch if isinstance(item.work, NewDelivery)]
         changes = [(item, item.work) for item in batch if isinstance(item.work, Retry | Cancel | Replay)]
         claims = [(item, item.work) for item in batch if isinstance(item.work, ClaimRequest)]
         results: dict[int, Any] = {}
-        try:
-            with self._lock, self.engine.begin() as conn:
-                results.update(self._store_outcomes(conn, outcomes))
-                results.update(self._store_intakes(conn, intakes))
-                now = now_us()
-                for item, change in changes:
-                    results[id(item)] = _change(conn, change, now)
-                for item, request in claims:
-                    results[id(item)] = self._claim(conn, request)
-        except Exception as exc:
-            log.error("delivery_write_failed", error=type(exc).__name__, detail=str(exc)[:300],
-                      batch=len(batch))
-            failure = QueueUnavailable("the delivery queue could not store this request; it was not "
-                                       "accepted")
-            for item in batch:
-                item.result = failure
-            return
+        results.update(self._store_outcomes(conn, outcomes))
+        results.update(self._store_intakes(conn, intakes))
+        now = now_us()
+        for item, change in changes:
+            results[id(item)] = _change(conn, change, now)
+        for item, request in claims:
+            results[id(item)] = self._claim(conn, request)
+        return results
+
+    def _stored(self, batch: list[_Item], results: dict[int, Any]) -> None:
         self.batches += 1
         for item in batch:
             item.result = results[id(item)]
+
+    @staticmethod
+    def _failed(batch: list[_Item], exc: Exception) -> None:
+        log.error("delivery_write_failed", error=type(exc).__name__, detail=str(exc)[:300],
+                  batch=len(batch))
+        failure = QueueUnavailable("the delivery queue could not store this request; it was not "
+                                   "accepted")
+        for item in batch:
+            item.result = failure
 
     # -- intake ------------------------------------------------------------------------------------
 
@@ -474,14 +489,3 @@ def _replay(conn: Connection, replay: Replay, now: int) -> list[str]:
     if rows:
         conn.execute(sa.insert(deliveries), rows)
     return created
-
-
-def _settle(items: list[_Item]) -> None:
-    for item in items:
-        future = item.future
-        if future is None or future.done():  # cancelled: the caller went away
-            continue
-        if isinstance(item.result, BaseException):
-            future.set_exception(item.result)
-        else:
-            future.set_result(item.result)

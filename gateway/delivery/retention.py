@@ -91,7 +91,7 @@ def purge(engine: Engine, retention_days: float, *, now_us: int | None = None,
             count = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(where))
             return Purge(int(count.scalar_one()), cutoff, dry_run=True)
     total = 0
-    lock = WriteLock(engine)  # SQLite: in turn with the queue's and the audit's writers
+    lock = WriteLock(engine, "retention")  # SQLite: in turn with the queue's and the audit's writers
     try:
         while True:
             with lock, engine.begin() as conn:

@@ -13,6 +13,7 @@ from gateway.delivery.schema import SchemaValidator
 from gateway.delivery.store import DeliveryStore, worker_name
 from gateway.delivery.worker import Dispatcher
 from gateway.exchange import Pipeline, Validator
+from gateway.storage.shared import SharedWriter
 
 __all__ = ["Deliveries"]
 
@@ -26,8 +27,10 @@ class Deliveries:
         self.dispatcher: Dispatcher | None = None
 
     @classmethod
-    def build(cls, config: Config, engine: Engine, schemas_dir: Path) -> Deliveries:
-        """ValueError names a JSON Schema that cannot be read or is not one."""
+    def build(cls, config: Config, engine: Engine, schemas_dir: Path,
+              shared: SharedWriter | None = None) -> Deliveries:
+        """ValueError names a JSON Schema that cannot be read or is not one. ``shared``: the
+        process's one SQLite writer (gateway/storage/shared.py), which the queue's writes join."""
         validators: dict[str, Validator] = {}
         compiled: dict[str, SchemaValidator] = {}
         for service in config.services:
@@ -41,7 +44,7 @@ class Deliveries:
                     raise ValueError(f"service {service.id}: schema {name}: {exc}") from exc
             validators[service.id] = compiled[name].validate
         store = DeliveryStore(engine, batch_max=config.delivery.batch_max,
-                              batch_wait_ms=config.delivery.batch_wait_ms)
+                              batch_wait_ms=config.delivery.batch_wait_ms, shared=shared)
         return cls(config, store, validators)
 
     def attach(self, pipeline: Pipeline, queued: Iterable[str] = ()) -> None:

@@ -37,6 +37,7 @@ from gateway.delivery.queue import DeliveryQueue
 from gateway.delivery.sql import reader_for
 from gateway.delivery.views import DeliveryViews, describe
 from gateway.errors import GatewayError
+from gateway.storage.shared import SharedWriter
 
 __all__ = ["BLOCKING", "CANCELLED", "DEAD", "DELIVERED", "PENDING", "STATES", "Accepted", "Claimed",
            "DeliveryStore", "NewDelivery", "Outcome", "QueueUnavailable", "describe", "now_us",
@@ -44,10 +45,12 @@ __all__ = ["BLOCKING", "CANCELLED", "DEAD", "DELIVERED", "PENDING", "STATES", "A
 
 
 class DeliveryStore:
-    def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 2.0) -> None:
+    def __init__(self, engine: Engine, *, batch_max: int = 512, batch_wait_ms: float = 2.0,
+                 shared: SharedWriter | None = None) -> None:
         self.engine = engine
         self.reader = reader_for(engine)
-        self.queue = DeliveryQueue(engine, self.reader, batch_max=batch_max, batch_wait_ms=batch_wait_ms)
+        self.queue = DeliveryQueue(engine, self.reader, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
+                                   shared=shared)
         self.views = DeliveryViews(self.reader)
         self.listeners: list[Callable[[Claimed, Outcome], None]] = []
 

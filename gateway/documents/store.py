@@ -102,8 +102,8 @@ class DocumentStore:
         self.engine = engine
         # SQLite: writers queue on a lock the audit and delivery writers share, woken as soon as it
         # is free, rather than retrying BEGIN IMMEDIATE under the busy timeout's growing sleeps.
-        self._lock: AbstractContextManager[Any] = (WriteLock(engine) if engine.dialect.name == "sqlite"
-                                                   else contextlib.nullcontext())
+        self._lock: AbstractContextManager[Any] = (
+            WriteLock(engine, "documents") if engine.dialect.name == "sqlite" else contextlib.nullcontext())
 
     # -- storing -------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ idempotency key made of the flow, the step and the send's number (gateway/flows/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ from gateway.delivery.tables import deliveries
 from gateway.flows.tables import flow_steps, flows
 from gateway.ids import new_id, random_hex
 from gateway.storage.db import WriteLock
-from gateway.storage.writer import BatchWriter
+from gateway.storage.shared import SharedWriter, Slot
+from gateway.storage.writer import BatchWriter, Request, answer
 
 __all__ = ["FlowRow", "FlowStore", "StepRow"]
 
@@ -94,15 +94,20 @@ class FlowStore:
     many flows) and queue on the database's ``WriteLock`` rather than on SQLite's busy handler;
     without it (the CLI, tools) each write is its own transaction in the caller's thread."""
 
-    def __init__(self, engine: Engine, *, batch_max: int = 256, batch_wait_ms: float = 1.0) -> None:
+    def __init__(self, engine: Engine, *, batch_max: int = 256, batch_wait_ms: float = 1.0,
+                 shared: SharedWriter | None = None) -> None:
+        """``shared``: the process's one writer for this SQLite database (gateway/storage/shared.py);
+        otherwise a writer thread of the store's own."""
         self.engine = engine
-        self._writer: BatchWriter[_Item] = BatchWriter("flow-writer", self._handle, batch_max=batch_max,
-                                                       wait_ms=batch_wait_ms, wait_max_ms=5.0)
+        self._writer: BatchWriter[_Item] | Slot[_Item] = (
+            shared.slot(_Part(self)) if shared is not None else
+            BatchWriter("flow-writer", self._handle, batch_max=batch_max, wait_ms=batch_wait_ms,
+                        wait_max_ms=5.0))
         self._lock: WriteLock | None = None  # opened by start(): one file per running store
 
     def start(self) -> None:
         if self._lock is None:
-            self._lock = WriteLock(self.engine)
+            self._lock = WriteLock(self.engine, "flows")
         self._writer.start()
 
     def close(self) -> None:
@@ -188,7 +193,7 @@ class FlowStore:
     # -- the writer --------------------------------------------------------------------------------
 
     def _write(self, work: _Work) -> Any:
-        item = _Item(work, done=threading.Event())
+        item = Request(work, done=threading.Event())
         if not self._writer.running:
             self._commit([item])
         else:
@@ -205,74 +210,100 @@ class FlowStore:
     async def _submit(self, work: _Work) -> Any:
         if not self._writer.running:
             return await asyncio.to_thread(self._write, work)
-        item = _Item(work, future=asyncio.get_running_loop().create_future())
+        item = Request(work, future=asyncio.get_running_loop().create_future())
         self._writer.put(item)
         assert item.future is not None
         return await item.future
 
     def _handle(self, batch: list[_Item]) -> None:
         self._commit(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
-        for item in batch:
-            if item.done is not None:
-                item.done.set()
-            elif item.future is not None:
-                by_loop.setdefault(item.future.get_loop(), []).append(item)
-        for loop, items in by_loop.items():  # each waiting loop woken once per batch
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, items)
+        answer(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
-        """One transaction for the batch: filings, then saves, then pokes, then claims (so that a
-        flow saved or poked in this batch may be claimed by it; on PostgreSQL the pokes follow in
-        a transaction of their own). A filing in a savepoint of its
-        own, so that a dossier filed twice leaves the others'; the saves, the pokes and each claim
-        as a few statements for all of them."""
-        files = [item for item in batch if isinstance(item.work, _File)]
-        saves = [item for item in batch if isinstance(item.work, _Save)]
+        """One transaction for the batch (``_write_batch``), then what follows it."""
         pokes = [item for item in batch if isinstance(item.work, _Poke)]
-        claims = [item for item in batch if isinstance(item.work, _Claim)]
-        poked = [i for item in pokes if isinstance(item.work, _Poke) for i in item.work.ids]
-        now = min((item.work.now for item in pokes if isinstance(item.work, _Poke)), default=0)
         pg = self.engine.dialect.name == "postgresql"
-        lock = self._lock if self._lock is not None else WriteLock(self.engine)
+        lock = self._lock if self._lock is not None else WriteLock(self.engine, "flows")
         try:
             with lock, self.engine.begin() as conn:
-                for item in files:
-                    assert isinstance(item.work, _File)
-                    try:
-                        with conn.begin_nested():
-                            item.result = _file(conn, item.work.flow, item.work.now)
-                    except IntegrityError as exc:
-                        item.result = _duplicate(conn, item.work, exc)
-                if saves:
-                    _save_many(conn, saves)
-                if pokes and not pg:
-                    _poke(conn, poked, now)
-                for item in claims:
-                    assert isinstance(item.work, _Claim)
-                    item.result = _claim(conn, item.work.limit, item.work.lease_us, item.work.now)
+                self._write_batch(conn, batch, pokes=not pg)
         except Exception as exc:  # nothing of the batch is stored
-            for item in batch:
-                item.result = exc
+            _failed(batch, exc)
         finally:
             if lock is not self._lock:
                 lock.close()
-        for item in claims:  # the claimed rows made into flows once the lock is free for others
-            if not isinstance(item.result, BaseException):
-                try:
-                    item.result = [(_flow_of(row, steps), lease) for row, steps, lease in item.result]
-                except Exception as exc:  # an unreadable row: the claim's leases run out unused
-                    item.result = exc
+        _claimed(batch)
         if pokes and pg:
             # On PostgreSQL in a transaction of their own: a poke waits for the row of a flow
             # another process is saving, and must hold no row that process's batch may want.
+            poked = [i for item in pokes if isinstance(item.work, _Poke) for i in item.work.ids]
+            now = min(item.work.now for item in pokes if isinstance(item.work, _Poke))
             try:
                 with self.engine.begin() as conn:
                     _poke(conn, poked, now)
             except Exception as exc:
                 for item in pokes:
                     item.result = exc
+
+    @staticmethod
+    def _write_batch(conn: Connection, batch: list[_Item], *, pokes: bool) -> None:
+        """Filings, then saves, then pokes (unless ``pokes`` is false), then claims, in the open
+        transaction (so that a flow saved or poked in this batch may be claimed by it). A filing
+        in a savepoint of its own, so that a dossier filed twice leaves the others'; the saves, the
+        pokes and each claim as a few statements for all of them."""
+        files = [item for item in batch if isinstance(item.work, _File)]
+        saves = [item for item in batch if isinstance(item.work, _Save)]
+        poking = [item for item in batch if isinstance(item.work, _Poke)] if pokes else []
+        claims = [item for item in batch if isinstance(item.work, _Claim)]
+        for item in files:
+            assert isinstance(item.work, _File)
+            try:
+                with conn.begin_nested():
+                    item.result = _file(conn, item.work.flow, item.work.now)
+            except IntegrityError as exc:
+                item.result = _duplicate(conn, item.work, exc)
+        if saves:
+            _save_many(conn, saves)
+        if poking:
+            _poke(conn, [i for item in poking if isinstance(item.work, _Poke) for i in item.work.ids],
+                  min(item.work.now for item in poking if isinstance(item.work, _Poke)))
+        for item in claims:
+            assert isinstance(item.work, _Claim)
+            item.result = _claim(conn, item.work.limit, item.work.lease_us, item.work.now)
+
+
+class _Part:
+    """The store's batches in the shared writer's transactions (gateway/storage/shared.py): on
+    SQLite only, so the pokes go with the rest."""
+
+    def __init__(self, owner: FlowStore) -> None:
+        self.owner = owner
+
+    def write(self, conn: Connection, batch: list[_Item]) -> None:
+        self.owner._write_batch(conn, batch, pokes=True)
+
+    def settle(self, batch: list[_Item], written: None) -> None:
+        _claimed(batch)
+        answer(batch)
+
+    def fail(self, batch: list[_Item], exc: Exception) -> None:
+        _failed(batch, exc)
+        answer(batch)
+
+
+def _failed(batch: list[_Item], exc: Exception) -> None:
+    for item in batch:
+        item.result = exc
+
+
+def _claimed(batch: list[_Item]) -> None:
+    """The claimed rows made into flows once the lock is free for others."""
+    for item in batch:
+        if isinstance(item.work, _Claim) and not isinstance(item.result, BaseException):
+            try:
+                item.result = [(_flow_of(row, steps), lease) for row, steps, lease in item.result]
+            except Exception as exc:  # an unreadable row: the claim's leases run out unused
+                item.result = exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,25 +335,7 @@ class _Poke:
 
 
 _Work = _File | _Claim | _Save | _Poke
-
-
-@dataclass(slots=True)
-class _Item:
-    work: _Work
-    future: asyncio.Future[Any] | None = None  # an event loop awaits it
-    done: threading.Event | None = None  # a thread waits for it
-    result: Any = None  # the value or the exception, once the batch is stored
-
-
-def _settle(items: list[_Item]) -> None:
-    for item in items:
-        future = item.future
-        if future is None or future.done():  # cancelled: the caller went away
-            continue
-        if isinstance(item.result, BaseException):
-            future.set_exception(item.result)
-        else:
-            future.set_result(item.result)
+_Item = Request[_Work]
 
 
 def _duplicate(conn: Connection, work: _Work, exc: IntegrityError) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from gateway.metrics import write_lock_timers
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -30,16 +33,24 @@ class WriteLock:
     second or two (p99 10-20 times the median). A blocked ``flock`` is woken as soon as the lock is
     released. Each instance is its own open file, so instances exclude each other within a process
     too; a no-op for PostgreSQL and in-memory SQLite.
+
+    ``writer`` names the holder in ``lienthong_db_write_lock_seconds`` (gateway/metrics.py): how
+    long each writer waited for the lock, held it and computed while holding it, the figures that
+    say when one SQLite file is what a deployment waits on (docs/operations.md#metrics).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, writer: str = "other") -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._fd: int | None = None
         if database and database != ":memory:" and not database.startswith("file:"):
             self._fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._threads = threading.Lock()  # the same instance used from two threads
+        # (wait, held, cpu) histograms; observed after the release, never while holding the lock
+        self._timers: tuple[Any, Any, Any] | None = None if self._fd is None else write_lock_timers(writer)
+        self._asked = self._taken = self._cpu = 0.0
 
     def __enter__(self) -> WriteLock:
+        asked = time.perf_counter()
         self._threads.acquire()
         if self._fd is not None:
             try:
@@ -47,6 +58,7 @@ class WriteLock:
             except BaseException:
                 self._threads.release()
                 raise
+            self._asked, self._taken, self._cpu = asked, time.perf_counter(), time.thread_time()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -54,6 +66,11 @@ class WriteLock:
         try:
             if self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+                released, cpu = time.perf_counter(), time.thread_time()
+                if self._timers is not None:
+                    self._timers[0].observe(self._taken - self._asked)
+                    self._timers[1].observe(released - self._taken)
+                    self._timers[2].observe(cpu - self._cpu)
         finally:
             self._threads.release()
 

@@ -1,17 +1,57 @@
 """The writer thread behind group commit: event loops hand it items, it takes them in batches and
-hands each batch to one function (one transaction). The audit log and the delivery queue use it.
+hands each batch to one function (one transaction). The audit log, the delivery queue, the flows and
+the documents use it (on SQLite the first three through one shared thread: shared.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+W = TypeVar("W")
 _STOP = object()
+
+
+@dataclass(slots=True)
+class Request(Generic[W]):
+    """A piece of work for a writer thread and whoever waits for it: an event loop awaits its
+    ``future``, or a thread waits for its ``done``."""
+
+    work: W
+    future: asyncio.Future[Any] | None = None
+    done: threading.Event | None = None
+    result: Any = None  # the value or the exception, once the batch is stored
+
+
+def answer(batch: Sequence[Request[Any]]) -> None:
+    """Wake each waiting thread, and each waiting event loop once per batch, not once per item."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Request[Any]]] = {}
+    for item in batch:
+        if item.done is not None:
+            item.done.set()
+        elif item.future is not None:
+            by_loop.setdefault(item.future.get_loop(), []).append(item)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[Request[Any]]) -> None:
+    for item in items:
+        future = item.future
+        if future is None or future.done():  # cancelled: the caller went away
+            continue
+        if isinstance(item.result, BaseException):
+            future.set_exception(item.result)
+        else:
+            future.set_result(item.result)
 
 
 class BatchWriter(Generic[T]):

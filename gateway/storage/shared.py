@@ -1,0 +1,183 @@
+"""One writer thread and one transaction for the audit log, the delivery queue and the flows of a
+process on SQLite.
+
+SQLite has one write lock per database. With a writer thread each, the three parts of a process
+took it in turn with each other and with the other worker processes' three: during a drain of
+joint procedures the lock was held 96 % of the time, by thousands of small transactions each
+paying the lock's hand-over, ``BEGIN IMMEDIATE``, a commit's fsync and the GIL's hand-backs between
+its statements, while the event loops waited on them idle more than half of the time. Sharing one
+writer, a process takes the lock once for what all three have queued and commits it with one fsync
+(docs/benchmarks.md, "Joint procedures").
+
+Each part keeps its own batches' logic (``Part``): what to write inside the transaction, what to
+answer once it is committed, what to answer when it is not. When the shared transaction fails, each
+part's batch is tried again in a transaction of its own, so that one part's failure (a corrupted
+audit tree, say) fails only its own callers, as when each part had its own transaction.
+
+On PostgreSQL each part keeps its own writer: row locks let them run side by side, and one
+transaction holding the audit head's row while waiting for a flow's row another process holds
+could deadlock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Generic, Protocol, TypeVar
+
+import structlog
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.storage.db import WriteLock
+from gateway.storage.writer import BatchWriter
+
+__all__ = ["Part", "SharedWriter", "Slot"]
+
+log = structlog.get_logger("lienthong.storage")
+
+T = TypeVar("T")
+
+
+class Part(Protocol[T]):
+    """A writer's batches, told apart from their transaction."""
+
+    def write(self, conn: Connection, batch: list[T]) -> Any:
+        """Store ``batch`` within the open transaction; what it returns goes to ``settle``."""
+
+    def settle(self, batch: list[T], written: Any) -> None:
+        """The transaction committed: answer the batch's callers."""
+
+    def fail(self, batch: list[T], exc: Exception) -> None:
+        """Nothing of the batch is stored: tell its callers."""
+
+
+class _Flush:
+    """Put behind a slot's items: set once every item before it is handled."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class SharedWriter:
+    """The writer thread of one SQLite database in this process. Parts take a ``slot`` each; the
+    thread runs from the first slot's ``start`` to the last slot's ``close``."""
+
+    def __init__(self, engine: Engine, *, batch_max: int = 1024, wait_ms: float = 0.0,
+                 wait_max_ms: float | None = None) -> None:
+        self.engine = engine
+        self._writer: BatchWriter[tuple[Any, Any]] = BatchWriter(
+            "db-writer", self._handle, batch_max=batch_max, wait_ms=wait_ms, wait_max_ms=wait_max_ms)
+        self._lock: WriteLock | None = None
+        self._open: set[Slot[Any]] = set()
+        self._guard = threading.Lock()
+        self.commits = 0  # for tests and metrics: transactions committed
+
+    def slot(self, part: Part[T]) -> Slot[T]:
+        return Slot(self, part)
+
+    def _start(self, slot: Slot[Any]) -> None:
+        with self._guard:
+            if not self._open:
+                self._lock = WriteLock(self.engine, "shared")
+                self._writer.start()
+            self._open.add(slot)
+
+    def _close(self, slot: Slot[Any]) -> None:
+        with self._guard:
+            if slot not in self._open:
+                return
+            self._open.discard(slot)
+            last = not self._open
+        if not last:  # the others go on: wait until what this slot queued is handled
+            flush = _Flush()
+            self._writer.put((None, flush))
+            flush.done.wait()
+            return
+        self._writer.close()
+        with self._guard:
+            lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
+
+    def _handle(self, batch: list[tuple[Any, Any]]) -> None:
+        groups: dict[Any, list[Any]] = {}
+        flushes: list[_Flush] = []
+        for part, item in batch:
+            if part is None:
+                flushes.append(item)
+            else:
+                groups.setdefault(part, []).append(item)
+        try:
+            self._commit(groups)
+        finally:
+            for flush in flushes:
+                flush.done.set()
+
+    def _commit(self, groups: dict[Any, list[Any]]) -> None:
+        if not groups:
+            return
+        written: dict[Any, Any] = {}
+        failed: dict[Any, Exception] = {}
+        assert self._lock is not None
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    for part, items in groups.items():
+                        written[part] = part.write(conn, items)
+                self.commits += 1
+            except Exception as exc:
+                # Rolled back whole. Each part again in a transaction of its own (no savepoints on
+                # the way that never fails: they cost a sixth of the lock's time), so that only
+                # the part that fails fails its callers.
+                log.warning("shared_write_retried", error=type(exc).__name__, parts=len(groups))
+                written.clear()
+                for part, items in groups.items():
+                    try:
+                        with self.engine.begin() as conn:
+                            written[part] = part.write(conn, items)
+                        self.commits += 1
+                    except Exception as alone:
+                        failed[part] = alone
+        for part, items in groups.items():
+            _answer(part, items, written.get(part), failed.get(part))
+
+
+def _answer(part: Part[Any], items: list[Any], written: Any, failure: Exception | None) -> None:
+    """One part's callers told; a part's own failure to answer must not stop the others'."""
+    try:
+        if failure is not None:
+            part.fail(items, failure)
+        else:
+            part.settle(items, written)
+    except Exception as exc:
+        log.error("shared_write_answer_failed", error=type(exc).__name__, detail=str(exc)[:300])
+
+
+class Slot(Generic[T]):
+    """A part's way into the shared writer, with the surface of its own ``BatchWriter``."""
+
+    def __init__(self, shared: SharedWriter, part: Part[T]) -> None:
+        self._shared = shared
+        self._part = part
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        if not self._running:
+            self._shared._start(self)
+            self._running = True
+
+    def put(self, item: T) -> None:
+        self._shared._writer.put((self._part, item))
+
+    def queued(self) -> int:
+        return self._shared._writer.queued()
+
+    def close(self) -> None:
+        """Handle what this part queued; the thread stops with the last part."""
+        if self._running:
+            self._running = False
+            self._shared._close(self)
+

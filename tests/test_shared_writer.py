@@ -1,0 +1,203 @@
+"""One writer thread and transaction per SQLite database and process (gateway/storage/shared.py):
+the audit log's, the delivery queue's and the flows' batches committed together, each part's
+callers answered only once their writes are committed, and one part's failure failing only its own
+callers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.audit.log import AuditLog
+from gateway.audit.merkle import leaf_hash, root_from_leaves
+from gateway.delivery.model import Accepted
+from gateway.delivery.store import DeliveryStore
+from gateway.delivery.tables import deliveries
+from gateway.errors import AuditUnavailable
+from gateway.storage.db import create_engine, upgrade
+from gateway.storage.shared import SharedWriter, Slot
+from gateway.storage.writer import BatchWriter
+from tests.test_audit_log import record
+from tests.test_delivery_writer_path import new
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'lienthong.db'}"
+    upgrade(url)
+    return create_engine(url)
+
+
+class Recorder:
+    """A part of its own: writes a row per item into a table of its own, or fails when told to."""
+
+    def __init__(self, engine: Engine, *, failing: bool = False) -> None:
+        self.failing = failing
+        self.settled: list[tuple[list[Any], Any]] = []
+        self.failed: list[tuple[list[Any], Exception]] = []
+        self.writes = 0
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS recorded (item TEXT)")
+
+    def write(self, conn: Connection, batch: list[Any]) -> Any:
+        self.writes += 1
+        conn.exec_driver_sql("INSERT INTO recorded (item) VALUES (?)", [(str(item),) for item in batch])
+        if self.failing:
+            raise RuntimeError("this part's store is broken")
+        return len(batch)
+
+    def settle(self, batch: list[Any], written: Any) -> None:
+        self.settled.append((list(batch), written))
+
+    def fail(self, batch: list[Any], exc: Exception) -> None:
+        self.failed.append((list(batch), exc))
+
+
+def recorded(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [row[0] for row in conn.exec_driver_sql("SELECT item FROM recorded")]
+
+
+async def test_the_log_and_the_queue_share_transactions_and_stay_whole(engine: Engine) -> None:
+    """Appends and intakes made together commit in fewer transactions than either part's batches
+    count, the leaves get contiguous indices, the tree's root is the leaves', and every intake is
+    stored."""
+    shared = SharedWriter(engine, wait_ms=1.0, wait_max_ms=5.0)
+    log = AuditLog(engine, shared=shared)
+    store = DeliveryStore(engine, shared=shared)
+    log.start()
+    store.start()
+    assert isinstance(log._writer, Slot)
+    try:
+        results = await asyncio.gather(*(log.append(record(i)) for i in range(200)),
+                                       *(store.accept(new()) for _ in range(200)))
+    finally:
+        store.close()
+        log.close()
+    indices, accepted = results[:200], results[200:]
+    assert sorted(indices) == list(range(200))  # type: ignore[type-var]
+    assert all(isinstance(a, Accepted) and not a.duplicate for a in accepted)
+    assert shared.commits < log.batches + store.batches  # some commits carried both parts
+    leaves = log.read(0, 1000)
+    assert log.head().root == root_from_leaves([leaf_hash(leaf.leaf) for leaf in leaves])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == 200
+
+
+async def test_a_failing_part_fails_only_its_own_callers(engine: Engine) -> None:
+    """A batch of the audit log's and a part whose writes fail, in one shared batch: the log's
+    records are stored and answered, the failing part is told and leaves nothing."""
+    shared = SharedWriter(engine)
+    log = AuditLog(engine, shared=shared)
+    broken = Recorder(engine, failing=True)
+    slot = shared.slot(broken)
+    for i in range(5):  # queued before the thread starts: one batch
+        slot.put(f"item-{i}")
+    log.start()
+    slot.start()
+    try:
+        indices = await asyncio.gather(*(log.append(record(i)) for i in range(3)))
+    finally:
+        slot.close()
+        log.close()
+    assert sorted(indices) == [0, 1, 2]
+    assert [items for items, _ in broken.failed] == [[f"item-{i}" for i in range(5)]]
+    assert isinstance(broken.failed[0][1], RuntimeError)
+    assert broken.settled == []
+    assert broken.writes == 2  # with the others, then alone
+    assert recorded(engine) == []  # its rows went with both transactions' rollback
+    assert log.size() == 3
+
+
+async def test_a_failing_audit_store_fails_the_exchanges_not_the_other_part(engine: Engine) -> None:
+    """The audit part's own failure (its head gone) fails its appends with AuditUnavailable while
+    the other part's items are committed."""
+    shared = SharedWriter(engine)
+    log = AuditLog(engine, shared=shared)
+    other = Recorder(engine)
+    slot = shared.slot(other)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE audit_head")
+    log.start()
+    slot.start()
+    try:
+        slot.put("kept")
+        with pytest.raises(AuditUnavailable):
+            await log.append(record(1))
+    finally:
+        slot.close()
+        log.close()
+    assert recorded(engine) == ["kept"]
+    assert [items for items, _ in other.settled] == [["kept"]]
+
+
+def test_closing_one_part_flushes_it_and_the_thread_lives_on_for_the_others(engine: Engine) -> None:
+    shared = SharedWriter(engine)
+    first, second = Recorder(engine), Recorder(engine)
+    one, two = shared.slot(first), shared.slot(second)
+    one.start()
+    two.start()
+    assert one.running and two.running
+    for i in range(50):
+        one.put(f"a{i}")
+    one.close()  # returns once its items are handled
+    assert sum(len(items) for items, _ in first.settled) == 50
+    assert not one.running
+    assert shared._writer.running  # the other part still writes
+    two.put("b0")
+    two.close()
+    assert not shared._writer.running  # the last part stopped it
+    assert [items for items, _ in second.settled] == [["b0"]]
+    one.start()  # and it starts again
+    one.put("a-again")
+    one.close()
+    assert sorted(recorded(engine)) == sorted([f"a{i}" for i in range(50)] + ["b0", "a-again"])
+
+
+def test_each_part_is_answered_once_per_batch_after_the_commit(engine: Engine) -> None:
+    """What a part's settle sees is committed: another connection reads it from there."""
+    seen: list[int] = []
+
+    class Checking(Recorder):
+        def settle(self, batch: list[Any], written: Any) -> None:
+            seen.append(len(recorded(engine)))
+            super().settle(batch, written)
+
+    shared = SharedWriter(engine)
+    part = Checking(engine)
+    slot = shared.slot(part)
+    slot.start()
+    slot.put("x")
+    slot.close()
+    assert seen == [1]
+
+
+def test_without_a_shared_writer_each_part_has_its_own_thread(engine: Engine) -> None:
+    """PostgreSQL and the tools: each part with its own thread, as before."""
+    log = AuditLog(engine)
+    store = DeliveryStore(engine)
+    assert isinstance(log._writer, BatchWriter)
+    assert isinstance(store.queue._writer, BatchWriter)
+
+
+def test_a_gateway_on_sqlite_shares_one_writer_among_its_parts(tmp_path: Path) -> None:
+    """The runtime wires the audit log, the delivery queue and the flows to one shared writer."""
+    from gateway.runtime import Runtime
+    from tests.helpers import rest_only_config
+
+    config, _ = rest_only_config(tmp_path)
+    upgrade(config.database_url)
+    runtime = Runtime.build(config)
+    try:
+        assert runtime.flows is not None
+        slots = [runtime.audit._writer, runtime.deliveries.store.queue._writer,
+                 runtime.flows.store._writer]
+        assert all(isinstance(slot, Slot) for slot in slots)
+        assert len({slot._shared for slot in slots if isinstance(slot, Slot)}) == 1
+    finally:
+        runtime.engine.dispose()
