@@ -138,7 +138,8 @@ class Runtime:
         documents = None
         if any(service.documents for service in config.services):
             store = DocumentStore(engine)
-            documents = DocumentDesk(config, store, Outbox(store, deliveries.store, deliveries.poke))
+            documents = DocumentDesk(config, store, Outbox(store, deliveries.store, deliveries.poke),
+                                     shared=shared)
         ports = Ports(
             config=config, tokens=functools.partial(authenticated, security.verifier, config),
             policy=policy, connectors=connectors, audit=audit, subjects=SubjectHasher(subject_key),
@@ -177,6 +178,7 @@ class Runtime:
             await self.flows.stop()  # before the queue: a step being stored still needs it
         if self.documents is not None:
             await self.documents.outbox.stop()  # before the queue, which it writes to
+            self.documents.batcher.close()  # what it holds is stored before the writer stops
         await self.deliveries.stop()  # first: deliveries in flight still need connectors and audit
         await self.security.stop()
         for connector in self.connectors.values():

@@ -16,6 +16,7 @@ from gateway.documents.store import DocumentRow, DocumentStore, MessageRow, Stor
 from gateway.documents.tables import document_messages, documents
 from gateway.errors import InvalidBody
 from gateway.ids import new_id
+from gateway.storage.shared import SharedWriter
 
 H60, H41 = "000.00.00.H60", "000.00.00.H41"
 
@@ -74,13 +75,16 @@ def test_the_same_package_twice_in_one_batch_is_stored_once(store: DocumentStore
     assert counts(store) == (2, 2)
 
 
-def test_concurrent_senders_share_commits_and_get_their_own_answers(store: DocumentStore) -> None:
-    """Forty senders at once through the batcher: forty packages stored, each answered with its
-    own; a repeat is a duplicate; a changed one is refused 409 while the others are stored."""
+@pytest.mark.parametrize("shared", [False, True], ids=["own-writer", "shared-writer"])
+def test_concurrent_senders_share_commits_and_get_their_own_answers(store: DocumentStore,
+                                                                    shared: bool) -> None:
+    """Forty senders at once through the batcher, with a writer of its own or in the process's
+    shared writer (gateway/storage/shared.py): forty packages stored, each answered with its own; a
+    repeat is a duplicate; a changed one is refused 409 while the others are stored."""
     items = [sending(n) for n in range(100, 140)]
 
     async def run() -> list[Stored | BaseException]:
-        batcher = Batcher(store)
+        batcher = Batcher(store, shared=SharedWriter(store.engine) if shared else None)
         try:
             answers = await asyncio.gather(*(batcher.send(*item) for item in items))
             later = await asyncio.gather(batcher.send(replace_id(items[0][0]), items[0][1]),
@@ -96,6 +100,30 @@ def test_concurrent_senders_share_commits_and_get_their_own_answers(store: Docum
     assert isinstance(results[41], InvalidBody) and results[41].status == 409
     assert isinstance(results[42], Stored) and not results[42].duplicate
     assert counts(store) == (41, 41)
+
+
+def test_twins_in_the_shared_writer_are_stored_once(store: DocumentStore) -> None:
+    """The same package sent twice at once through the shared writer: the insert conflict fails the
+    shared transaction, the packages are then stored as send_many stores them alone (the second
+    finding the first), and the other part's items in the same batch are committed."""
+    one = sending(9)
+    twin = (replace_id(one[0]), [replace_message(one[1][0], replace_id(one[0]).id)])
+    other = sending(10)
+    shared = SharedWriter(store.engine)
+
+    async def run() -> list[Stored]:
+        batcher = Batcher(store, shared=shared)
+        try:
+            return list(await asyncio.gather(batcher.send(*one), batcher.send(*twin),
+                                             batcher.send(*other)))
+        finally:
+            batcher.close()
+
+    results = asyncio.run(run())
+    assert sorted(r.duplicate for r in results[:2]) == [False, True]
+    assert results[0].document == results[1].document
+    assert not results[2].duplicate
+    assert counts(store) == (2, 2)
 
 
 def replace_id(doc: DocumentRow) -> DocumentRow:

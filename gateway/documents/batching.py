@@ -1,7 +1,9 @@
 """Group commit for sent packages: the packages that arrive while one commit is under way are
 stored together in the next one (``DocumentStore.send_many``), so a commit's cost (its fsync, the
 database's write lock) is shared by many senders instead of paid by each (issue 16's 200 packages
-a second). Each sender still gets its own answer, and only once its package is committed.
+a second). Each sender still gets its own answer, and only once its package is committed. On SQLite
+the packages join the process's one writer (gateway/storage/shared.py): a package and the audit
+records of its exchange share a transaction, and the writers of a process take the lock once.
 
 A spooled package (gateway/spool.py) is stored on its own: copying its parts would hold up the
 packages batched with it.
@@ -13,7 +15,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
 from gateway.documents.store import DocumentRow, DocumentStore, MessageRow, Stored
+from gateway.errors import GatewayError
+from gateway.storage.shared import SharedWriter, Slot
 from gateway.storage.writer import BatchWriter
 
 __all__ = ["Batcher"]
@@ -22,11 +29,13 @@ _Item = tuple[DocumentRow, Sequence[MessageRow], asyncio.AbstractEventLoop, "asy
 
 
 class Batcher:
-    def __init__(self, store: DocumentStore, *, batch_max: int = 64) -> None:
+    def __init__(self, store: DocumentStore, *, batch_max: int = 64,
+                 shared: SharedWriter | None = None) -> None:
         self.store = store
         # No waiting for more: what queued while the last commit ran is the next batch.
-        self._writer: BatchWriter[_Item] = BatchWriter("documents-writer", self._handle,
-                                                       batch_max=batch_max)
+        self._writer: BatchWriter[_Item] | Slot[_Item] = (
+            shared.slot(_Part(store)) if shared is not None else
+            BatchWriter("documents-writer", self._handle, batch_max=batch_max))
 
     async def send(self, doc: DocumentRow, messages: Sequence[MessageRow]) -> Stored:
         """``DocumentStore.send``, committed with whatever else is being sent."""
@@ -44,11 +53,41 @@ class Batcher:
     def _handle(self, batch: list[_Item]) -> None:
         results: Sequence[Stored | BaseException]
         try:
-            results = self.store.send_many([(doc, messages) for doc, messages, _, _ in batch])
+            results = self.store.send_many(_sendings(batch))
         except Exception as exc:  # the database failed the whole batch: each sender is told
             results = [exc] * len(batch)
-        for (_, _, loop, future), result in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result)
+        _answer(batch, results)
+
+
+class _Part:
+    """The packages in the shared writer's transactions."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self.store = store
+
+    def write(self, conn: Connection, batch: list[_Item]) -> list[Stored | GatewayError]:
+        return self.store.insert(conn, _sendings(batch))
+
+    def settle(self, batch: list[_Item], written: list[Stored | GatewayError]) -> None:
+        _answer(batch, written)
+
+    def fail(self, batch: list[_Item], exc: Exception) -> None:
+        results: Sequence[Stored | BaseException] = [exc] * len(batch)
+        if isinstance(exc, IntegrityError):  # stored meanwhile by another process: as send_many sorts it
+            try:
+                results = self.store.send_many(_sendings(batch))
+            except Exception as again:
+                results = [again] * len(batch)
+        _answer(batch, results)
+
+
+def _sendings(batch: list[_Item]) -> list[tuple[DocumentRow, Sequence[MessageRow]]]:
+    return [(doc, messages) for doc, messages, _, _ in batch]
+
+
+def _answer(batch: list[_Item], results: Sequence[Stored | BaseException]) -> None:
+    for (_, _, loop, future), result in zip(batch, results, strict=True):
+        loop.call_soon_threadsafe(_settle, future, result)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -49,6 +49,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.ids import new_id
+from gateway.storage.shared import SharedWriter
 
 __all__ = ["DocumentDesk", "MessageNotFound"]
 
@@ -69,11 +70,12 @@ class MessageNotFound(ClientError):
 
 
 class DocumentDesk:
-    def __init__(self, config: Config, store: DocumentStore, outbox: Outbox) -> None:
+    def __init__(self, config: Config, store: DocumentStore, outbox: Outbox,
+                 shared: SharedWriter | None = None) -> None:
         self.config = config
         self.store = store
         self.outbox = outbox
-        self.batcher = Batcher(store)
+        self.batcher = Batcher(store, shared=shared)
         self.directory = Directory.of(config)
         # the desk keeps each attachment's size and digest, never its bytes (the package's are stored)
         self.limits = Limits(max_bytes=config.limits.max_document_bytes, keep_attachments=False)

@@ -121,7 +121,7 @@ class DocumentStore:
         or the InvalidBody (409) in its place."""
         try:
             with self._lock, self.engine.begin() as conn:
-                return self._insert(conn, batch)
+                return self.insert(conn, batch)
         except IntegrityError:  # another process (or this batch) stored one between look and insert
             if len(batch) > 1:  # the transaction is undone: each on its own, as if sent alone
                 return [result for item in batch for result in self.send_many([item])]
@@ -134,7 +134,9 @@ class DocumentStore:
                 raise
             return [found]
 
-    def _insert(self, conn: Connection, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
+    def insert(self, conn: Connection, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
+        """``send_many``'s work in the transaction ``conn`` has open (the shared writer's:
+        gateway/documents/batching.py); an IntegrityError undoes it."""
         out: list[Stored | GatewayError] = []
         rows: list[dict[str, Any]] = []
         copies: list[dict[str, Any]] = []
