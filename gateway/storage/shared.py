@@ -1,5 +1,5 @@
-"""One writer thread and one transaction for the audit log, the delivery queue and the flows of a
-process on SQLite.
+"""One writer thread and one transaction for the audit log, the delivery queue, the flows and the
+sent documents of a process on SQLite.
 
 SQLite has one write lock per database. With a writer thread each, the three parts of a process
 took it in turn with each other and with the other worker processes' three: during a drain of
