@@ -6,6 +6,7 @@ callers."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from gateway.delivery.store import DeliveryStore
 from gateway.delivery.tables import deliveries
 from gateway.errors import AuditUnavailable
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.shared import SharedWriter, Slot
+from gateway.storage.shared import SharedWriter, Slot, _Flush
 from gateway.storage.writer import BatchWriter
 from tests.test_audit_log import record
 from tests.test_delivery_writer_path import new
@@ -89,28 +90,51 @@ async def test_the_log_and_the_queue_share_transactions_and_stay_whole(engine: E
         assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == 200
 
 
+class Gate(Recorder):
+    """A part whose write waits until the test opens it: what is queued meanwhile is one batch."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.entered, self.open = threading.Event(), threading.Event()
+
+    def write(self, conn: Connection, batch: list[Any]) -> Any:
+        self.entered.set()
+        self.open.wait(10)
+        return super().write(conn, batch)
+
+
 async def test_a_failing_part_fails_only_its_own_callers(engine: Engine) -> None:
     """A batch of the audit log's and a part whose writes fail, in one shared batch: the log's
     records are stored and answered, the failing part is told and leaves nothing."""
     shared = SharedWriter(engine)
     log = AuditLog(engine, shared=shared)
-    broken = Recorder(engine, failing=True)
-    slot = shared.slot(broken)
-    for i in range(5):  # queued before the thread starts: one batch
-        slot.put(f"item-{i}")
+    gate, broken = Gate(engine), Recorder(engine, failing=True)
+    gated, slot = shared.slot(gate), shared.slot(broken)
     log.start()
+    gated.start()
     slot.start()
     try:
-        indices = await asyncio.gather(*(log.append(record(i)) for i in range(3)))
+        gated.put("first")  # holds the thread while the rest queues up
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        for i in range(5):
+            slot.put(f"item-{i}")
+        appends = [asyncio.ensure_future(log.append(record(i))) for i in range(3)]
+        for _ in range(500):
+            if shared._writer.queued() >= 8:
+                break
+            await asyncio.sleep(0.01)
+        gate.open.set()
+        indices = await asyncio.gather(*appends)
     finally:
         slot.close()
+        gated.close()
         log.close()
     assert sorted(indices) == [0, 1, 2]
     assert [items for items, _ in broken.failed] == [[f"item-{i}" for i in range(5)]]
     assert isinstance(broken.failed[0][1], RuntimeError)
     assert broken.settled == []
     assert broken.writes == 2  # with the others, then alone
-    assert recorded(engine) == []  # its rows went with both transactions' rollback
+    assert recorded(engine) == ["first"]  # the failing part's rows went with both rollbacks
     assert log.size() == 3
 
 
@@ -201,3 +225,33 @@ def test_a_gateway_on_sqlite_shares_one_writer_among_its_parts(tmp_path: Path) -
         assert len({slot._shared for slot in slots if isinstance(slot, Slot)}) == 1
     finally:
         runtime.engine.dispose()
+
+
+def test_a_lock_that_cannot_be_taken_fails_the_batch_and_the_thread_goes_on(engine: Engine) -> None:
+    """The write lock's own failure (its file gone bad, say) fails that batch's callers, stores
+    nothing, and the next batch is written as usual."""
+
+    class Broken:
+        def __enter__(self) -> None:
+            raise OSError("flock failed")
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    shared = SharedWriter(engine)
+    part = Recorder(engine)
+    slot = shared.slot(part)
+    slot.start()
+    real = shared._lock
+    shared._lock = Broken()  # type: ignore[assignment]
+    slot.put("lost")
+    flush = _Flush()
+    shared._writer.put((None, flush))
+    assert flush.done.wait(10)
+    shared._lock = real
+    slot.put("kept")
+    slot.close()
+    assert [items for items, _ in part.failed] == [["lost"]]
+    assert isinstance(part.failed[0][1], OSError)
+    assert [items for items, _ in part.settled] == [["kept"]]
+    assert recorded(engine) == ["kept"]

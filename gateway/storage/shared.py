@@ -1,13 +1,13 @@
 """One writer thread and one transaction for the audit log, the delivery queue, the flows and the
 sent documents of a process on SQLite.
 
-SQLite has one write lock per database. With a writer thread each, the three parts of a process
-took it in turn with each other and with the other worker processes' three: during a drain of
-joint procedures the lock was held 96 % of the time, by thousands of small transactions each
-paying the lock's hand-over, ``BEGIN IMMEDIATE``, a commit's fsync and the GIL's hand-backs between
-its statements, while the event loops waited on them idle more than half of the time. Sharing one
-writer, a process takes the lock once for what all three have queued and commits it with one fsync
-(docs/benchmarks.md, "Joint procedures").
+SQLite has one write lock per database. With a writer thread each, the parts of a process took it
+in turn with each other and with the other worker processes' parts: during a drain of joint
+procedures the lock was held 96 % of the time, by thousands of small transactions each paying the
+lock's hand-over, ``BEGIN IMMEDIATE``, a commit's fsync and the GIL's hand-backs between its
+statements, while the event loops waited on them idle more than half of the time. Sharing one
+writer, a process takes the lock once for what its parts have queued and commits it with one fsync
+(docs/benchmarks.md, "Joint procedures" and "Documents").
 
 Each part keeps its own batches' logic (``Part``): what to write inside the transaction, what to
 answer once it is committed, what to answer when it is not. When the shared transaction fails, each
@@ -118,27 +118,40 @@ class SharedWriter:
         written: dict[Any, Any] = {}
         failed: dict[Any, Exception] = {}
         assert self._lock is not None
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    for part, items in groups.items():
-                        written[part] = part.write(conn, items)
-                self.commits += 1
-            except Exception as exc:
-                # Rolled back whole. Each part again in a transaction of its own (no savepoints on
-                # the way that never fails: they cost a sixth of the lock's time), so that only
-                # the part that fails fails its callers.
-                log.warning("shared_write_retried", error=type(exc).__name__, parts=len(groups))
-                written.clear()
-                for part, items in groups.items():
-                    try:
-                        with self.engine.begin() as conn:
+        try:
+            with self._lock:
+                try:
+                    with self.engine.begin() as conn:
+                        for part, items in groups.items():
                             written[part] = part.write(conn, items)
-                        self.commits += 1
-                    except Exception as alone:
-                        failed[part] = alone
+                    self.commits += 1
+                except Exception as exc:
+                    written.clear()
+                    if len(groups) == 1:
+                        failed = dict.fromkeys(groups, exc)
+                    else:
+                        # Rolled back whole. Each part again in a transaction of its own (no
+                        # savepoints on the way that never fails: they cost a sixth of the lock's
+                        # time), so that only the part that fails fails its callers.
+                        log.warning("shared_write_retried", error=type(exc).__name__, parts=len(groups))
+                        failed = self._alone(groups, written)
+        except Exception as exc:  # the lock itself could not be taken: nothing is stored
+            log.error("shared_write_failed", error=type(exc).__name__, detail=str(exc)[:300])
+            written.clear()
+            failed = dict.fromkeys(groups, exc)
         for part, items in groups.items():
             _answer(part, items, written.get(part), failed.get(part))
+
+    def _alone(self, groups: dict[Any, list[Any]], written: dict[Any, Any]) -> dict[Any, Exception]:
+        failed: dict[Any, Exception] = {}
+        for part, items in groups.items():
+            try:
+                with self.engine.begin() as conn:
+                    written[part] = part.write(conn, items)
+                self.commits += 1
+            except Exception as alone:
+                failed[part] = alone
+        return failed
 
 
 def _answer(part: Part[Any], items: list[Any], written: Any, failure: Exception | None) -> None:
