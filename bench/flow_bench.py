@@ -27,7 +27,9 @@ an agency.
    as the gateway takes them; the clock runs from the first filing until the last of them is
    ``completed`` (the ``flows`` table's newest ``finished_us``, by the gateway's clock, the same
    wall clock). Checked: every one completed, every step sent once (``sends`` 1), and the civil-status
-   simulator registered each birth once.
+   simulator registered each birth once. On SQLite the write lock's figures from ``/metrics``
+   (``lienthong_db_write_lock_seconds``) before and after give ``write_lock``: how much of the drain
+   the database's one write lock was held, and by which writer.
 
 The shipped definitions also notify the national portal and the filing one-stop system as a flow
 goes (``notify:``, about seven more deliveries per "3 in 1"); ``--without-notifications`` takes
@@ -235,8 +237,9 @@ class Stack:
         return str(answer.json()["access_token"])
 
     def write_lock(self) -> dict[str, list[float]]:
-        """Per writer, the SQLite write lock's [seconds waited, seconds held, times taken] so far,
-        summed over the gateway's workers (``lienthong_db_write_lock_seconds`` in /metrics)."""
+        """Per writer, the SQLite write lock's [seconds waited, seconds held, times taken, seconds
+        of the holder's CPU] so far, summed over the gateway's workers
+        (``lienthong_db_write_lock_seconds`` in /metrics; nothing on PostgreSQL)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         answer = httpx.get(f"{self.base}/metrics", timeout=30,
@@ -257,8 +260,8 @@ class Stack:
 
 def lock_report(before: dict[str, list[float]], after: dict[str, list[float]],
                 seconds: float) -> dict[str, Any]:
-    """What the write lock did between two readings: per writer the commits, seconds waited and
-    held, and the share of the span the lock was held by anyone."""
+    """What the write lock did between two readings: per writer the commits, seconds waited, held
+    and computed while holding, and the share of the span the lock was held by anyone."""
     writers = {}
     held = 0.0
     for writer, (wait, hold, taken, cpu) in sorted(after.items()):

@@ -69,7 +69,7 @@ AUDIT_COMMIT_LEAVES = Histogram("lienthong_audit_commit_leaves", "Leaves per aud
                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                                 registry=REGISTRY)
 WRITE_LOCK_SECONDS = Histogram("lienthong_db_write_lock_seconds",
-                               "SQLite's write lock, by writer: waiting for it and holding it",
+                               "SQLite's write lock, by writer: waiting, holding, the holder's CPU",
                                ["writer", "phase"],
                                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                         1.0, 2.5, 10.0),

@@ -98,8 +98,8 @@ class Runtime:
             raise StartupError(f"seal: {exc} (see docs/signatures.md#gateway-seal)") from None
         engine = create_engine(config.database_url)
         security = Security.build(config, engine, keys_dir, policies_dir)
-        # SQLite: one writer thread and transaction for the audit log, the queue and the flows
-        # (gateway/storage/shared.py); PostgreSQL: a writer each.
+        # SQLite: one writer thread and transaction for the audit log, the queue, the flows and the
+        # sent packages (gateway/storage/shared.py); PostgreSQL: a writer each.
         shared = (SharedWriter(engine, batch_max=2 * config.audit.batch_max,
                                wait_ms=config.audit.batch_wait_ms,
                                wait_max_ms=config.audit.batch_wait_max_ms)

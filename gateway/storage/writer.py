@@ -1,6 +1,6 @@
 """The writer thread behind group commit: event loops hand it items, it takes them in batches and
 hands each batch to one function (one transaction). The audit log, the delivery queue, the flows and
-the documents use it (on SQLite the first three through one shared thread: shared.py).
+the documents use it (on SQLite all four through one shared thread: shared.py).
 """
 
 from __future__ import annotations
