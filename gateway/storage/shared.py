@@ -82,21 +82,20 @@ class SharedWriter:
             self._open.add(slot)
 
     def _close(self, slot: Slot[Any]) -> None:
-        with self._guard:
+        with self._guard:  # held while the thread ends, so that a slot starting meanwhile waits
             if slot not in self._open:
                 return
             self._open.discard(slot)
-            last = not self._open
-        if not last:  # the others go on: wait until what this slot queued is handled
-            flush = _Flush()
-            self._writer.put((None, flush))
-            flush.done.wait()
-            return
-        self._writer.close()
-        with self._guard:
-            lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.close()
+            if not self._open:  # the last: what is queued is handled, then the thread stops
+                self._writer.close()
+                lock, self._lock = self._lock, None
+                if lock is not None:
+                    lock.close()
+                return
+        # The others go on: wait until what this slot queued is handled.
+        flush = _Flush()
+        self._writer.put((None, flush))
+        flush.done.wait()
 
     def _handle(self, batch: list[tuple[Any, Any]]) -> None:
         groups: dict[Any, list[Any]] = {}
