@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from gateway.documents.tables import document_messages, documents
 from gateway.errors import InvalidBody
 from gateway.ids import new_id
 from gateway.storage.shared import SharedWriter
+from tests.test_shared_writer import Gate
 
 H60, H41 = "000.00.00.H60", "000.00.00.H41"
 
@@ -103,23 +105,43 @@ def test_concurrent_senders_share_commits_and_get_their_own_answers(store: Docum
 
 
 def test_twins_in_the_shared_writer_are_stored_once(store: DocumentStore) -> None:
-    """The same package sent twice at once through the shared writer: the insert conflict fails the
-    shared transaction, the packages are then stored as send_many stores them alone (the second
-    finding the first), and the other part's items in the same batch are committed."""
+    """The same package sent twice in one batch of the shared writer: the insert conflict fails the
+    batch, the packages are then stored as send_many stores them alone (the second finding the
+    first), and the other package of the batch is stored too."""
     one = sending(9)
     twin = (replace_id(one[0]), [replace_message(one[1][0], replace_id(one[0]).id)])
     other = sending(10)
     shared = SharedWriter(store.engine)
+    gate = Gate(store.engine)
+    gated = shared.slot(gate)
+    alone: list[int] = []
+    send_many = store.send_many
+
+    def counted(batch: Any) -> Any:
+        alone.append(len(batch))
+        return send_many(batch)
+
+    store.send_many = counted  # type: ignore[method-assign]
 
     async def run() -> list[Stored]:
         batcher = Batcher(store, shared=shared)
+        gated.start()
+        gated.put("hold")  # the thread waits in the gate while the three sendings queue up
+        assert await asyncio.to_thread(gate.entered.wait, 10)
         try:
-            return list(await asyncio.gather(batcher.send(*one), batcher.send(*twin),
-                                             batcher.send(*other)))
+            sent = [asyncio.ensure_future(batcher.send(*item)) for item in (one, twin, other)]
+            for _ in range(500):
+                if shared._writer.queued() >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            gate.open.set()
+            return list(await asyncio.gather(*sent))
         finally:
             batcher.close()
+            gated.close()
 
     results = asyncio.run(run())
+    assert alone and alone[0] == 3  # the shared insert failed, send_many sorted the batch out
     assert sorted(r.duplicate for r in results[:2]) == [False, True]
     assert results[0].document == results[1].document
     assert not results[2].duplicate

@@ -70,6 +70,10 @@ def test_exchanges_latency_and_audit_show_in_metrics(gateway: Gateway) -> None:
     assert grew("lienthong_upstream_seconds_count", service=PUSH) == 3
     assert grew("lienthong_audit_commit_leaves_count") >= 1
     assert grew("lienthong_audit_commit_leaves_sum") >= 6  # 3 accepted, 3 delivered, the refusal
+    # SQLite: the process's one writer (gateway/storage/shared.py) took the write lock and said so
+    for phase in ("wait", "held", "cpu"):
+        assert grew("lienthong_db_write_lock_seconds_count", writer="shared", phase=phase) >= 1
+    assert grew("lienthong_db_write_lock_seconds_sum", writer="shared", phase="held") > 0
     assert value(after, "lienthong_audit_leaves") >= value(before, "lienthong_audit_leaves") + 7
     assert ("lienthong_audit_checkpoint_size", frozenset()) in after
     assert value(after, "lienthong_deliveries", service=PUSH, state="delivered") == 3

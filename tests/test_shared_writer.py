@@ -21,7 +21,7 @@ from gateway.delivery.store import DeliveryStore
 from gateway.delivery.tables import deliveries
 from gateway.errors import AuditUnavailable
 from gateway.storage.db import create_engine, upgrade
-from gateway.storage.shared import SharedWriter, Slot, _Flush
+from gateway.storage.shared import SharedWriter, Slot
 from gateway.storage.writer import BatchWriter
 from tests.test_audit_log import record
 from tests.test_delivery_writer_path import new
@@ -47,7 +47,8 @@ class Recorder:
 
     def write(self, conn: Connection, batch: list[Any]) -> Any:
         self.writes += 1
-        conn.exec_driver_sql("INSERT INTO recorded (item) VALUES (?)", [(str(item),) for item in batch])
+        conn.execute(sa.text("INSERT INTO recorded (item) VALUES (:item)"),
+                     [{"item": str(item)} for item in batch])
         if self.failing:
             raise RuntimeError("this part's store is broken")
         return len(batch)
@@ -245,9 +246,9 @@ def test_a_lock_that_cannot_be_taken_fails_the_batch_and_the_thread_goes_on(engi
     real = shared._lock
     shared._lock = Broken()  # type: ignore[assignment]
     slot.put("lost")
-    flush = _Flush()
-    shared._writer.put((None, flush))
-    assert flush.done.wait(10)
+    flushed = threading.Event()  # behind "lost": set once its batch is handled
+    shared._writer.put((None, flushed))
+    assert flushed.wait(10)
     shared._lock = real
     slot.put("kept")
     slot.close()

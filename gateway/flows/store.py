@@ -236,11 +236,9 @@ class FlowStore:
         if pokes and pg:
             # On PostgreSQL in a transaction of their own: a poke waits for the row of a flow
             # another process is saving, and must hold no row that process's batch may want.
-            poked = [i for item in pokes if isinstance(item.work, _Poke) for i in item.work.ids]
-            now = min(item.work.now for item in pokes if isinstance(item.work, _Poke))
             try:
                 with self.engine.begin() as conn:
-                    _poke(conn, poked, now)
+                    _poke_all(conn, pokes)
             except Exception as exc:
                 for item in pokes:
                     item.result = exc
@@ -265,8 +263,7 @@ class FlowStore:
         if saves:
             _save_many(conn, saves)
         if poking:
-            _poke(conn, [i for item in poking if isinstance(item.work, _Poke) for i in item.work.ids],
-                  min(item.work.now for item in poking if isinstance(item.work, _Poke)))
+            _poke_all(conn, poking)
         for item in claims:
             assert isinstance(item.work, _Claim)
             item.result = _claim(conn, item.work.limit, item.work.lease_us, item.work.now)
@@ -289,6 +286,12 @@ class _Part:
     def fail(self, batch: list[_Item], exc: Exception) -> None:
         _failed(batch, exc)
         answer(batch)
+
+
+def _poke_all(conn: Connection, pokes: list[_Item]) -> None:
+    """The pokes of a batch as one statement, at the earliest of their times."""
+    works = [item.work for item in pokes if isinstance(item.work, _Poke)]
+    _poke(conn, [i for work in works for i in work.ids], min(work.now for work in works))
 
 
 def _failed(batch: list[_Item], exc: Exception) -> None:

@@ -50,13 +50,6 @@ class Part(Protocol[T]):
         """Nothing of the batch is stored: tell its callers."""
 
 
-class _Flush:
-    """Put behind a slot's items: set once every item before it is handled."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
 class SharedWriter:
     """The writer thread of one SQLite database in this process. Parts take a ``slot`` each; the
     thread runs from the first slot's ``start`` to the last slot's ``close``."""
@@ -92,14 +85,14 @@ class SharedWriter:
                 if lock is not None:
                     lock.close()
                 return
-        # The others go on: wait until what this slot queued is handled.
-        flush = _Flush()
-        self._writer.put((None, flush))
-        flush.done.wait()
+        # The others go on: wait until what this slot queued is handled (an event put behind it).
+        flushed = threading.Event()
+        self._writer.put((None, flushed))
+        flushed.wait()
 
     def _handle(self, batch: list[tuple[Any, Any]]) -> None:
         groups: dict[Any, list[Any]] = {}
-        flushes: list[_Flush] = []
+        flushes: list[threading.Event] = []
         for part, item in batch:
             if part is None:
                 flushes.append(item)
@@ -108,8 +101,8 @@ class SharedWriter:
         try:
             self._commit(groups)
         finally:
-            for flush in flushes:
-                flush.done.set()
+            for flushed in flushes:
+                flushed.set()
 
     def _commit(self, groups: dict[Any, list[Any]]) -> None:
         if not groups:
