@@ -69,19 +69,31 @@ def free_port() -> int:
     Taken below the kernel's ephemeral range: a port from ``bind(0)`` is an ephemeral one, which
     the kernel also hands to outgoing connections, so between this call and the server's own bind
     a busy machine (the gateway talking to its simulators) could take it: "address already in use"
-    and a demo that does not start."""
+    and a demo that does not start. A port this process handed out lately is not handed out again:
+    the five ports of a stack are picked before any is bound, and a random draw repeats within a
+    test suite's hundreds of stacks often enough to fail one now and then."""
     low = _ephemeral_low()
     for _ in range(64):
         port = random.randrange(_FIRST, low) if low > _FIRST + 1000 else 0  # noqa: S311 (not a secret)
+        if port in _handed:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            return _hand(int(sock.getsockname()[1]))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return _hand(int(sock.getsockname()[1]))
+
+
+_handed: deque[int] = deque(maxlen=4096)  # the ports free_port gave lately, oldest first
+
+
+def _hand(port: int) -> int:
+    _handed.append(port)
+    return port
 
 
 _FIRST = 20_000  # below: ports that well-known services on a developer's machine tend to use

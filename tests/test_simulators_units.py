@@ -554,6 +554,17 @@ def test_free_port_is_below_the_ephemeral_range_and_bindable() -> None:
         sock.bind(("127.0.0.1", port))
 
 
+def test_free_port_does_not_hand_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack's ports are picked before any is bound: a draw that repeats would put two servers on
+    one port ("address already in use"). The second draw of the same port is passed over."""
+    port = free_port()
+    draws = iter([port, port, port + 1 if port + 1 < simulation._ephemeral_low() else port - 1])
+    monkeypatch.setattr(simulation.random, "randrange", lambda low, high: next(draws))
+    again = free_port()
+    assert again != port
+    assert again in simulation._handed
+
+
 def test_free_port_falls_back_to_the_kernel_when_the_range_is_too_narrow(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(simulation, "_ephemeral_low", lambda: 20_500)
