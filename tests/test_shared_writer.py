@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from gateway.delivery.model import Accepted
 from gateway.delivery.store import DeliveryStore
 from gateway.delivery.tables import deliveries
 from gateway.errors import AuditUnavailable
-from gateway.storage.db import create_engine, upgrade
+from gateway.storage.db import WriteLock, create_engine, upgrade
 from gateway.storage.shared import SharedWriter, Slot
-from gateway.storage.writer import BatchWriter
+from gateway.storage.writer import _STOP, BatchWriter
 from tests.test_audit_log import record
 from tests.test_delivery_writer_path import new
 
@@ -256,3 +257,30 @@ def test_a_lock_that_cannot_be_taken_fails_the_batch_and_the_thread_goes_on(engi
     assert isinstance(part.failed[0][1], OSError)
     assert [items for items, _ in part.settled] == [["kept"]]
     assert recorded(engine) == ["kept"]
+
+
+def test_what_comes_while_another_process_holds_the_lock_joins_the_waiting_batch(engine: Engine) -> None:
+    """A batch that waited for the write lock takes what was queued meanwhile: one transaction, not
+    one now and another after it. A stop queued meanwhile ends the thread after that batch."""
+    shared = SharedWriter(engine)
+    part = Recorder(engine)
+    slot = shared.slot(part)
+    slot.start()
+    other = WriteLock(engine, "other")  # another process's writer, as far as the lock can tell
+    with other:
+        slot.put("first")
+        deadline = time.monotonic() + 10
+        while slot.queued() and time.monotonic() < deadline:  # taken: waiting for the lock now
+            time.sleep(0.01)
+        assert not slot.queued()
+        slot.put("second")
+        slot.put("third")
+        shared._writer.put(_STOP)  # type: ignore[arg-type]  # the marker close would queue
+    thread = shared._writer._thread
+    assert thread is not None
+    thread.join(10)
+    assert not thread.is_alive()
+    other.close()
+    assert [items for items, _ in part.settled] == [["first", "second", "third"]]
+    assert shared.commits == 1
+    assert recorded(engine) == ["first", "second", "third"]

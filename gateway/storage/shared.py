@@ -91,27 +91,27 @@ class SharedWriter:
         flushed.wait()
 
     def _handle(self, batch: list[tuple[Any, Any]]) -> None:
-        groups: dict[Any, list[Any]] = {}
-        flushes: list[threading.Event] = []
-        for part, item in batch:
-            if part is None:
-                flushes.append(item)
-            else:
-                groups.setdefault(part, []).append(item)
         try:
-            self._commit(groups)
+            self._commit(batch)
         finally:
-            for flushed in flushes:
-                flushed.set()
+            for part, item in batch:
+                if part is None:
+                    item.set()  # a slot's flush: what it queued before is handled
 
-    def _commit(self, groups: dict[Any, list[Any]]) -> None:
-        if not groups:
-            return
+    def _commit(self, batch: list[tuple[Any, Any]]) -> None:
         written: dict[Any, Any] = {}
         failed: dict[Any, Exception] = {}
         assert self._lock is not None
+        if all(part is None for part, _ in batch):
+            return
+        groups: dict[Any, list[Any]] = {}
         try:
             with self._lock:
+                # What came while another process held the lock joins this transaction rather than
+                # waiting for the next: a drain's commits each paid a BEGIN, an fsync and a reload
+                # of the pages the other process changed, for a few items.
+                self._writer.take_more(batch)
+                groups = _groups(batch)
                 try:
                     with self.engine.begin() as conn:
                         for part, items in groups.items():
@@ -130,6 +130,7 @@ class SharedWriter:
         except Exception as exc:  # the lock itself could not be taken: nothing is stored
             log.error("shared_write_failed", error=type(exc).__name__, detail=str(exc)[:300])
             written.clear()
+            groups = groups or _groups(batch)
             failed = dict.fromkeys(groups, exc)
         for part, items in groups.items():
             _answer(part, items, written.get(part), failed.get(part))
@@ -144,6 +145,15 @@ class SharedWriter:
             except Exception as alone:
                 failed[part] = alone
         return failed
+
+
+def _groups(batch: list[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+    """The batch's items by part, in order (flushes, whose part is None, left out)."""
+    groups: dict[Any, list[Any]] = {}
+    for part, item in batch:
+        if part is not None:
+            groups.setdefault(part, []).append(item)
+    return groups
 
 
 def _answer(part: Part[Any], items: list[Any], written: Any, failure: Exception | None) -> None:

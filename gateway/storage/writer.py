@@ -74,6 +74,7 @@ class BatchWriter(Generic[T]):
         self._wait_max = max(wait_ms, wait_max_ms or 0.0) / 1000
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stop_taken = False  # take_more met the stop marker: the thread ends after this batch
 
     @property
     def running(self) -> bool:
@@ -97,7 +98,14 @@ class BatchWriter(Generic[T]):
             self._thread.join()
             self._thread = None
 
+    def take_more(self, batch: list[T]) -> None:
+        """From the handler, on the writer thread: move into ``batch`` what was queued since it was
+        handed over (a handler that waited for a lock takes what came meanwhile)."""
+        if self._take(batch):
+            self._stop_taken = True
+
     def _run(self) -> None:
+        self._stop_taken = False
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -116,6 +124,7 @@ class BatchWriter(Generic[T]):
                 if len(batch) == before:  # a quiet gap: nobody else is coming soon
                     break
             self._handle(batch)
+            stopping = stopping or self._stop_taken
 
     def _take(self, batch: list[T]) -> bool:
         """Move what is queued into ``batch``, up to the batch size; True when told to stop."""
