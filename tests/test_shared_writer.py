@@ -6,6 +6,9 @@ callers."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
+import os
 import threading
 import time
 from pathlib import Path
@@ -59,6 +62,14 @@ class Recorder:
 
     def fail(self, batch: list[Any], exc: Exception) -> None:
         self.failed.append((list(batch), exc))
+
+
+def write_one(engine: Engine, part: Recorder, item: str) -> None:
+    """``item`` written by ``part`` through a shared writer of its own, started and closed."""
+    slot = SharedWriter(engine).slot(part)
+    slot.start()
+    slot.put(item)
+    slot.close()
 
 
 def recorded(engine: Engine) -> list[str]:
@@ -194,12 +205,7 @@ def test_each_part_is_answered_once_per_batch_after_the_commit(engine: Engine) -
             seen.append(len(recorded(engine)))
             super().settle(batch, written)
 
-    shared = SharedWriter(engine)
-    part = Checking(engine)
-    slot = shared.slot(part)
-    slot.start()
-    slot.put("x")
-    slot.close()
+    write_one(engine, Checking(engine), "x")
     assert seen == [1]
 
 
@@ -284,3 +290,99 @@ def test_what_comes_while_another_process_holds_the_lock_joins_the_waiting_batch
     assert [items for items, _ in part.settled] == [["first", "second", "third"]]
     assert shared.commits == 1
     assert recorded(engine) == ["first", "second", "third"]
+
+
+def _lock_free(engine: Engine) -> bool:
+    """Whether another process could take the database's write lock now."""
+    fd = os.open(f"{engine.url.database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return True
+
+
+class Probe(Recorder):
+    """Notes the synchronous level its writes run under and when it is answered."""
+
+    def __init__(self, engine: Engine, events: list[tuple[Any, ...]]) -> None:
+        super().__init__(engine)
+        self.events = events
+
+    def write(self, conn: Connection, batch: list[Any]) -> Any:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        self.events.append(("synchronous", raw.execute("PRAGMA synchronous").fetchone()[0],
+                            raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
+        return super().write(conn, batch)
+
+    def settle(self, batch: list[Any], written: Any) -> None:
+        self.events.append(("settled", list(batch)))
+        super().settle(batch, written)
+
+
+def test_a_batch_is_synced_after_the_lock_and_before_its_callers_are_answered(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's connection commits without syncing (NORMAL, no automatic checkpoint); the WAL
+    is synced once the lock is released, and only then are the callers told; the engine's other
+    connections keep FULL."""
+    events: list[tuple[Any, ...]] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        events.append(("fdatasync", _lock_free(engine)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    write_one(engine, Probe(engine, events), "one")
+    assert events == [("synchronous", 1, 0), ("fdatasync", True), ("settled", ["one"])]
+    assert recorded(engine) == ["one"]
+    with engine.connect() as conn:  # the writer's settings went with its connection
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
+
+
+def test_a_wal_that_cannot_be_synced_fails_the_batch(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Committed but perhaps not on disk: no caller is told it is stored."""
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    part = Recorder(engine)
+    write_one(engine, part, "unsure")
+    assert part.settled == []
+    assert [items for items, _ in part.failed] == [["unsure"]]
+    assert isinstance(part.failed[0][1], OSError)
+
+
+def test_the_writer_checkpoints_outside_the_lock_every_few_commits(engine: Engine) -> None:
+    """The WAL is copied into the database file by the writer, every ``checkpoint_every`` commits
+    and with the lock free; between them the file does not grow (no automatic checkpoint)."""
+    database = Path(str(engine.url.database))
+    free: list[bool] = []
+
+    class Watched(SharedWriter):
+        def _checkpoint(self) -> None:
+            if self._since_checkpoint >= self._checkpoint_every:
+                free.append(_lock_free(engine))
+            super()._checkpoint()
+
+    shared = Watched(engine, checkpoint_every=2)
+    part = Recorder(engine)
+    slot = shared.slot(part)
+    slot.start()
+    sizes = []
+    for n in range(4):
+        flushed = threading.Event()
+        slot.put("x" * 200_000 + str(n))
+        shared._writer.put((None, flushed))
+        assert flushed.wait(10)
+        sizes.append(database.stat().st_size)
+    slot.close()
+    assert shared.checkpoints == 2
+    assert free == [True, True]
+    assert sizes[1] > sizes[0] + 150_000  # copied at the second commit, not the first
+    assert sizes[2] == sizes[1] and sizes[3] > sizes[2] + 150_000
+    assert len(recorded(engine)) == 4

@@ -24,6 +24,14 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The path of the engine's SQLite database file; None for PostgreSQL, memory or a URI."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return database
+    return None
+
+
 class WriteLock:
     """Queues a SQLite database's busy writers (the audit sequencer and the delivery queue of every
     gateway process) on an OS file lock beside the database, taken before ``BEGIN IMMEDIATE``.
@@ -40,9 +48,9 @@ class WriteLock:
     """
 
     def __init__(self, engine: Engine, writer: str = "other") -> None:
-        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        database = sqlite_file(engine)
         self._fd: int | None = None
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if database is not None:
             self._fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._threads = threading.Lock()  # the same instance used from two threads
         # (wait, held, cpu) histograms; observed after the release, never while holding the lock

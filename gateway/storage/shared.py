@@ -14,6 +14,23 @@ answer once it is committed, what to answer when it is not. When the shared tran
 part's batch is tried again in a transaction of its own, so that one part's failure (a corrupted
 audit tree, say) fails only its own callers, as when each part had its own transaction.
 
+**Durable before answered, synced after the lock.** The writer's own connection commits with
+``synchronous=NORMAL``: the commit writes its frames to the WAL file without syncing it. The writer
+releases the write lock, then syncs the WAL itself (``fdatasync``), and only then answers the
+batch's callers. The other process's writer meanwhile takes the lock and appends behind those
+frames; a sync of the WAL, by either process, makes every frame written before it durable, and a
+power loss can only take the WAL's tail, whole transactions from the end (SQLite drops a
+transaction whose frames are not all there). So whatever a caller was told is stored is on disk,
+as with ``synchronous=FULL``, and the lock is no longer held through the disk's flush. A ``kill
+-9`` loses nothing either way: what is written is the kernel's. What another process may see
+before the sync (a delivery to claim, say) is at most one fsync ahead of the disk, and would be
+lost only with the power, with its callers unanswered.
+
+Checkpoints, which copy the WAL into the database file and were run by whichever commit found
+the WAL past 1,000 pages, inside that holder's lock, are this writer's too: every
+``checkpoint_every`` commits, after answering and outside the lock (``PASSIVE``: other writers go
+on meanwhile). The process's other connections keep SQLite's automatic checkpoint.
+
 On PostgreSQL each part keeps its own writer: row locks let them run side by side, and one
 transaction holding the audit head's row while waiting for a flow's row another process holds
 could deadlock.
@@ -21,13 +38,14 @@ could deadlock.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.storage.db import WriteLock
+from gateway.storage.db import WriteLock, sqlite_file
 from gateway.storage.writer import BatchWriter
 
 __all__ = ["Part", "SharedWriter", "Slot"]
@@ -55,14 +73,21 @@ class SharedWriter:
     thread runs from the first slot's ``start`` to the last slot's ``close``."""
 
     def __init__(self, engine: Engine, *, batch_max: int = 1024, wait_ms: float = 0.0,
-                 wait_max_ms: float | None = None) -> None:
+                 wait_max_ms: float | None = None, checkpoint_every: int = 8) -> None:
         self.engine = engine
         self._writer: BatchWriter[tuple[Any, Any]] = BatchWriter(
             "db-writer", self._handle, batch_max=batch_max, wait_ms=wait_ms, wait_max_ms=wait_max_ms)
         self._lock: WriteLock | None = None
         self._open: set[Slot[Any]] = set()
         self._guard = threading.Lock()
+        database = sqlite_file(engine)
+        # None (a database in memory): commits sync as the engine's other connections do
+        self._wal = f"{database}-wal" if database is not None else None
+        self._conn: Connection | None = None  # the writer thread's own, while it runs
+        self._checkpoint_every = checkpoint_every
+        self._since_checkpoint = 0
         self.commits = 0  # for tests and metrics: transactions committed
+        self.checkpoints = 0  # for tests: checkpoints this writer ran
 
     def slot(self, part: Part[T]) -> Slot[T]:
         return Slot(self, part)
@@ -81,6 +106,7 @@ class SharedWriter:
             self._open.discard(slot)
             if not self._open:  # the last: what is queued is handled, then the thread stops
                 self._writer.close()
+                self._drop()
                 lock, self._lock = self._lock, None
                 if lock is not None:
                     lock.close()
@@ -113,10 +139,7 @@ class SharedWriter:
                 self._writer.take_more(batch)
                 groups = _groups(batch)
                 try:
-                    with self.engine.begin() as conn:
-                        for part, items in groups.items():
-                            written[part] = part.write(conn, items)
-                    self.commits += 1
+                    self._transaction(groups, written)
                 except Exception as exc:
                     written.clear()
                     if len(groups) == 1:
@@ -132,19 +155,88 @@ class SharedWriter:
             written.clear()
             groups = groups or _groups(batch)
             failed = dict.fromkeys(groups, exc)
+        if written:
+            try:
+                self._sync()
+            except OSError as exc:  # committed, but maybe not on disk: nobody is told it is stored
+                log.error("shared_write_sync_failed", error=type(exc).__name__, detail=str(exc)[:300])
+                failed.update(dict.fromkeys(written, exc))
+                written.clear()
         for part, items in groups.items():
             _answer(part, items, written.get(part), failed.get(part))
+        self._checkpoint()
 
     def _alone(self, groups: dict[Any, list[Any]], written: dict[Any, Any]) -> dict[Any, Exception]:
         failed: dict[Any, Exception] = {}
         for part, items in groups.items():
             try:
-                with self.engine.begin() as conn:
-                    written[part] = part.write(conn, items)
-                self.commits += 1
+                self._transaction({part: items}, written)
             except Exception as alone:
                 failed[part] = alone
         return failed
+
+    def _transaction(self, groups: dict[Any, list[Any]], written: dict[Any, Any]) -> None:
+        """The parts' writes in one transaction on the writer's connection, committed (not synced:
+        ``_sync`` does it once the lock is released)."""
+        conn = self._connection()
+        try:
+            with conn.begin():
+                for part, items in groups.items():
+                    written[part] = part.write(conn, items)
+        except Exception:
+            for part in groups:
+                written.pop(part, None)
+            self._drop()  # it may be unusable; a new one for the next batch
+            raise
+        self.commits += 1
+        self._since_checkpoint += 1
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self.engine.connect()
+            if self._wal is not None:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA synchronous=NORMAL")  # the WAL is synced by _sync, after the lock
+                raw.execute("PRAGMA wal_autocheckpoint=0")  # and copied by _checkpoint, after it too
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        """Close the writer's connection for good (its settings must not go back to the pool)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception as exc:
+                log.warning("shared_writer_connection_close_failed", error=type(exc).__name__)
+
+    def _sync(self) -> None:
+        """Flush the WAL file to disk: every transaction committed before is durable after it."""
+        if self._wal is None:
+            return
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:  # the last connection's close copied it into the database, synced
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database, now and then, outside the lock."""
+        if self._wal is None or self._conn is None or self._since_checkpoint < self._checkpoint_every:
+            return
+        self._since_checkpoint = 0
+        raw = self._conn.connection.driver_connection
+        assert raw is not None
+        try:
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except Exception as exc:  # the next one tries again; meanwhile the WAL grows
+            log.warning("wal_checkpoint_failed", error=type(exc).__name__, detail=str(exc)[:300])
 
 
 def _groups(batch: list[tuple[Any, Any]]) -> dict[Any, list[Any]]:
