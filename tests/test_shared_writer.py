@@ -24,6 +24,7 @@ from gateway.delivery.model import Accepted
 from gateway.delivery.store import DeliveryStore
 from gateway.delivery.tables import deliveries
 from gateway.errors import AuditUnavailable
+from gateway.storage import shared as shared_module
 from gateway.storage.db import WriteLock, create_engine, upgrade
 from gateway.storage.shared import SharedWriter, Slot
 from gateway.storage.writer import _STOP, BatchWriter
@@ -357,32 +358,55 @@ def test_a_wal_that_cannot_be_synced_fails_the_batch(engine: Engine, monkeypatch
     assert isinstance(part.failed[0][1], OSError)
 
 
-def test_the_writer_checkpoints_outside_the_lock_every_few_commits(engine: Engine) -> None:
-    """The WAL is copied into the database file by the writer, every ``checkpoint_every`` commits
-    and with the lock free; between them the file does not grow (no automatic checkpoint)."""
-    database = Path(str(engine.url.database))
-    free: list[bool] = []
+class Watched(SharedWriter):
+    """Notes the database file's size after each commit and after each checkpoint look, and
+    whether the lock was free when a checkpoint ran."""
 
-    class Watched(SharedWriter):
-        def _checkpoint(self) -> None:
-            if self._since_checkpoint >= self._checkpoint_every:
-                free.append(_lock_free(engine))
-            super()._checkpoint()
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.sizes: list[int] = []
+        self.free: list[bool] = []
 
-    shared = Watched(engine, checkpoint_every=2)
-    part = Recorder(engine)
-    slot = shared.slot(part)
+    def _checkpoint(self) -> None:
+        before = self.checkpoints
+        super()._checkpoint()
+        if self.checkpoints > before:
+            self.free.append(_lock_free(self.engine))
+        self.sizes.append(Path(str(self.engine.url.database)).stat().st_size)
+
+
+def _write_each(shared: SharedWriter, items: list[str]) -> None:
+    """Each item in a commit of its own."""
+    slot = shared.slot(Recorder(shared.engine))
     slot.start()
-    sizes = []
-    for n in range(4):
+    for item in items:
         flushed = threading.Event()
-        slot.put("x" * 200_000 + str(n))
+        slot.put(item)
         shared._writer.put((None, flushed))
         assert flushed.wait(10)
-        sizes.append(database.stat().st_size)
     slot.close()
+
+
+def test_the_writer_checkpoints_outside_the_lock_once_the_database_grew(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large rows: the WAL is copied into the database file by the writer once the database grew
+    by ``CHECKPOINT_PAGES``, with the lock free; before, the file does not grow (the writer's
+    connection makes no automatic checkpoint)."""
+    monkeypatch.setattr(shared_module, "CHECKPOINT_PAGES", 150)  # a 400 kB row is about 100 pages
+    shared = Watched(engine)
+    _write_each(shared, ["x" * 400_000 + str(n) for n in range(4)])
     assert shared.checkpoints == 2
-    assert free == [True, True]
-    assert sizes[1] > sizes[0] + 150_000  # copied at the second commit, not the first
-    assert sizes[2] == sizes[1] and sizes[3] > sizes[2] + 150_000
+    assert shared.free == [True, True]
+    sizes = shared.sizes
+    assert sizes[1] > sizes[0] + 600_000  # both rows copied at the second commit, none at the first
+    assert sizes[2] == sizes[1] and sizes[3] > sizes[2] + 300_000
     assert len(recorded(engine)) == 4
+
+
+def test_the_writer_checkpoints_every_few_commits(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small rows: a checkpoint every ``CHECKPOINT_COMMITS`` commits."""
+    monkeypatch.setattr(shared_module, "CHECKPOINT_COMMITS", 2)
+    shared = Watched(engine)
+    _write_each(shared, [str(n) for n in range(5)])
+    assert shared.checkpoints == 2
+    assert shared.free == [True, True]

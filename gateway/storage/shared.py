@@ -27,9 +27,10 @@ before the sync (a delivery to claim, say) is at most one fsync ahead of the dis
 lost only with the power, with its callers unanswered.
 
 Checkpoints, which copy the WAL into the database file and were run by whichever commit found
-the WAL past 1,000 pages, inside that holder's lock, are this writer's too: every
-``checkpoint_every`` commits, after answering and outside the lock (``PASSIVE``: other writers go
-on meanwhile). The process's other connections keep SQLite's automatic checkpoint.
+the WAL past 1,000 pages, inside that holder's lock, are this writer's too: every few commits, or
+sooner when the database grew a lot, once the callers are answered and outside the lock
+(``PASSIVE``: other writers go on meanwhile). The process's other connections keep SQLite's
+automatic checkpoint.
 
 On PostgreSQL each part keeps its own writer: row locks let them run side by side, and one
 transaction holding the audit head's row while waiting for a flow's row another process holds
@@ -48,7 +49,17 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.storage.db import WriteLock, sqlite_file
 from gateway.storage.writer import BatchWriter
 
-__all__ = ["Part", "SharedWriter", "Slot"]
+__all__ = ["CHECKPOINT_COMMITS", "CHECKPOINT_PAGES", "Part", "SharedWriter", "Slot"]
+
+# How often the writer copies the WAL into the database: SQLite's automatic checkpoint did at 1,000
+# frames, every 6 commits or so of a flows drain, and at every commit of large documents. A
+# checkpoint after every commit cost a 10,000-flow drain a fifth more CPU (pages copied again and
+# again); one every 8 commits, whatever their size, held the writer up on the WAL of many 1 MiB
+# packages (256 pages each) and cut their rate by a quarter (docs/benchmarks.md). How long the WAL
+# is can only be read from the ``-shm`` file, and a process that opens and closes that file drops
+# SQLite's POSIX locks on it: the database's growth in pages stands for it.
+CHECKPOINT_COMMITS = 8
+CHECKPOINT_PAGES = 256
 
 log = structlog.get_logger("lienthong.storage")
 
@@ -73,7 +84,7 @@ class SharedWriter:
     thread runs from the first slot's ``start`` to the last slot's ``close``."""
 
     def __init__(self, engine: Engine, *, batch_max: int = 1024, wait_ms: float = 0.0,
-                 wait_max_ms: float | None = None, checkpoint_every: int = 8) -> None:
+                 wait_max_ms: float | None = None) -> None:
         self.engine = engine
         self._writer: BatchWriter[tuple[Any, Any]] = BatchWriter(
             "db-writer", self._handle, batch_max=batch_max, wait_ms=wait_ms, wait_max_ms=wait_max_ms)
@@ -84,8 +95,8 @@ class SharedWriter:
         # None (a database in memory): commits sync as the engine's other connections do
         self._wal = f"{database}-wal" if database is not None else None
         self._conn: Connection | None = None  # the writer thread's own, while it runs
-        self._checkpoint_every = checkpoint_every
-        self._since_checkpoint = 0
+        self._since_checkpoint = 0  # commits since the writer's last checkpoint
+        self._pages_at_checkpoint = 0  # the database's pages then
         self.commits = 0  # for tests and metrics: transactions committed
         self.checkpoints = 0  # for tests: checkpoints this writer ran
 
@@ -199,6 +210,7 @@ class SharedWriter:
                 assert raw is not None
                 raw.execute("PRAGMA synchronous=NORMAL")  # the WAL is synced by _sync, after the lock
                 raw.execute("PRAGMA wal_autocheckpoint=0")  # and copied by _checkpoint, after it too
+                self._pages_at_checkpoint = int(raw.execute("PRAGMA page_count").fetchone()[0])
             self._conn = conn
         return self._conn
 
@@ -226,14 +238,19 @@ class SharedWriter:
             os.close(fd)
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database, now and then, outside the lock."""
-        if self._wal is None or self._conn is None or self._since_checkpoint < self._checkpoint_every:
+        """Copy the WAL into the database, outside the lock, every ``CHECKPOINT_COMMITS`` commits
+        or sooner once the database grew by ``CHECKPOINT_PAGES`` pages (large documents)."""
+        if self._wal is None or self._conn is None:
             return
-        self._since_checkpoint = 0
         raw = self._conn.connection.driver_connection
         assert raw is not None
         try:
+            pages = int(raw.execute("PRAGMA page_count").fetchone()[0])
+            grown = pages - self._pages_at_checkpoint
+            if self._since_checkpoint < CHECKPOINT_COMMITS and 0 <= grown < CHECKPOINT_PAGES:
+                return
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._since_checkpoint, self._pages_at_checkpoint = 0, pages
             self.checkpoints += 1
         except Exception as exc:  # the next one tries again; meanwhile the WAL grows
             log.warning("wal_checkpoint_failed", error=type(exc).__name__, detail=str(exc)[:300])
