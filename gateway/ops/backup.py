@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.storage.db import is_sqlite
+from gateway.storage.db import is_sqlite, sqlite_file
 
 __all__ = ["BackupError", "BackupResult", "Manifest", "RestoreResult", "backup", "restore"]
 
@@ -191,8 +191,8 @@ def _witness(config: Config) -> Path | None:
 
 
 def _sqlite_file(url: str) -> Path:
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = sqlite_file(url)
+    if database is None:
         raise BackupError(f"{url}: only a SQLite database in a file can be backed up or restored")
     return Path(database)
 

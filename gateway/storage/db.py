@@ -24,9 +24,13 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.startswith("sqlite")
 
 
-def sqlite_file(engine: Engine) -> str | None:
-    """The path of the engine's SQLite database file; None for PostgreSQL, memory or a URI."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
+def sqlite_file(engine_or_url: Engine | str) -> str | None:
+    """The path of the SQLite database file an engine or URL names; None for PostgreSQL, memory or
+    a ``file:`` URI (no lock files, WAL or copies beside those)."""
+    if not is_sqlite(engine_or_url):
+        return None
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else sa.engine.make_url(engine_or_url)
+    database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         return database
     return None

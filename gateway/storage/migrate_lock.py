@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from gateway.storage.db import MIGRATIONS, is_sqlite
+from gateway.storage.db import MIGRATIONS, is_sqlite, sqlite_file
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -97,8 +97,8 @@ def current_revision(url: str) -> str | None:
 def _lock(url: str) -> Iterator[None]:
     """The database's migration lock (see the module's docstring), held while the block runs."""
     if is_sqlite(url):
-        database = sa.engine.make_url(url).database
-        if not database or database == ":memory:" or database.startswith("file:"):
+        database = sqlite_file(url)
+        if database is None:
             yield
             return
         os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)

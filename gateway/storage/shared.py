@@ -150,9 +150,8 @@ class SharedWriter:
                 self._writer.take_more(batch)
                 groups = _groups(batch)
                 try:
-                    self._transaction(groups, written)
+                    written = self._transaction(groups)
                 except Exception as exc:
-                    written.clear()
                     if len(groups) == 1:
                         failed = dict.fromkeys(groups, exc)
                     else:
@@ -181,26 +180,24 @@ class SharedWriter:
         failed: dict[Any, Exception] = {}
         for part, items in groups.items():
             try:
-                self._transaction({part: items}, written)
+                written.update(self._transaction({part: items}))
             except Exception as alone:
                 failed[part] = alone
         return failed
 
-    def _transaction(self, groups: dict[Any, list[Any]], written: dict[Any, Any]) -> None:
+    def _transaction(self, groups: dict[Any, list[Any]]) -> dict[Any, Any]:
         """The parts' writes in one transaction on the writer's connection, committed (not synced:
-        ``_sync`` does it once the lock is released)."""
+        ``_sync`` does it once the lock is released); what each part's ``write`` returned."""
         conn = self._connection()
         try:
             with conn.begin():
-                for part, items in groups.items():
-                    written[part] = part.write(conn, items)
+                written = {part: part.write(conn, items) for part, items in groups.items()}
         except Exception:
-            for part in groups:
-                written.pop(part, None)
             self._drop()  # it may be unusable; a new one for the next batch
             raise
         self.commits += 1
         self._since_checkpoint += 1
+        return written
 
     def _connection(self) -> Connection:
         if self._conn is None:
