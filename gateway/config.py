@@ -7,6 +7,7 @@ tokens. Invalid files fail at start with the file, the line and what is wrong.
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -432,6 +433,12 @@ def member_id(value: str) -> str:
     return "/".join(parts)
 
 
+@functools.lru_cache(maxsize=1024)
+def _service_id(text: str) -> ServiceId:
+    # A service's id is read on every exchange (its operation's name); parsed once per id.
+    return ServiceId.parse(text)
+
+
 class Service(_Model):
     id: str
     connector: str = Field("", description="required, except for a routing service")
@@ -530,7 +537,7 @@ class Service(_Model):
 
     @property
     def service_id(self) -> ServiceId:
-        return ServiceId.parse(self.id)
+        return _service_id(self.id)
 
     @property
     def operation_name(self) -> str:

@@ -31,6 +31,7 @@ from gateway.delivery.model import (
 )
 from gateway.delivery.store import DeliveryStore
 from gateway.delivery.tables import deliveries
+from gateway.delivery.views import settled
 from gateway.ids import new_id
 from gateway.storage.db import WriteLock, create_engine, is_sqlite
 from gateway.storage.writer import _STOP
@@ -388,3 +389,26 @@ def test_a_failed_change_fails_its_caller_and_stores_nothing(engine: Engine, run
         assert {r["state"] for r in rows(engine, ids).values()} == {PENDING}
     finally:
         target.close()
+
+
+@pytest.mark.parametrize("state", [DELIVERED, DEAD])
+def test_what_an_outcome_shows_is_what_the_view_reads_back(store: DeliveryStore, loop: Loop,
+                                                           state: str) -> None:
+    """The flow engine reads a step's finished delivery from the outcome its dispatcher recorded
+    (``views.settled``) rather than from the row: the parts it reads are the row's."""
+    (delivery_id,) = accept(store, 1)
+    (claimed,) = [c for c in loop.run(store.claim([SERVICE], 10, 60, "test")) if c.id == delivery_id]
+    refused = {"code": "Server.Refused", "status": 400, "retryable": False}
+    outcome = Outcome(delivery_id, claimed.lease, state, error=None if state == DELIVERED else refused,
+                      response_status=200 if state == DELIVERED else 400,
+                      response=b'{"So": "7/2026"}' if state == DELIVERED else b"refused")
+    assert loop.run(store.complete(outcome))
+    view = store.get(delivery_id)
+    shown = settled(outcome, claimed.attempts)
+    assert view is not None and shown is not None
+    assert shown == {key: view[key] for key in shown}
+
+
+def test_an_attempt_to_be_retried_or_not_made_shows_nothing() -> None:
+    for outcome in (Outcome("d", "l", PENDING, next_us=1), Outcome("d", "l", DELIVERED, released=True)):
+        assert settled(outcome, 1) is None

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import Config
 from gateway.context import Exchange, Render, Rendered
-from gateway.delivery.model import now_us
+from gateway.delivery.model import DEAD, DELIVERED, PENDING, Outcome, now_us
+from gateway.flows import notify
 from gateway.flows.definition import Flow
 from gateway.flows.engine import LEASE_US, FlowEngine
 from gateway.flows.loading import Flows
@@ -376,6 +383,104 @@ def test_filing_the_same_dossier_twice_finds_the_first_flow(world: World) -> Non
     assert duplicate and found.id == first
 
 
+# -- what this process recorded, and claims ---------------------------------------------------------
+
+class Counted(Deliveries):
+    """The test's views, and how many times the engine read one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return super().get(delivery_id)
+
+
+def recorded(world: World, flow_id: str, outcome: Outcome, attempts: int = 1) -> None:
+    """The dispatcher of this process telling the engine it recorded a step's attempt."""
+    item = SimpleNamespace(id=outcome.id, client=world.engine.client, attempts=attempts,
+                           purpose=f"H41-1 flow/{flow_id}")
+    world.engine._recorded(item, outcome)
+
+
+async def test_an_answer_recorded_here_is_read_without_the_database(world: World) -> None:
+    """The dispatcher's outcome of a step (delivered, with the agency's answer) is what the flow's
+    next look reads; the views are not asked (they know nothing here: asked, the step would fail)."""
+    world.deliveries = Counted()
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    await world.look(flow_id)
+    recorded(world, flow_id, Outcome(f"d:flow:{flow_id}:a:1", "lease", DELIVERED, response_status=200,
+                                     response=orjson.dumps({"So": "7/2026"})))
+    flow = await world.look(flow_id)
+    assert states(flow) == {"a": "done", "b": "sent"} and step(flow, "a").result == {"So": "7/2026"}
+    assert world.deliveries.reads == 0
+    assert world.pipeline.sent[-1][2] == {"MaHoSo": "H41-1", "So": "7/2026"}
+
+
+async def test_a_dead_delivery_recorded_here_counts_its_attempts(world: World) -> None:
+    world.deliveries = Counted()
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    await world.look(flow_id)
+    error = {"code": "Server.Refused", "status": 400, "detail": "no", "retryable": False}
+    recorded(world, flow_id, Outcome(f"d:flow:{flow_id}:a:1", "lease", DEAD, error=error), attempts=2)
+    flow = await world.look(flow_id)
+    assert flow.state == "failed" and step(flow, "a").reason["code"] == "Server.Refused"
+    assert world.deliveries.reads == 0
+
+
+async def test_an_attempt_to_be_retried_is_read_from_the_views(world: World) -> None:
+    """Recorded as pending (the queue tries again): the look asks the views, as after a restart."""
+    world.deliveries = Counted()
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    await world.look(flow_id)
+    recorded(world, flow_id, Outcome(f"d:flow:{flow_id}:a:1", "lease", PENDING, next_us=later()))
+    world.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, {"So": "8/2026"})
+    flow = await world.look(flow_id)
+    assert world.deliveries.reads == 1 and step(flow, "a").result == {"So": "8/2026"}
+
+
+def test_the_flows_named_first_are_claimed_before_those_due_earlier(world: World) -> None:
+    """A claim takes the poked flows first (this process holds their news), then the longest due;
+    a finished flow or one not due yet among them is not taken."""
+    early, late, done, asleep = (world.file(code=f"H41-{n}") for n in range(4))
+    settings = {early: ("running", 1), late: ("running", 2), done: ("completed", 0),
+                asleep: ("waiting", later(5))}
+    for flow, lease in world.store.claim(64, LEASE_US, later()):
+        flow.state, next_us = settings[flow.id]
+        assert world.store.save(flow, lease, next_us, now_us())
+    (taken, _), = world.store.claim(1, LEASE_US, later(2), first=[late, done, asleep])
+    assert taken.id == late
+    taken_ids = [f.id for f, _ in world.store.claim(64, LEASE_US, later(2), first=[done, asleep])]
+    assert taken_ids == [early]
+
+
+def test_the_claim_and_the_poke_look_flows_up_by_key(world: World) -> None:
+    """On SQLite (no statistics), given ``state IN`` the planner walked the due index, every active
+    flow, for a hundred keys, and sorted every due flow for a claim: both by key and in index order."""
+    plans: list[tuple[str, str]] = []
+
+    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")) and "flows" in statement:
+            found = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            plans.append((statement, " | ".join(row[-1] for row in found)))
+
+    engine = world.store.engine
+    sa.event.listen(engine, "before_cursor_execute", explain)
+    try:
+        ids = [world.file(code=f"H41-{n}") for n in range(3)]
+        world.store.poke_many(ids, now_us())
+        world.store.claim(2, LEASE_US, later(), first=ids[:1])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", explain)
+    keyed = [plan for statement, plan in plans if "flows.id IN" in statement]
+    assert keyed and all("USING INDEX sqlite_autoindex_flows_1 (id=?)" in plan for plan in keyed), plans
+    assert not any("TEMP B-TREE" in plan for statement, plan in plans if "FROM flows" in statement), plans
+
+
 # -- notifications ---------------------------------------------------------------------------------
 
 PORTAL = "VN/GOV/000.00.00.G22/DVCQG/CapNhatTienDoHoSoMC"
@@ -483,8 +588,6 @@ async def test_a_notification_refused_for_good_does_not_hold_the_flow(told: Worl
 
 
 def test_the_view_lists_what_the_events_called_for(told: World) -> None:
-    from gateway.flows import notify
-
     flow = FlowRow(id="f", name="thu", dossier_code="H41-1", client="motcua", exchange_id="x",
                    state="rejected", dossier={}, subjects=(), started_us=1, updated_us=1, deadline_us=2,
                    steps=[StepRow("a", 0, A, state="compensated", sends=1),
@@ -494,3 +597,10 @@ def test_the_view_lists_what_the_events_called_for(told: World) -> None:
         ("dong_bo", None, "notify:dong_bo"), ("tien_do", "a", "notify:tien_do:a:done"),
         ("tien_do", "b", "notify:tien_do:b:rejected"), ("ket_qua", None, "notify:ket_qua")]
     assert listed[-1]["service"] == "motcua/NhanKetQua"
+
+
+@given(st.integers(min_value=200_000_000_000_000, max_value=4_102_444_800_000_000))  # 1976 … 2100
+def test_portal_time_is_vietnamese_time(us: int) -> None:
+    """By the fixed offset (UTC+7 all year since 1975), the same as the zone's conversion."""
+    zoned = datetime.fromtimestamp(us / 1e6, tz=UTC).astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert notify.portal_time(us) == zoned.strftime("%Y%m%d%H%M%S")

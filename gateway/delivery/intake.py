@@ -33,11 +33,15 @@ from gateway.exchange import Addressed, Result
 from gateway.identifiers import ServiceId, split_id
 from gateway.ids import new_id
 from gateway.policy import Kept
+from gateway.recent import Recent
 from gateway.routing import Routes, Target
 
 __all__ = ["Intake", "agency_of"]
 
 MAX_KEY = 255
+# Dossiers whose owner this process looked up, kept for their next progress updates: a few hashes
+# each, and enough for the progress of every flow of a large batch in flight.
+OWNERS_KEPT = 65_536
 
 
 def agency_of(service: Service, client: str) -> str:
@@ -58,18 +62,21 @@ def _owner(service_id: str) -> str:
 
 class Intake:
     def __init__(self, store: DeliveryStore, config: Config,
-                 notify: Callable[[], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.config = config
         self._notify = notify
         self.routes = Routes.of(config)
+        # A dossier's earliest message that named people stays its earliest: once found, kept.
+        self._owners: Recent[str, tuple[str, ...]] = Recent(OWNERS_KEPT)
 
     async def __call__(self, ctx: Result) -> Result:
         target = self.route(ctx)
         ctx = await self._owner_of_progress(ctx)
-        accepted = await self.store.accept(self.new_delivery(ctx, target))
+        delivery = self.new_delivery(ctx, target)
+        accepted = await self.store.accept(delivery)
         if self._notify is not None and not accepted.duplicate:
-            self._notify()
+            self._notify(delivery.service)
         body: dict[str, Any] = {"deliveryId": accepted.id, "state": accepted.state,
                                 "duplicate": accepted.duplicate}
         if accepted.flag:
@@ -91,7 +98,12 @@ class Intake:
         tracking = ctx.service.dossier if ctx.service is not None else None
         if tracking is None or tracking.message != "progress" or ctx.subjects:
             return ctx
-        known = await asyncio.to_thread(self.store.subjects_of, dossier_code(ctx.payload))
+        code = dossier_code(ctx.payload)
+        known = self._owners.get(code)
+        if known is None:
+            known = await asyncio.to_thread(self.store.subjects_of, code)
+            if known:  # none yet: an earlier message may still be on its way, ask again next time
+                self._owners.put(code, known)
         return replace(ctx, subjects=known) if known else ctx
 
     def route(self, ctx: Result) -> Target | None:

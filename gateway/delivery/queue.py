@@ -340,12 +340,8 @@ class DeliveryQueue:
 
     def due(self, services: Sequence[str]) -> bool:
         """Whether any of ``services`` has a delivery that may be due (a cheap look before a claim)."""
-        now = now_us()
-        query = (sa.select(deliveries.c.seq)
-                 .where(deliveries.c.service.in_(list(services)), deliveries.c.state == PENDING,
-                        deliveries.c.next_us <= now).limit(1))
         with self.reader.connect() as conn:
-            return conn.execute(query).first() is not None
+            return conn.execute(_DUE, {"c_services": list(services), "c_now": now_us()}).first() is not None
 
     def _claim(self, conn: Connection, request: ClaimRequest) -> list[Claimed]:
         if request.limit <= 0 or not request.services:
@@ -387,6 +383,9 @@ def _claim_query(pg: bool) -> sa.Select[Any]:
     return query.with_for_update(skip_locked=True, of=d) if pg else query
 
 
+_DUE = (sa.select(deliveries.c.seq)
+        .where(deliveries.c.service.in_(sa.bindparam("c_services", expanding=True)),
+               deliveries.c.state == PENDING, deliveries.c.next_us <= sa.bindparam("c_now")).limit(1))
 _CLAIM = _claim_query(pg=False)
 _CLAIM_PG = _claim_query(pg=True)
 _LEASE = (sa.update(deliveries).where(deliveries.c.seq.in_(sa.bindparam("c_seqs", expanding=True)))

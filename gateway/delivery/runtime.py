@@ -59,9 +59,9 @@ class Deliveries:
         if self.dispatcher is not None and self.config.delivery.workers:
             self.dispatcher.start()
 
-    def poke(self) -> None:
+    def poke(self, service: str | None = None) -> None:
         if self.dispatcher is not None:
-            self.dispatcher.poke()
+            self.dispatcher.poke(service)
 
     async def stop(self) -> None:
         if self.dispatcher is not None:

@@ -12,12 +12,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.delivery.model import BLOCKING, PENDING, now_us
+from gateway.delivery.model import BLOCKING, DEAD, DELIVERED, PENDING, Outcome, now_us
 from gateway.delivery.retention import EMPTY_SHA256
 from gateway.delivery.sql import selecting
 from gateway.delivery.tables import deliveries
 
-__all__ = ["DeliveryViews", "describe"]
+__all__ = ["DeliveryViews", "describe", "settled"]
 
 
 class DeliveryViews:
@@ -26,7 +26,7 @@ class DeliveryViews:
 
     def get(self, delivery_id: str) -> dict[str, Any] | None:
         with self.reader.connect() as conn:
-            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+            row = conn.execute(_ONE, {"v_id": delivery_id}).first()
             if row is None:
                 return None
             view = describe(row._mapping)
@@ -64,11 +64,8 @@ class DeliveryViews:
     def subjects_of(self, dossier: str) -> tuple[str, ...]:
         """The data subjects an earlier message of this dossier named (its owner, by keyed hash):
         a progress update names no citizen, yet it is about the dossier's owner."""
-        query = (sa.select(deliveries.c.subjects)
-                 .where(deliveries.c.dossier == dossier, deliveries.c.subjects != "[]")
-                 .order_by(deliveries.c.seq).limit(1))
         with self.reader.connect() as conn:
-            found = conn.execute(query).scalar()
+            found = conn.execute(_OWNER, {"v_dossier": dossier}).scalar()
         return tuple(orjson.loads(found)) if found else ()
 
     def oldest_pending_us(self) -> int | None:
@@ -77,6 +74,14 @@ class DeliveryViews:
         with self.reader.connect() as conn:
             value = conn.execute(query).scalar()
         return int(value) if value is not None else None
+
+
+# Built once: the flow engine and the intake read through these several times a flow (a statement
+# built anew costs as much again as running it).
+_ONE = sa.select(deliveries).where(deliveries.c.id == sa.bindparam("v_id"))
+_OWNER = (sa.select(deliveries.c.subjects)
+          .where(deliveries.c.dossier == sa.bindparam("v_dossier"), deliveries.c.subjects != "[]")
+          .order_by(deliveries.c.seq).limit(1))
 
 
 def _blocker(conn: Connection, order_key: str, seq: int) -> str | None:
@@ -106,6 +111,16 @@ def describe(row: Any) -> dict[str, Any]:
         if not row["body"] and row["body_sha256"] != EMPTY_SHA256:  # delivery.retention_days
             view["bodyPurged"] = True
     return view
+
+
+def settled(outcome: Outcome, attempts: int) -> dict[str, Any] | None:
+    """What ``DeliveryViews.get`` shows of a delivery an attempt has just finished (delivered or
+    dead; None for any other outcome), taken from the recorded outcome itself: its state, attempts,
+    answer and error, what a reader of the result needs, without reading the row back."""
+    if outcome.released or outcome.state not in (DELIVERED, DEAD):
+        return None
+    return {"id": outcome.id, "state": outcome.state, "attempts": attempts, "lastError": outcome.error,
+            "response": _answer(outcome.response, outcome.response_status)}
 
 
 def _answer(body: bytes | None, status: int | None) -> dict[str, Any] | None:

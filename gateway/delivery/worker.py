@@ -91,6 +91,7 @@ class Dispatcher:
         self.settings = config.delivery
         self.worker = worker
         self.lanes: dict[str, Lane] = {}
+        self._lane_of: dict[str, Lane] = {}  # by service id
         also = set(queued)  # sync services that others store deliveries for: the flows' steps
         for service in config.services:
             if (service.delivery != "async" and service.id not in also) or service.route:
@@ -102,6 +103,7 @@ class Dispatcher:
                 lane = self.lanes[key] = Lane(key, [], Breaker(s.breaker_failures, s.breaker_cooldown,
                                                                s.breaker_cooldown_max), s.concurrency)
             lane.services.append(service)
+            self._lane_of[service.id] = lane
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
@@ -113,10 +115,12 @@ class Dispatcher:
         self._loops = [asyncio.create_task(self._loop(lane), name=f"delivery-lane {lane.name}")
                        for lane in self.lanes.values()]
 
-    def poke(self) -> None:
-        """Something was queued: look now rather than at the next poll."""
-        for lane in self.lanes.values():
-            lane.wake.set()
+    def poke(self, service: str | None = None) -> None:
+        """Something was queued (for ``service``: only its lane looks): look now rather than at
+        the next poll. Waking every lane for one delivery cost each of them a read of the queue."""
+        lane = self._lane_of.get(service) if service is not None else None
+        for woken in (lane,) if lane is not None else self.lanes.values():
+            woken.wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let deliveries in flight finish for up to ``grace`` seconds. Those still
