@@ -443,6 +443,20 @@ async def test_an_attempt_to_be_retried_is_read_from_the_views(world: World) -> 
     assert world.deliveries.reads == 1 and step(flow, "a").result == {"So": "8/2026"}
 
 
+async def test_a_large_answer_is_read_from_the_views(world: World) -> None:
+    """What the process keeps is bounded in bytes too: an answer over 4 KiB is read back."""
+    world.deliveries = Counted()
+    world.engine = world.engine_for(world.flow)
+    flow_id = world.file()
+    await world.look(flow_id)
+    big = {"So": "7/2026", "GhiChu": "x" * 5000}
+    recorded(world, flow_id, Outcome(f"d:flow:{flow_id}:a:1", "lease", DELIVERED, response_status=200,
+                                     response=orjson.dumps(big)))
+    world.deliveries.answer(f"d:flow:{flow_id}:a:1", 200, big)
+    flow = await world.look(flow_id)
+    assert world.deliveries.reads == 1 and step(flow, "a").result == big
+
+
 def test_the_flows_named_first_are_claimed_before_those_due_earlier(world: World) -> None:
     """A claim takes the poked flows first (this process holds their news), then the longest due;
     a finished flow or one not due yet among them is not taken."""

@@ -81,6 +81,7 @@ ANSWERED = ("done", "compensating", "compensated")  # steps whose answer later s
 # Steps' finished deliveries this process recorded, kept for their flows' next look: that look can
 # come after every other due flow's (10,000 flows filed at once: some 20,000 records later).
 SETTLED_KEPT = 32_768
+SETTLED_ANSWER_MAX = 4_096  # bytes: a larger answer is not kept, but read from the database
 
 
 class Deliveries(Protocol):
@@ -200,7 +201,10 @@ class FlowEngine:
         the flow in its purpose) makes its flow due now rather than at its next look."""
         purpose = getattr(item, "purpose", None) or ""
         if getattr(item, "client", None) == self.client and " flow/" in purpose:
-            self._settled.put(item.id, (outcome, item.attempts))  # read (parsed) when looked at
+            if len(outcome.response or b"") <= SETTLED_ANSWER_MAX:  # bounded bytes, not only entries
+                self._settled.put(item.id, (outcome, item.attempts))  # read (parsed) when looked at
+            else:
+                self._settled.pop(item.id)  # an earlier attempt's, if any, is not this one
             self._poked.add(purpose.rsplit(" flow/", 1)[1])
             self._wake.set()
 
