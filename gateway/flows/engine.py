@@ -47,6 +47,7 @@ from gateway.config import Config
 from gateway.connector import Reply
 from gateway.context import Exchange, Intake, Render, Rendered, Result, Step
 from gateway.delivery.messages import idempotency_key
+from gateway.delivery.model import Outcome
 from gateway.delivery.store import now_us
 from gateway.delivery.views import settled
 from gateway.errors import InvalidBody
@@ -124,7 +125,7 @@ class FlowEngine:
         # What this process's dispatcher recorded of a step's delivery, by delivery id: the flow's
         # next look reads a finished one here rather than from the database (that look is often
         # this process's; an attempt to be retried, or none recorded here, is read there).
-        self._settled: Recent[str, tuple[Any, int]] = Recent(SETTLED_KEPT)  # (outcome, attempts)
+        self._settled: Recent[str, tuple[Outcome, int]] = Recent(SETTLED_KEPT)  # (outcome, attempts)
         self._running = False
 
     def attach(self, ports: Ports, checks: Sequence[Step], intake: Intake) -> None:
@@ -196,7 +197,7 @@ class FlowEngine:
     def poke(self) -> None:
         self._wake.set()
 
-    def _recorded(self, item: Any, outcome: Any) -> None:
+    def _recorded(self, item: Any, outcome: Outcome) -> None:
         """A delivery's attempt was recorded by this process: a step's (the gateway's own client,
         the flow in its purpose) makes its flow due now rather than at its next look."""
         purpose = getattr(item, "purpose", None) or ""

@@ -401,6 +401,7 @@ def _claim(conn: Connection, limit: int, lease_us: int, now: int,
 
 
 # A claim's statements, built once: a claim is made several times a second under the write lock.
+_AMONG = flows.c.id.in_(sa.bindparam("c_ids", expanding=True))
 _DUE_PG = (sa.select(flows.c.id).where(flows.c.state.in_(ACTIVE), flows.c.next_us <= sa.bindparam("c_now"))
            .order_by(flows.c.next_us).limit(sa.bindparam("c_limit")).with_for_update(skip_locked=True))
 _DUE_IN = (sa.select(flows.c.id, flows.c.next_us)
@@ -409,18 +410,15 @@ _DUE_IN = (sa.select(flows.c.id, flows.c.next_us)
 # Among given flows, "not finished" rather than "active" (the same flows): given ``state IN``,
 # SQLite's planner (no statistics) walks the due index, every active flow, rather than looking the
 # hundred keys up.
-_AMONG = flows.c.id.in_(sa.bindparam("c_ids", expanding=True))
 _DUE_AMONG = sa.select(flows.c.id).where(_AMONG, flows.c.state.not_in(FINISHED),
                                          flows.c.next_us <= sa.bindparam("c_now"))
 _DUE_AMONG_PG = _DUE_AMONG.with_for_update(skip_locked=True)
 _POKE = (flows.update().where(_AMONG, flows.c.state.not_in(FINISHED), flows.c.lease.is_(None),
                               flows.c.next_us > sa.bindparam("c_now"))
          .values(next_us=sa.bindparam("c_now")))
-_LEASE = (flows.update().where(flows.c.id.in_(sa.bindparam("c_ids", expanding=True)),
-                               flows.c.next_us <= sa.bindparam("c_now"))
+_LEASE = (flows.update().where(_AMONG, flows.c.next_us <= sa.bindparam("c_now"))
           .values(lease=sa.bindparam("c_lease"), next_us=sa.bindparam("c_next")))
-_LEASED = sa.select(flows).where(flows.c.id.in_(sa.bindparam("c_ids", expanding=True)),
-                                 flows.c.lease == sa.bindparam("c_lease"))
+_LEASED = sa.select(flows).where(_AMONG, flows.c.lease == sa.bindparam("c_lease"))
 _STEPS_OF = (sa.select(flow_steps).where(flow_steps.c.flow_id.in_(sa.bindparam("c_ids", expanding=True)))
              .order_by(flow_steps.c.flow_id, flow_steps.c.position))
 
