@@ -24,7 +24,10 @@ gateway's acceptance, not a receiving system's), a rule without rate limit, and
    (``VmRSS`` of its process and children, read from /proc every 20 ms) is measured from just
    before the request to its answer: the growth is the peak minus the level before. Then Nghệ An
    fetches it (``GET messages/{id}``, read by the client in pieces), measured the same way, and the
-   bytes it got are checked against those sent.
+   bytes it got are checked against those sent. Then another such package goes to Tuyên Quang's
+   office (000.01.00.H60), a pushed recipient: the gateway delivers it to Tuyên Quang's
+   document-management system (its simulator, connectors/dms, started here), measured from the send
+   to the simulator's holding it, whose digest is checked against the bytes sent.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from gateway.storage.db import upgrade  # noqa: E402
 GW, TQ, NA = "VN/GOV/000.00.00.G22", "VN/GOV/000.00.00.H60", "VN/GOV/000.00.00.H41"
 SERVICE = f"{GW}/LIENTHONG/VanBan"
 TQ_DMS, NA_DMS = f"{TQ}/QLVB", f"{NA}/QLVB"
-H60, H41 = "000.00.00.H60", "000.00.00.H41"
+H60, H41, H60_OFFICE = "000.00.00.H60", "000.00.00.H41", "000.01.00.H60"
 MIB = 1_048_576
 LIMIT = 200 * MIB
 ATTACHMENT = 363_800  # data.py makes about 262 KB of it; three in base64: a package of 1 MiB
@@ -75,7 +78,8 @@ class Stack:
 
         self.workdir, self.workers = workdir, workers
         ports = Ports(gateway=free_port(), population=free_port(), dvcqg=free_port(), onestop=free_port(),
-                      rest=free_port())
+                      rest=free_port(), dms=free_port())
+        self.dms = f"http://127.0.0.1:{ports.dms}"
         init = initialise(workdir, ports=ports, database=database, force=True)
         self.config_path = init.config_path
         cfg = yaml.safe_load(self.config_path.read_text())
@@ -226,10 +230,11 @@ def measure_rate(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 # -- 2. one big attachment -------------------------------------------------------------------------
 
-def big_package(path: Path, megabytes: int) -> int:
-    """A package with one attachment of ``megabytes`` MB of random bytes, written to ``path`` in
-    pieces (the base64 of a small stand-in attachment replaced by the big one's, line by line)."""
-    small = data.package_bytes(H60, [H41], 7777777, attachments=1, attachment_size=3 * 64)
+def big_package(path: Path, megabytes: int, to: str = H41, number: int = 7777777) -> int:
+    """A package to organ ``to`` with one attachment of ``megabytes`` MB of random bytes, written to
+    ``path`` in pieces (the base64 of a small stand-in attachment replaced by the big one's, line by
+    line)."""
+    small = data.package_bytes(H60, [to], number, attachments=1, attachment_size=3 * 64)
     start = small.index(b"ContentTransferEncoded>") + len(b"ContentTransferEncoded>")
     head, tail = small[:start], small[small.index(b"</", start):]
     line = 57 * 1024  # bytes of attachment per base64 line (a multiple of 3)
@@ -307,13 +312,8 @@ class Peak:
         return round((self.peak - self.before) / 1e6, 1)
 
 
-def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """Send the big package (Tuyên Quang), then fetch it (Nghệ An), each under its own ``Peak``."""
-    assert stack.gateway is not None
-    path = stack.workdir / "big.edxml"
-    size = big_package(path, args.big_mb)
-    token = stack.token(TQ_DMS)
-    sent = hashlib.sha256()
+def send_big(stack: Stack, path: Path, size: int, sent: Any) -> httpx.Response:
+    """POST the package at ``path`` as Tuyên Quang's system, streamed from the file (``sent`` hashes it)."""
 
     def stream() -> Any:
         with path.open("rb") as source:
@@ -321,12 +321,22 @@ def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 sent.update(piece)
                 yield piece
 
+    return httpx.post(f"{stack.base}/r1/{SERVICE}", content=stream(), timeout=600, headers={
+        "Authorization": f"Bearer {stack.token(TQ_DMS)}", "Content-Type": "application/xml",
+        "Content-Length": str(size)})
+
+
+def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Send the big package (Tuyên Quang), then fetch it (Nghệ An), each under its own ``Peak``;
+    then push another to Tuyên Quang's office."""
+    assert stack.gateway is not None
+    path = stack.workdir / "big.edxml"
+    size = big_package(path, args.big_mb)
+    sent = hashlib.sha256()
     time.sleep(1.0)
     with Peak(stack.gateway.pid) as sending:
         started = time.monotonic()
-        answer = httpx.post(f"{stack.base}/r1/{SERVICE}", content=stream(), timeout=600, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/xml",
-            "Content-Length": str(size)})
+        answer = send_big(stack, path, size, sent)
         seconds = time.monotonic() - started
     after = rss_bytes(stack.gateway.pid)
     figures: dict[str, Any] = {
@@ -338,8 +348,49 @@ def measure_big(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         figures["answer"] = answer.text[:500]
     else:
         figures.update(measure_fetch(stack, answer.json()["recipients"][0]["messageId"], sent.hexdigest()))
+    path.unlink()
+    figures.update(measure_push(stack, args))
     print(json.dumps({"big": figures}, indent=2), flush=True)
     return figures
+
+
+def measure_push(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """A big package to a pushed recipient, under its own ``Peak`` from the send until Tuyên Quang's
+    system (its simulator) holds it."""
+    assert stack.gateway is not None
+    path = stack.workdir / "big-push.edxml"
+    size = big_package(path, args.big_mb, to=H60_OFFICE, number=7777778)
+    log = (stack.workdir / "dms.log").open("ab")
+    port = stack.dms.rsplit(":", 1)[1]
+    simulator = subprocess.Popen([sys.executable, "-m", "connectors.dms.simulator", "--port", port],
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{stack.dms}/_sim/received", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the DMS simulator is not ready: see {stack.workdir / 'dms.log'}")
+            time.sleep(0.1)
+        sent = hashlib.sha256()
+        time.sleep(1.0)
+        held: list[dict[str, Any]] = []
+        with Peak(stack.gateway.pid) as pushing:
+            started = time.monotonic()
+            answer = send_big(stack, path, size, sent)
+            while answer.status_code == 202 and not held and time.monotonic() - started < 600:
+                held = httpx.get(f"{stack.dms}/_sim/documents", timeout=10).json()["items"]
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        return {"push_status": answer.status_code, "push_seconds": round(seconds, 2),
+                "push_identical": bool(held) and held[0].get("sha256") == sent.hexdigest(),
+                "push_growth_mb": pushing.growth_mb}
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)
 
 
 def measure_fetch(stack: Stack, message: str, sha256: str) -> dict[str, Any]:

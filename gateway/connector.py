@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
 from gateway.config import Service
+
+if TYPE_CHECKING:
+    from gateway.spool import Spooled
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,9 @@ class Call:
     body: bytes = b""  # the raw body the client sent
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)  # X-Road-* headers of the exchange
+    # A large body in a file (gateway/spool.py), ``body`` then b"": only for a connector whose
+    # ``streams`` is True, which sends it from there (``gateway.upstream.send`` takes it).
+    spooled: Spooled | None = None
 
 
 @dataclass(frozen=True, slots=True)

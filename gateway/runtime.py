@@ -147,7 +147,9 @@ class Runtime:
             flows=flows.file if flows is not None else None, signatures=signatures, seal=seal,
             documents=documents)
         pipeline = Pipeline(ports)
-        deliveries.attach(pipeline, queued=found.called)
+        # a large package's deliveries read its stored parts into a file beside the incoming bodies'
+        deliveries.attach(pipeline, queued=found.called, bodies=functools.partial(
+            documents.store.spool_body, directory=config.state_path("spool")) if documents else None)
         if flows is not None:
             flows.attach(ports, standard_checks(ports, authenticated=False), deliveries.intake)
         return cls(config=config, engine=engine, audit=audit, http=http, connectors=connectors,

@@ -12,16 +12,17 @@ without reading it again), and readers over the file.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from gateway.errors import PayloadTooLarge, ServerError
 
-__all__ = ["SPOOL_THRESHOLD", "Spool", "Spooled", "body_chunks"]
+__all__ = ["SPOOL_THRESHOLD", "Spool", "Spooled", "body_chunks", "spool_pieces", "streamed"]
 
 SPOOL_THRESHOLD = 4 * 1_048_576  # a 1 MiB package stays in memory: the fast path of issue 16's bench
 _PIECE = 1_048_576
@@ -107,7 +108,7 @@ class Spool:
                 if file is None:
                     chunks.append(chunk)
                     if size > self.threshold:  # from here on, the body goes to disk
-                        file, sha256, sha512 = self._open(), hashlib.sha256(), hashlib.sha512()
+                        file, sha256, sha512 = _unnamed(self.directory), hashlib.sha256(), hashlib.sha512()
                         for held in chunks:
                             _write(file, held, sha256, sha512)
                         chunks = []
@@ -127,12 +128,6 @@ class Spool:
         file.flush()
         return b"", Spooled(file, size, sha256.hexdigest(), sha512.digest())
 
-    def _open(self) -> BinaryIO:
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        # On Linux an O_TMPFILE file: never named, gone with its last descriptor.
-        return tempfile.TemporaryFile(dir=self.directory, prefix="body-")
-
 
 async def body_chunks(receive: Receive, limit: int, accepted_by: str) -> AsyncIterator[bytes]:
     """An ASGI request's body, chunk by chunk as the server hands them over, until its end or the
@@ -150,6 +145,37 @@ async def body_chunks(receive: Receive, limit: int, accepted_by: str) -> AsyncIt
         yield chunk
         if not message.get("more_body", False):
             return
+
+
+def spool_pieces(pieces: Iterable[bytes], directory: Path | None = None) -> Spooled:
+    """A body kept elsewhere in pieces (a large document's parts, gateway/documents/store.py) into an
+    unnamed file, with its size and digests, one piece in memory at a time: what ``Spool.read``
+    gives for a body read from a socket."""
+    file, sha256, sha512 = _unnamed(directory), hashlib.sha256(), hashlib.sha512()
+    size = 0
+    try:
+        for piece in pieces:
+            _write(file, piece, sha256, sha512)
+            size += len(piece)
+        file.flush()
+    except BaseException:
+        file.close()
+        raise
+    return Spooled(file, size, sha256.hexdigest(), sha512.digest())
+
+
+async def streamed(spooled: Spooled) -> AsyncIterator[bytes]:
+    """The body in pieces, each read in a thread: what an HTTP client sends as it goes."""
+    reader = spooled.reader()
+    while piece := await asyncio.to_thread(reader.read, _PIECE):
+        yield piece
+
+
+def _unnamed(directory: Path | None) -> BinaryIO:
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    # On Linux an O_TMPFILE file: never named, gone with its last descriptor.
+    return tempfile.TemporaryFile(dir=directory, prefix="body-")
 
 
 def _write(file: BinaryIO, chunk: bytes, sha256: Any, sha512: Any) -> None:

@@ -326,9 +326,12 @@ async def invoke(ctx: Result, connectors: Mapping[str, Connector]) -> Result:
     connector = connectors[service.id]
     body, content_type = ((ctx.decoded.body, ctx.decoded.content_type) if ctx.decoded is not None
                           else (ex.body, ex.content_type))
+    spooled = ex.spooled if ctx.decoded is None else None
+    if spooled is not None and not getattr(connector, "streams", False):
+        body, spooled = await asyncio.to_thread(ex.whole_body), None  # a connector that takes bytes
     call = Call(exchange_id=ex.id, service=service, operation=operation, method=ex.method,
                 path=ex.path, query=ex.query, payload=ctx.payload, body=body,
-                content_type=content_type, headers=xroad_headers(ctx))
+                content_type=content_type, headers=xroad_headers(ctx), spooled=spooled)
     fields = ctx.decision.fields if ctx.decision is not None else None
     started = time.perf_counter()
     try:

@@ -16,7 +16,7 @@ exception underneath, not by the httpx class on top.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from httpx_aiohttp import AiohttpTransport
 from gateway import tracing
 from gateway.errors import ServerError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.seal import outbound_headers
+from gateway.spool import Spooled, streamed
 
 
 class _NoCookies(httpx.Cookies):
@@ -135,21 +136,30 @@ def transport_failure(exc: Exception, target: str) -> ServerError:
 
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: float,
-               content: bytes | None = None, headers: Mapping[str, str] | None = None) -> UpstreamAnswer:
+               content: bytes | Spooled | None = None,
+               headers: Mapping[str, str] | None = None) -> UpstreamAnswer:
     """One request, answered in full within ``deadline`` seconds, or a gateway error. Inside
     ``gateway.seal.outbound`` the request carries the gateway seal over ``content``; where tracing
-    is on, the W3C ``traceparent`` of the connector's span (gateway/tracing)."""
-    headers = outbound_headers(content, headers)
+    is on, the W3C ``traceparent`` of the connector's span (gateway/tracing). A spooled ``content``
+    (gateway/spool.py) is sealed in a thread and sent from its file piece by piece, with its length."""
+    body: bytes | AsyncIterator[bytes] | None
+    if isinstance(content, Spooled):
+        headers = await asyncio.to_thread(outbound_headers, content, headers)
+        headers = {**(headers or {}), "Content-Length": str(content.size)}
+        body = streamed(content)
+    else:
+        headers = outbound_headers(content, headers)
+        body = content
     tracer = tracing.ACTIVE
     if tracer is not None:
         headers = tracer.outbound(method, url, headers)
     answer: UpstreamAnswer
     if isinstance(http, _AiohttpClient):
-        answer = await _send_direct(http.session(), method, url, deadline, content, headers)
+        answer = await _send_direct(http.session(), method, url, deadline, body, headers)
     else:
         try:
             async with asyncio.timeout(deadline):
-                answer = await http.request(method, url, content=content or None, headers=headers,
+                answer = await http.request(method, url, content=body or None, headers=headers,
                                             timeout=deadline)
         except (httpx.TransportError, TimeoutError) as exc:
             raise transport_failure(exc, url.split("?", 1)[0]) from exc
@@ -161,7 +171,8 @@ async def send(http: httpx.AsyncClient, method: str, url: str, *, deadline: floa
 
 
 async def _send_direct(session: aiohttp.ClientSession, method: str, url: str, deadline: float,
-                       content: bytes | None, headers: Mapping[str, str] | None) -> Answer:
+                       content: bytes | AsyncIterator[bytes] | None,
+                       headers: Mapping[str, str] | None) -> Answer:
     try:
         async with asyncio.timeout(deadline):
             async with session.request(method, url, data=content or None, headers=headers,

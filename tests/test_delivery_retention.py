@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,27 @@ def test_purge_counts_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     _, store, _ = setup_queue(url, tmp_path)
     monkeypatch.setattr("gateway.delivery.retention.CHUNK", 2)
     assert purge(store.engine, 30).count == 3
+
+
+def test_a_delivery_of_a_documents_parts_is_never_blanked_and_stays_retryable(database_url: str,
+                                                                             tmp_path: Path) -> None:
+    """A large edXML package's delivery holds no body (``body_document`` names the document's stored
+    parts, gateway/documents/outbox.py): it is not taken for a blanked one, the purge leaves it, and
+    it can be retried and replayed like any kept delivery."""
+    config, store, _ = setup_queue(database_url, tmp_path)
+    (accepted,) = store.accept_many([replace(new(), body=b"", body_sha256="ab" * 32,
+                                             body_document="01a244a5e8419097a6c3f11a0565c1e9")])
+    assert not isinstance(accepted, Exception)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(deliveries).where(deliveries.c.id == accepted.id).values(
+            state="dead", updated_us=OLD))
+    done = run("deliveries", "purge", "--config", str(config))
+    assert done.exit_code == 0 and "3 deliveries" in done.output
+    row = rows(store)[accepted.id]
+    assert (row["body"], row["body_document"]) == (b"", "01a244a5e8419097a6c3f11a0565c1e9")
+    assert "bodyPurged" not in (store.get(accepted.id) or {})
+    assert store.retry(ids=[accepted.id], state=None) == 1
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(deliveries).where(deliveries.c.id == accepted.id).values(state="delivered"))
+    (replayed,) = store.replay(ids=[accepted.id])
+    assert rows(store)[replayed]["body_document"] == "01a244a5e8419097a6c3f11a0565c1e9"

@@ -13,6 +13,7 @@ import hashlib
 import os
 import select
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +73,14 @@ def count(ex: Exchange, table: str) -> int:
         engine.dispose()
 
 
+def released(ex: Exchange, timeout: float = 20) -> None:
+    """Wait until the gateway holds no spooled file (an attempt's closes once it is recorded)."""
+    deadline = time.monotonic() + timeout
+    while spool_files(ex) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spool_files(ex) == []
+
+
 def spool_files(ex: Exchange) -> list[str]:
     """Files the gateway's processes hold open in its spool folder, and any named there."""
     folder = str(ex.config_path.parent / "spool")
@@ -106,14 +115,14 @@ def _tree(pid: int) -> list[int]:
 
 def test_a_large_package_is_spooled_stored_in_parts_and_fetched_byte_identical(exchange: Exchange) -> None:
     """A 6.7 MB package: 202 once stored (its row with an empty body, its bytes in 1 MiB parts), pulled
-    and pushed byte for byte, the audit's request digest and X-Road-Request-Hash those of the bytes,
-    a status answering it, the same package again a duplicate; no spooled file is left open."""
+    and pushed byte for byte (the delivery names the document's parts and holds no copy), the audit's
+    request digest and X-Road-Request-Hash those of the bytes, a status answering it, the same
+    package again a duplicate; no spooled file is left open once the push is recorded."""
     ex = exchange
     package = big_package(201, [H41, H60_OFFICE])
     r = ex.post(package)
     assert r.status_code == 202, r.text
     sent = r.json()
-    assert spool_files(ex) == []
 
     parts = ex.rows(lambda m: sa.select(sa.func.length(m.tables["documents"].c.body),
                                         m.tables["documents"].c.size).where(
@@ -126,9 +135,14 @@ def test_a_large_package_is_spooled_stored_in_parts_and_fetched_byte_identical(e
     assert item["size"] == len(package) and item["sha256"] == hashlib.sha256(package).hexdigest()
     got = ex.get(f"/messages/{item['id']}")
     assert got.status_code == 200 and got.content == package
-    # pushed to Tuyên Quang's office, the very bytes
+    # pushed to Tuyên Quang's office, the very bytes, read from the document's parts
     (held,) = ex.wait_held(ex.dms, 1)
     assert held["to"] == H60_OFFICE and held["sha256"] == hashlib.sha256(package).hexdigest()
+    delivered = ex.rows(lambda m: sa.select(
+        sa.func.length(m.tables["deliveries"].c.body), m.tables["deliveries"].c.body_document,
+        m.tables["deliveries"].c.body_sha256))
+    assert [tuple(x) for x in delivered] == [(0, sent["id"], hashlib.sha256(package).hexdigest())]
+    released(ex)
 
     # the audit record carries the body's digest and size; the request hash is the in-memory one
     (leaf,) = [x for x in all_leaves(ex) if x.get("operation") == "send"]
@@ -267,3 +281,41 @@ def test_a_spooled_package_is_stored_in_parts_in_one_transaction(database_url: s
         assert left == 0 and store.document(H60, failing.document_id) is None
     finally:
         engine.dispose()
+
+
+def test_a_pushed_package_is_sent_from_its_parts_and_dead_when_they_are_gone(exchange: Exchange) -> None:
+    """Each attempt of a large package's push reads the document's stored parts again (its delivery
+    holds no copy): the attempt's record names the package's digest and size; once the parts are gone
+    the delivery is dead and says why, rather than sending other bytes; no spooled file is left."""
+    ex = exchange
+    ex.mode(ex.dms, fail="http500")
+    package = big_package(205, [H60_OFFICE])
+    r = ex.post(package)
+    assert r.status_code == 202, r.text
+    (push,) = r.json()["recipients"]
+    deadline = time.monotonic() + 30
+    while not [f for f in httpx.get(f"{ex.dms}/_sim/received").json()["items"] if f["kind"] == "fault"]:
+        assert time.monotonic() < deadline, "the system was never tried"
+        time.sleep(0.05)
+    (attempt,) = ex.leaves(f"{push['deliveryId']}.1")
+    assert attempt["operation"] == "edxml.package" and attempt["document"]["size"] == len(package)
+    assert attempt["document"]["sha256"] == hashlib.sha256(package).hexdigest()
+
+    engine = sa.create_engine(ex.database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(document_parts.delete())
+    finally:
+        engine.dispose()
+    ex.mode(ex.dms, fail=None)
+    d = None
+    while time.monotonic() < deadline + 30:
+        (d,) = ex.rows(lambda m: sa.select(m.tables["deliveries"].c.state,
+                                           m.tables["deliveries"].c.last_error))
+        if d.state == "dead":
+            break
+        time.sleep(0.1)
+    assert d is not None and d.state == "dead", d
+    assert f"the stored bytes of document {r.json()['id']} are missing" in d.last_error
+    assert ex.held(ex.dms) == []
+    released(ex)

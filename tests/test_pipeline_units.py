@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +41,7 @@ from gateway.oauth.verifier import TokenInfo
 from gateway.policy import Kept, Policy
 from gateway.policy.rules import Rule
 from gateway.ratelimit import LocalLimiter, Quota, Rate, Verdict
+from gateway.spool import spool_pieces
 
 MEMBER = "VN/GOV/000.00.00.H41"
 CLIENT = f"{MEMBER}/MOTCUA"
@@ -535,6 +537,30 @@ def test_invoke_minimises_the_reply_to_the_rules_fields() -> None:
     done = run(steps.invoke(sendable(rule(response_fields=["keep"])), {SERVICE: upstream}))
     assert done.reply is not None and done.reply.payload == {"keep": 1}
     assert done.upstream_us is not None and done.upstream_us >= 0
+
+
+@dataclass
+class Streaming(Upstream):
+    """A connector that sends a spooled body from its file (as the rest connector does)."""
+
+    streams: bool = True
+
+
+def test_invoke_hands_a_spooled_body_to_a_connector_that_streams_and_reads_it_for_one_that_does_not(
+        tmp_path: Path) -> None:
+    body = b"<edXMLEnvelope/>" * 100_000
+    ctx = sendable()
+    for connector, streams, whole in ((Streaming(echo().answer), True, b""), (echo(), False, body)):
+        spooled = spool_pieces([body], tmp_path)
+        try:
+            with_file = replace(ctx, exchange=replace(ctx.exchange, body=b"", spooled=spooled))
+            done = run(steps.invoke(with_file, {SERVICE: connector}))
+            assert done.error is None
+            (call,) = connector.calls
+            assert call.body == whole
+            assert (call.spooled is spooled) if streams else call.spooled is None
+        finally:
+            spooled.close()
 
 
 def test_invoke_minimises_a_json_reply_given_as_bytes_and_withholds_one_that_is_not() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from gateway.init import initialise
 from gateway.runtime import Runtime, StartupError
 from gateway.seal import HEADER, load_sealer, outbound, outbound_headers
 from gateway.seal.keys import SealKeyError, generate, load_pair, write_pair
+from gateway.spool import spool_pieces
 from gateway.storage.db import upgrade
 from tests.conftest import Stack, start_stack, stop
 from tests.helpers import FunctionConnector, InProcess
@@ -79,9 +81,12 @@ def rest_only_config(tmp_path: Path, **overrides: object) -> tuple[Config, dict[
 
 
 def joserfc_verify(seal: str, body: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
-    """A receiver's check with joserfc alone: the detached, unencoded JWS over the exact bytes."""
+    """A receiver's check with joserfc alone: the detached, unencoded JWS over the exact bytes (of
+    any size: joserfc's registry takes 128,000 bytes unless told more)."""
+    registry = jws.JWSRegistry(algorithms=["ES256", "RS256", "PS256"])
+    registry.max_payload_length = max(registry.max_payload_length, len(body))
     obj = jws.deserialize_compact(seal, KeySet.import_key_set(jwks), payload=body,  # type: ignore[arg-type]
-                                  algorithms=["ES256", "RS256", "PS256"])
+                                  registry=registry)
     return dict(obj.headers())
 
 
@@ -346,6 +351,25 @@ def test_upstream_requests_are_sealed_only_inside_outbound(tmp_path: Path) -> No
     assert sealed is not None and sealed["A"] == "1"
     joserfc_verify(sealed[HEADER], b"{}", sealer.jwks)
     assert outbound_headers(b"{}", None) is None
+
+
+def test_a_spooled_body_is_sealed_as_its_bytes(tmp_path: Path) -> None:
+    """A large document pushed from its file (gateway/spool.py) carries the seal a receiver checks
+    over the bytes it gets, hashed piece by piece (more than one piece here)."""
+    config, _ = rest_only_config(tmp_path)
+    sealer = load_sealer(config)
+    assert sealer is not None
+    body = os.urandom(2_500_000)
+    spooled = spool_pieces([body[:1_000_000], body[1_000_000:]], tmp_path / "spool")
+    try:
+        with outbound(sealer):
+            sealed = outbound_headers(spooled, None)
+        assert sealed is not None
+        joserfc_verify(sealed[HEADER], body, sealer.jwks)
+        with pytest.raises(BadSignatureError):
+            joserfc_verify(sealed[HEADER], body[:-1] + bytes([body[-1] ^ 1]), sealer.jwks)
+    finally:
+        spooled.close()
 
 
 def test_a_gateway_that_does_not_seal_answers_404_for_the_jwks(tmp_path: Path) -> None:

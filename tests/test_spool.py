@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from gateway.arrival import Arrival
 from gateway.context import Exchange
 from gateway.errors import PayloadTooLarge
 from gateway.rest import request_hash
-from gateway.spool import Spool, Spooled
+from gateway.spool import Spool, Spooled, spool_pieces, streamed
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -81,6 +81,37 @@ def test_a_large_body_is_spooled_with_its_digests(tmp_path: Path) -> None:
     finally:
         result.close()
     assert result.closed and open_files(tmp_path) == []
+
+
+def test_pieces_kept_elsewhere_are_spooled_with_their_digests_and_streamed_back(tmp_path: Path) -> None:
+    """A large document's stored parts into an unnamed file (a delivery's attempt): the same size and
+    digests as the body read from a socket, nothing named in the folder, and ``streamed`` (what an
+    HTTP client sends) gives the bytes back in pieces."""
+    body = os.urandom(2_200_000)
+    result = spool_pieces((body[i:i + 700_000] for i in range(0, len(body), 700_000)), tmp_path / "spool")
+    try:
+        assert (result.size, result.sha256, result.sha512) == (
+            len(body), hashlib.sha256(body).hexdigest(), hashlib.sha512(body).digest())
+        assert list((tmp_path / "spool").iterdir()) == []
+
+        async def gather() -> list[bytes]:
+            return [piece async for piece in streamed(result)]
+
+        pieces = asyncio.run(gather())
+        assert b"".join(pieces) == body and len(pieces) == 3  # 1 MiB at a time
+    finally:
+        result.close()
+    assert open_files(tmp_path) == []
+
+
+def test_pieces_that_fail_leave_no_file(tmp_path: Path) -> None:
+    def failing() -> Iterator[bytes]:
+        yield b"x" * 1000
+        raise OSError("the database went away")
+
+    with pytest.raises(OSError):
+        spool_pieces(failing(), tmp_path)
+    assert open_files(tmp_path) == []
 
 
 def test_over_the_limit_is_413_and_reading_stops(tmp_path: Path) -> None:

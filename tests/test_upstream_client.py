@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from gateway.seal import HEADER, load_sealer, outbound
+from gateway.spool import spool_pieces
 from gateway.upstream import create_client, send
+from tests.test_seal import joserfc_verify, rest_only_config
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
@@ -42,3 +47,49 @@ def test_an_upstream_cookie_never_rides_on_the_next_exchange(transport: str) -> 
 
     asyncio.run(scenario())
     assert seen == [None, None]
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_spooled_body_is_sent_from_its_file_with_its_length_and_seal(transport: str,
+                                                                      tmp_path: Path) -> None:
+    """A large document pushed from its file (gateway/spool.py): the server gets every byte, with
+    ``Content-Length`` (not chunked), and inside ``outbound`` the seal a receiver checks over them."""
+    body = os.urandom(3_000_000)
+    spooled = spool_pieces([body], tmp_path / "spool")
+    got: list[tuple[str | None, str | None, bytes, str | None]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        got.append((request.headers.get("Content-Length"), request.headers.get("Transfer-Encoding"),
+                    await request.read(), request.headers.get(HEADER)))
+        return web.json_response({"ok": True})
+
+    config, _ = rest_only_config(tmp_path)
+    sealer = load_sealer(config)
+    assert sealer is not None
+
+    async def scenario() -> None:
+        app = web.Application(client_max_size=10 * 1_048_576)
+        app.router.add_post("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        http = create_client(transport=transport)
+        try:
+            with outbound(sealer):
+                answer = await send(http, "POST", f"http://127.0.0.1:{port}/", deadline=10, content=spooled,
+                                    headers={"Content-Type": "application/xml"})
+            assert answer.status_code == 200
+        finally:
+            await http.aclose()
+            await runner.cleanup()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        spooled.close()
+    ((length, chunked, received, seal),) = got
+    assert (length, chunked) == (str(len(body)), None) and received == body
+    assert seal is not None
+    joserfc_verify(seal, body, sealer.jwks)

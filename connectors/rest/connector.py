@@ -41,7 +41,10 @@ def _is_json_type(content_type: str) -> bool:
 
 
 class RestConnector:
-    """Forwards the client's call to the upstream's URL and brings its answer back unchanged."""
+    """Forwards the client's call to the upstream's URL and brings its answer back unchanged. A
+    large body in a file (``Call.spooled``, a pushed edXML package) is sent from there."""
+
+    streams = True
 
     def __init__(self, service: Service, http: httpx.AsyncClient) -> None:
         self._base = service.upstream.rstrip("/")
@@ -54,7 +57,7 @@ class RestConnector:
             canonical = _FORWARDED.get(name.lower())
             if canonical is not None:
                 headers[canonical] = value
-        if call.body:
+        if call.body or call.spooled is not None:
             headers["Content-Type"] = call.content_type
         return headers
 
@@ -67,7 +70,8 @@ class RestConnector:
         if call.query:
             url += "?" + call.query
         response = await send(self._http, call.method, url, deadline=self._timeout,
-                              content=call.body, headers=self._headers(call))
+                              content=call.spooled if call.spooled is not None else call.body,
+                              headers=self._headers(call))
         status = response.status_code
         target = self._base + path
         if status >= 500:

@@ -68,6 +68,7 @@ class NewDelivery:
     transitions: str = "off"  # refuse | flag | off
     decided: Kept | None = None  # the allowing rule's response fields at intake
     addressed: str | None = None  # the member a routed message named, when its successor got it
+    body_document: str | None = None  # the body is this document's stored parts (``body`` is b"")
 
     @property
     def tracked(self) -> str | None:
@@ -110,6 +111,7 @@ class Claimed:
     subjects: tuple[str, ...]
     decided: Kept | None = None  # None: stored before decisions were kept (the rule's fields apply)
     addressed: str | None = None
+    body_document: str | None = None  # the body is this document's stored parts (``body`` is b"")
 
 
 @dataclass(frozen=True, slots=True)

@@ -367,7 +367,8 @@ class DeliveryQueue:
                         represented_party=r.represented_party, method=r.method, path=r.path,
                         query=r.query, content_type=r.content_type, body=bytes(r.body),
                         body_sha256=r.body_sha256, subjects=tuple(orjson.loads(r.subjects)),
-                        decided=Kept.loads(r.response_fields), addressed=r.addressed)
+                        decided=Kept.loads(r.response_fields), addressed=r.addressed,
+                        body_document=r.body_document)
                 for r in picked]
 
 
@@ -433,7 +434,7 @@ def _row(new: NewDelivery, flag: str | None, now: int) -> tuple[Any, ...]:
         "updated_us": now, "delivered_us": None, "last_error": None, "response_status": None,
         "response": None, "flag": cut(flag, 512), "replay_of": None,
         "response_fields": new.decided.dumps() if new.decided is not None else None,
-        "addressed": new.addressed,
+        "addressed": new.addressed, "body_document": new.body_document,
     }
     return tuple(values[c] for c in COLUMNS)
 

@@ -59,14 +59,17 @@ class Purge:
 
 
 def purged() -> sa.ColumnElement[bool]:
-    """Whether a delivery's body has been blanked: empty, though its digest is not that of nothing."""
-    return sa.and_(sa.func.length(deliveries.c.body) == 0, deliveries.c.body_sha256 != EMPTY_SHA256)
+    """Whether a delivery's body has been blanked: empty, though its digest is not that of nothing
+    and it is not a document's stored bytes (``body_document``, never copied here)."""
+    return sa.and_(sa.func.length(deliveries.c.body) == 0, deliveries.c.body_sha256 != EMPTY_SHA256,
+                   deliveries.c.body_document.is_(None))
 
 
 def kept() -> sa.ColumnElement[bool]:
     """Whether a delivery still has the body it was accepted with (the queue retries and replays
     only those)."""
-    return sa.or_(sa.func.length(deliveries.c.body) > 0, deliveries.c.body_sha256 == EMPTY_SHA256)
+    return sa.or_(sa.func.length(deliveries.c.body) > 0, deliveries.c.body_sha256 == EMPTY_SHA256,
+                  deliveries.c.body_document.is_not(None))
 
 
 def purgeable(cutoff_us: int) -> sa.ColumnElement[bool]:

@@ -11,7 +11,7 @@ from gateway.config import Config
 from gateway.delivery.intake import Intake
 from gateway.delivery.schema import SchemaValidator
 from gateway.delivery.store import DeliveryStore, worker_name
-from gateway.delivery.worker import Dispatcher
+from gateway.delivery.worker import Dispatcher, StoredBody
 from gateway.exchange import Pipeline, Validator
 from gateway.storage.shared import SharedWriter
 
@@ -47,11 +47,13 @@ class Deliveries:
                               batch_wait_ms=config.delivery.batch_wait_ms, shared=shared)
         return cls(config, store, validators)
 
-    def attach(self, pipeline: Pipeline, queued: Iterable[str] = ()) -> None:
+    def attach(self, pipeline: Pipeline, queued: Iterable[str] = (),
+               bodies: StoredBody | None = None) -> None:
         """The workers send through the pipeline every exchange goes through; ``queued`` names
-        the sync services whose requests others store too (the flows' steps)."""
+        the sync services whose requests others store too (the flows' steps); ``bodies`` reads a
+        large document's stored parts for its deliveries."""
         self.dispatcher = Dispatcher(self.store, pipeline, self.config, worker=worker_name(self.config.node),
-                                     queued=queued)
+                                     queued=queued, bodies=bodies)
 
     def start(self) -> None:
         """Start the writer, and the workers when this process runs them (inside the event loop)."""

@@ -62,6 +62,9 @@ deliveries = sa.Table(
     # a routed message named when its successor got it.
     sa.Column("response_fields", sa.Text),
     sa.Column("addressed", sa.String(255)),
+    # A large edXML package pushed to a recipient: its bytes are that document's stored parts
+    # (gateway/documents/store.py), read from there at each attempt, not copied here (migration 0012).
+    sa.Column("body_document", sa.String(32)),
     sa.Index("ix_deliveries_service_state_seq", "service", "state", "seq"),
     sa.Index("ix_deliveries_order", "order_key", "seq"),
     sa.Index("ix_deliveries_dossier", "dossier"),

@@ -108,7 +108,8 @@ def describe(row: Any) -> dict[str, Any]:
     }
     if "response" in row.keys():  # noqa: SIM118 - a RowMapping, not a dict
         view["response"] = _answer(row["response"], row["response_status"])
-        if not row["body"] and row["body_sha256"] != EMPTY_SHA256:  # delivery.retention_days
+        if not row["body"] and row["body_sha256"] != EMPTY_SHA256 and not row["body_document"]:
+            # blanked by delivery.retention_days (a document's parts are never copied here)
             view["bodyPurged"] = True
     return view
 

@@ -26,9 +26,9 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -39,9 +39,16 @@ from gateway.delivery.intake import agency_of
 from gateway.delivery.messages import facts
 from gateway.delivery.retry import Breaker, backoff, is_retryable
 from gateway.delivery.store import DEAD, DELIVERED, PENDING, Claimed, DeliveryStore, Outcome, now_us
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ServerError
 from gateway.exchange import Addressed, Exchange, Pipeline, Rendered, Result
 from gateway.problems import problem_bytes
+
+if TYPE_CHECKING:
+    from gateway.spool import Spooled
+
+# A large document's stored parts as a file for one attempt (gateway/documents/store.py, spool_body);
+# None when they are not there.
+StoredBody = Callable[[str], "Spooled | None"]
 
 __all__ = ["Dispatcher", "Lane", "render"]
 
@@ -84,8 +91,9 @@ class Lane:
 
 class Dispatcher:
     def __init__(self, store: DeliveryStore, pipeline: Pipeline, config: Config, *, worker: str,
-                 queued: Iterable[str] = ()) -> None:
+                 queued: Iterable[str] = (), bodies: StoredBody | None = None) -> None:
         self.store = store
+        self.bodies = bodies
         self.pipeline = pipeline
         self.config = config
         self.settings = config.delivery
@@ -195,7 +203,17 @@ class Dispatcher:
             await self.store.complete(Outcome(item.id, item.lease, PENDING,
                                               next_us=now_us() + int(delay * 1e6), released=True))
             return
-        ctx, rendered = await self.pipeline.deliver(self.context(item, service), render, item.decided)
+        spooled = None
+        if item.body_document is not None:
+            spooled = await self._stored_body(item)
+            if spooled is None:
+                return
+        try:
+            ctx, rendered = await self.pipeline.deliver(self.context(item, service, spooled), render,
+                                                        item.decided)
+        finally:
+            if spooled is not None:  # the attempt is recorded by now; the next reads the parts again
+                spooled.close()
         outcome = self.outcome(item, service, ctx, rendered, lane)
         if not await self.store.complete(outcome):
             log.warning("delivery_lease_lost", delivery=item.id, attempt=item.attempts)
@@ -206,8 +224,25 @@ class Dispatcher:
             except Exception as exc:  # a listener's bug must not undo a recorded attempt
                 log.error("delivery_listener_failed", delivery=item.id, error=type(exc).__name__)
 
-    def context(self, item: Claimed, service: Service) -> Result:
-        """The stored request as the pipeline's context, as it stood when it was accepted."""
+    async def _stored_body(self, item: Claimed) -> Spooled | None:
+        """The document's stored parts in a file for this attempt, checked against the digest the
+        delivery was accepted with; when they are gone or differ, the delivery is dead (None)."""
+        assert item.body_document is not None
+        spooled = await asyncio.to_thread(self.bodies, item.body_document) if self.bodies else None
+        if spooled is not None and spooled.sha256 == item.body_sha256:
+            return spooled
+        if spooled is not None:
+            spooled.close()
+        err = ServerError(f"the stored bytes of document {item.body_document} are "
+                          f"{'missing' if spooled is None else 'not those it was accepted with'}")
+        log.error("delivery_body_missing", delivery=item.id, document=item.body_document)
+        await self.store.complete(Outcome(item.id, item.lease, DEAD,
+                                          error=describe_error(err, item.attempts)))
+        return None
+
+    def context(self, item: Claimed, service: Service, spooled: Spooled | None = None) -> Result:
+        """The stored request as the pipeline's context, as it stood when it was accepted; a large
+        document's body from ``spooled``, its stored parts read into a file."""
         payload = None
         if item.body and "json" in item.content_type.lower():
             try:
@@ -218,12 +253,13 @@ class Dispatcher:
                             received_us=now_us(), method=item.method, service_id=item.service,
                             path=item.path, query=item.query, body=item.body,
                             content_type=item.content_type, user_id=item.user_id, issue=item.purpose,
-                            represented_party=item.represented_party, operation=item.operation)
+                            represented_party=item.represented_party, operation=item.operation,
+                            spooled=spooled)
         return Result(exchange=exchange, request_sha256=item.body_sha256 or hashlib.sha256(item.body)
                       .hexdigest(), client=item.client, service=service, operation=item.operation,
                       rule=item.rule, payload=payload, subjects=item.subjects,
                       agency=Addressed(item.addressed, member_of(service.id)) if item.addressed
-                      else None, document=delivered_document(item))
+                      else None, document=delivered_document(item, exchange.body_size))
 
     def outcome(self, item: Claimed, service: Service, ctx: Result, rendered: Rendered,
                 lane: Lane) -> Outcome:
@@ -256,13 +292,13 @@ class Dispatcher:
                        response=rendered.body)
 
 
-def delivered_document(item: Claimed) -> dict[str, Any] | None:
+def delivered_document(item: Claimed, size: int) -> dict[str, Any] | None:
     """An edXML message pushed to a recipient (gateway/documents/outbox.py, operation
     ``edxml.package`` or ``edxml.status``): its document's id and digest, for the attempt's record."""
     if not item.operation.startswith("edxml."):
         return None
     return {"id": item.dossier, "kind": item.operation[len("edxml."):], "sha256": item.body_sha256,
-            "size": len(item.body)}
+            "size": size}
 
 
 def describe_error(err: GatewayError, attempt: int) -> dict[str, Any]:

@@ -41,15 +41,17 @@ def order_key(organ: str, document_id: str) -> str:
 
 
 def new_delivery(message: MessageRow) -> NewDelivery:
-    assert message.service is not None and message.body is not None
+    """A pushed message's delivery. A large package's (``parted``) names the document, whose stored
+    parts each attempt sends, rather than holding another copy of its bytes."""
+    assert message.service is not None and (message.body is not None or message.parted)
     return NewDelivery(
         id=new_id(), idem_key=hashlib.sha256(f"edxml\x00{message.id}".encode()).hexdigest(),
         order_key=order_key(message.to_organ, message.document_id), dossier=message.document_id[:128],
         service=message.service, operation=f"edxml.{message.kind}", client=message.sender_client,
         rule=message.rule, exchange_id=message.exchange_id, user_id=None, purpose=None,
         represented_party=None, method="POST", path="", query=urlencode({"to": message.to_organ}),
-        content_type=CONTENT_TYPE, body=message.body, body_sha256=message.sha256, subjects=(),
-        decided=Kept(None))
+        content_type=CONTENT_TYPE, body=message.body or b"", body_sha256=message.sha256, subjects=(),
+        decided=Kept(None), body_document=message.document if message.parted else None)
 
 
 class Outbox:

@@ -16,7 +16,8 @@ import contextlib
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -74,6 +75,7 @@ class MessageRow:
     state: str = "pending"
     delivery_id: str | None = None
     seq: int = 0
+    parted: bool = False  # its bytes are the document's parts (a large package): ``spool_body`` reads them
 
     def view(self) -> dict[str, Any]:
         """A message as its recipient or sender sees it listed."""
@@ -225,16 +227,33 @@ class DocumentStore:
         return [r.to_organ for r in rows]
 
     def unqueued(self, limit: int = 64) -> list[MessageRow]:
-        """Pushed messages not yet on the delivery queue, oldest first, with their bytes."""
+        """Pushed messages not yet on the delivery queue, oldest first, with their bytes; a large
+        package's are not read (``parted``): its deliveries name its parts."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(document_messages).where(
                 document_messages.c.state == "pending", document_messages.c.service.is_not(None))
                 .order_by(document_messages.c.seq).limit(limit)).all()
-            bodies: dict[str, bytes] = {}  # a package's copies share its bytes: read once
+            bodies: dict[str, bytes | None] = {}  # a package's copies share its bytes: read once
             for r in rows:
                 if r.body is None and r.document not in bodies:
-                    bodies[r.document] = self._body(conn, r)
-            return [_message(r, bytes(r.body) if r.body is not None else bodies[r.document]) for r in rows]
+                    inline = conn.execute(sa.select(documents.c.body).where(
+                        documents.c.id == r.document)).scalar_one()
+                    bodies[r.document] = bytes(inline) if inline else None
+            return [_message(r, bytes(r.body)) if r.body is not None else
+                    _message(r, bodies[r.document]) if bodies[r.document] is not None else
+                    replace(_message(r), parted=True) for r in rows]
+
+    def spool_body(self, document: str, directory: Path | None = None) -> Spooled | None:
+        """A large package's stored parts copied into an unnamed file in ``directory``, one part in
+        memory at a time (a delivery's attempt sends it from there); None when the document has no
+        parts (it is not stored, or not in parts)."""
+        from gateway.spool import spool_pieces
+
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(document_parts.c.n).where(
+                    document_parts.c.document == document, document_parts.c.n == 0)).first() is None:
+                return None
+            return spool_pieces(_parts(conn, document), directory)
 
     def pending(self, client: str, *, after: int = 0, limit: int = 100) -> list[MessageRow]:
         """The pulled messages ``client`` has not confirmed, in the order they were accepted."""

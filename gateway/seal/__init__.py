@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -40,6 +40,7 @@ from gateway.seal.keys import (
 if TYPE_CHECKING:
     from gateway.config import Config, SealSettings
     from gateway.context import Rendered
+    from gateway.spool import Spooled
 
 __all__ = ["HEADER", "SealKeyError", "Sealer", "load_sealer", "outbound", "outbound_headers"]
 
@@ -67,9 +68,11 @@ class Sealer:
             seen[item.kid] = public_jwk(item)  # the signing key's entry (with its alg) wins
         self.jwks: dict[str, Any] = {"keys": list(seen.values())}
 
-    def seal(self, body: bytes) -> str:
-        """The ``X-Gateway-Seal`` value for ``body``: ``header..signature``."""
-        return f"{self._prefix}..{_b64url(self._sign(self._input_prefix, body))}"
+    def seal(self, body: bytes | Spooled) -> str:
+        """The ``X-Gateway-Seal`` value for ``body``: ``header..signature``. A spooled body
+        (gateway/spool.py) is hashed from its file piece by piece."""
+        pieces = (body,) if isinstance(body, bytes | bytearray | memoryview) else body.pieces()
+        return f"{self._prefix}..{_b64url(self._sign(self._input_prefix, pieces))}"
 
     def answer(self, rendered: Rendered, protocol: str) -> Rendered:
         """``rendered`` sealed: an enveloped signature in an XML answer where configured (never in a
@@ -92,29 +95,30 @@ class Sealer:
 
 
 def _signer(key: SealKey) -> Any:
-    """(signing input's prefix, body) -> the JWS signature (ES256: r||s, 32 bytes each, not DER).
-    The input is hashed in two parts rather than joined: no copy of a large body."""
+    """(signing input's prefix, the body's pieces) -> the JWS signature (ES256: r||s, 32 bytes each,
+    not DER). The input is hashed in parts rather than joined: no copy of a large body."""
     private = key.private
     prehashed = Prehashed(hashes.SHA256())
 
-    def digest(prefix: bytes, body: bytes) -> bytes:
+    def digest(prefix: bytes, pieces: Iterable[bytes]) -> bytes:
         h = hashes.Hash(hashes.SHA256())
         h.update(prefix)
-        h.update(body)
+        for piece in pieces:
+            h.update(piece)
         return h.finalize()
 
     if isinstance(private, ec.EllipticCurvePrivateKey):
         ecdsa = ec.ECDSA(prehashed)
 
-        def es256(prefix: bytes, body: bytes) -> bytes:
-            r, s = decode_dss_signature(private.sign(digest(prefix, body), ecdsa))
+        def es256(prefix: bytes, pieces: Iterable[bytes]) -> bytes:
+            r, s = decode_dss_signature(private.sign(digest(prefix, pieces), ecdsa))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return es256
     assert private is not None
     # PS256: RFC 7518 section 3.5 sets the salt as long as the hash.
     pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32) if key.algorithm == "PS256" \
         else padding.PKCS1v15()
-    return lambda prefix, body: private.sign(digest(prefix, body), pad, prehashed)
+    return lambda prefix, pieces: private.sign(digest(prefix, pieces), pad, prehashed)
 
 
 def load_sealer(config: Config) -> Sealer | None:
@@ -152,7 +156,8 @@ def outbound(sealer: Sealer | None) -> Iterator[None]:
         _OUTBOUND.reset(token)
 
 
-def outbound_headers(content: bytes | None, headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+def outbound_headers(content: bytes | Spooled | None,
+                     headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
     """``headers`` with the seal of ``content`` when inside ``outbound``; else as they are."""
     sealer = _OUTBOUND.get()
     if sealer is None:
