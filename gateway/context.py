@@ -154,6 +154,11 @@ class Rendered:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    spooled: Spooled | None = None  # a large answer in a file (a fetched package), sent from there; body b""
+
+    @property
+    def size(self) -> int:
+        return len(self.body) if self.spooled is None else self.spooled.size
 
 
 def _evolver() -> Callable[..., Result]:

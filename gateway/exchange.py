@@ -319,7 +319,9 @@ def record(ctx: Result, rendered: Rendered) -> AuditRecord:
         operation=ctx.operation, rule=ctx.rule, error=err.code if err is not None else None,
         total_us=_us_since(ex.started), upstream_us=ctx.upstream_us,
         request=(request := BodyDigest(ctx.request_sha256, ex.body_size)),
-        response=BodyDigest.of(rendered.body),
+        # a spooled answer's digest was computed as it was spooled (gateway/spool.py)
+        response=BodyDigest.of(rendered.body) if rendered.spooled is None else
+        BodyDigest(rendered.spooled.sha256, rendered.spooled.size),
         # A REST call forwards the client's body as it came: hashed once (a 1 MiB dossier: 1.5 ms).
         upstream_request=(request if reply.wire_request is ex.body else BodyDigest.of(reply.wire_request))
         if reply else None,
@@ -339,7 +341,8 @@ def kept_bodies(ctx: Result, rendered: Rendered, policy: Policy) -> Bodies | Non
         return None
     reply = ctx.reply
     # a spooled body (gateway/spool.py) is read back whole: only where a rule keeps bodies
-    return Bodies(request=ctx.exchange.whole_body(), response=rendered.body,
+    return Bodies(request=ctx.exchange.whole_body(),
+                  response=rendered.body if rendered.spooled is None else rendered.spooled.read_all(),
                   upstream_request=reply.wire_request if reply else None,
                   upstream_response=reply.wire_response if reply else None,
                   retention_days=rule.retention_days)

@@ -24,7 +24,7 @@ from gateway.errors import GatewayError, UnknownService
 from gateway.exchange import Exchange, Pipeline, Rendered, Result
 from gateway.paths import encode, split_raw
 from gateway.problems import PROBLEM_TYPE, problem_bytes
-from gateway.spool import Spool, Spooled, body_chunks
+from gateway.spool import Spool, Spooled, body_chunks, streamed
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -90,13 +90,16 @@ def render(result: Result) -> Rendered:
         return Rendered(err.status, headers, body)
     reply = result.reply
     assert reply is not None
-    if isinstance(reply.payload, bytes | bytearray):
+    spooled = reply.payload if isinstance(reply.payload, Spooled) else None  # a large fetched package
+    if spooled is not None:
+        body = b""
+    elif isinstance(reply.payload, bytes | bytearray):
         body = bytes(reply.payload)
     else:
         body = orjson.dumps(reply.payload)
     headers.append(("content-type", reply.content_type))
     headers.extend((k.lower(), v) for k, v in reply.headers.items())
-    return Rendered(reply.status, headers, body)
+    return Rendered(reply.status, headers, body, spooled)
 
 
 class RestEntry:
@@ -138,7 +141,11 @@ class RestEntry:
             rendered = await pipeline.run(exchange, render)
         if spooled is not None:  # stored by now, or refused; an exception leaves it to the GC
             spooled.close()  # (an unnamed file: nothing is left on disk either way)
-        await send_response(send, rendered)
+        try:
+            await send_response(send, rendered)
+        finally:
+            if rendered.spooled is not None:  # a fetched package's file, sent (or the client left)
+                rendered.spooled.close()
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -148,6 +155,11 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 async def send_response(send: Send, rendered: Rendered) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rendered.headers]
-    headers.append((b"content-length", str(len(rendered.body)).encode()))
+    headers.append((b"content-length", str(rendered.size).encode()))
     await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
-    await send({"type": "http.response.body", "body": rendered.body})
+    if rendered.spooled is None:
+        await send({"type": "http.response.body", "body": rendered.body})
+        return
+    async for piece in streamed(rendered.spooled):  # a large answer from its file, a piece at a time
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -31,6 +31,7 @@ from gateway.documents.store import DocumentRow, DocumentStore, MessageRow
 from gateway.documents.tables import document_parts
 from gateway.ids import new_id
 from gateway.rest import request_hash
+from gateway.seal import HEADER
 from gateway.spool import SPOOL_THRESHOLD, Spool, Spooled
 from tests.conftest import stop
 from tests.test_documents_e2e import (
@@ -45,6 +46,7 @@ from tests.test_documents_e2e import (
     all_leaves,
     start,
 )
+from tests.test_seal import JWKS, joserfc_verify
 
 MIB = 1_048_576
 BIG = 8_000_000  # asked of connectors/dms/data.py: a package of about 6.7 MB, over the spool threshold
@@ -135,6 +137,13 @@ def test_a_large_package_is_spooled_stored_in_parts_and_fetched_byte_identical(e
     assert item["size"] == len(package) and item["sha256"] == hashlib.sha256(package).hexdigest()
     got = ex.get(f"/messages/{item['id']}")
     assert got.status_code == 200 and got.content == package
+    # sent from a file of its parts: its length said, the seal over the very bytes, the audit's
+    # response digest that of the package
+    assert got.headers["content-length"] == str(len(package))
+    joserfc_verify(got.headers[HEADER], package, httpx.get(f"{ex.base}{JWKS}", timeout=10).json())
+    (fetched,) = ex.leaves(got.headers["x-road-id"])
+    assert fetched["operation"] == "get"
+    assert fetched["response"] == {"sha256": hashlib.sha256(package).hexdigest(), "size": len(package)}
     # pushed to Tuyên Quang's office, the very bytes, read from the document's parts
     (held,) = ex.wait_held(ex.dms, 1)
     assert held["to"] == H60_OFFICE and held["sha256"] == hashlib.sha256(package).hexdigest()
@@ -260,8 +269,15 @@ def test_a_spooled_package_is_stored_in_parts_in_one_transaction(database_url: s
         store = DocumentStore(engine)
         doc, messages = rows_for(package, spool_of(package, tmp_path))
         assert store.send(doc, messages).duplicate is False
-        stored = store.message(messages[0].id)
-        assert stored is not None and stored.body == package
+        stored = store.message(messages[0].id)  # its bytes not gathered: read from the parts in a file
+        assert stored is not None and stored.parted and stored.body is None
+        spooled = store.spool_body(doc.id, tmp_path / "out")
+        assert spooled is not None
+        try:
+            assert spooled.read_all() == package and spooled.sha256 == hashlib.sha256(package).hexdigest()
+        finally:
+            spooled.close()
+        assert store.spool_body("no-such-document") is None
         with engine.connect() as conn:
             pieces = [bytes(p) for p in conn.execute(sa.select(document_parts.c.data).where(
                 document_parts.c.document == doc.id).order_by(document_parts.c.n)).scalars()]
@@ -283,10 +299,13 @@ def test_a_spooled_package_is_stored_in_parts_in_one_transaction(database_url: s
         engine.dispose()
 
 
-def test_a_pushed_package_is_sent_from_its_parts_and_dead_when_they_are_gone(exchange: Exchange) -> None:
+@pytest.mark.parametrize("lost", ["missing", "changed"])
+def test_a_pushed_package_is_sent_from_its_parts_and_dead_when_they_are_gone(exchange: Exchange,
+                                                                             lost: str) -> None:
     """Each attempt of a large package's push reads the document's stored parts again (its delivery
-    holds no copy): the attempt's record names the package's digest and size; once the parts are gone
-    the delivery is dead and says why, rather than sending other bytes; no spooled file is left."""
+    holds no copy): the attempt's record names the package's digest and size; once the parts are gone,
+    or are not the bytes the delivery was accepted with, the delivery is dead and says why, rather
+    than sending other bytes; no spooled file is left."""
     ex = exchange
     ex.mode(ex.dms, fail="http500")
     package = big_package(205, [H60_OFFICE])
@@ -304,7 +323,13 @@ def test_a_pushed_package_is_sent_from_its_parts_and_dead_when_they_are_gone(exc
     engine = sa.create_engine(ex.database)
     try:
         with engine.begin() as conn:
-            conn.execute(document_parts.delete())
+            if lost == "missing":
+                conn.execute(document_parts.delete())
+            else:  # one byte of the first part
+                first = document_parts.c.n == 0
+                data = conn.execute(sa.select(document_parts.c.data).where(first)).scalar_one()
+                conn.execute(document_parts.update().where(first).values(
+                    data=bytes(data[:-1]) + bytes([data[-1] ^ 1])))
     finally:
         engine.dispose()
     ex.mode(ex.dms, fail=None)
@@ -316,6 +341,8 @@ def test_a_pushed_package_is_sent_from_its_parts_and_dead_when_they_are_gone(exc
             break
         time.sleep(0.1)
     assert d is not None and d.state == "dead", d
-    assert f"the stored bytes of document {r.json()['id']} are missing" in d.last_error
+    # an attempt that read them while they went finds them changed
+    reasons = ("missing", "not those it was accepted with") if lost == "missing" else ("not those it was",)
+    assert any(f"the stored bytes of document {r.json()['id']} are {why}" in d.last_error for why in reasons)
     assert ex.held(ex.dms) == []
     released(ex)

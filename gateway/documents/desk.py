@@ -46,9 +46,11 @@ from gateway.errors import (
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
+    ServerError,
     UnsupportedMediaType,
 )
 from gateway.ids import new_id
+from gateway.spool import Spooled
 from gateway.storage.shared import SharedWriter
 
 __all__ = ["DocumentDesk", "MessageNotFound"]
@@ -268,10 +270,16 @@ class DocumentDesk:
     async def fetch(self, ctx: Result, message_id: str) -> Result:
         message = await self._own(ctx, message_id)
         ctx = replace(ctx, document=_described(message))
+        payload: bytes | Spooled | None = message.body
+        if message.parted:  # a large package: its parts into a file, sent from there (rest.render)
+            payload = await asyncio.to_thread(self.store.spool_body, message.document,
+                                              self.config.state_path("spool"))
+            if payload is None:
+                raise ServerError(f"the stored bytes of message {message_id} are missing")
         if message.state == "pending" and message.service is None:
             await asyncio.to_thread(self.store.fetched, message.id, now_us())
-        assert message.body is not None
-        return replace(ctx, reply=Reply(payload=message.body, content_type=XML))
+        assert payload is not None
+        return replace(ctx, reply=Reply(payload=payload, content_type=XML))
 
     async def confirm(self, ctx: Result, message_id: str) -> Result:
         message = await self._own(ctx, message_id)

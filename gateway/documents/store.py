@@ -13,7 +13,6 @@ with other bytes is refused.
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -235,18 +234,15 @@ class DocumentStore:
                 .order_by(document_messages.c.seq).limit(limit)).all()
             bodies: dict[str, bytes | None] = {}  # a package's copies share its bytes: read once
             for r in rows:
-                if r.body is None and r.document not in bodies:
-                    inline = conn.execute(sa.select(documents.c.body).where(
-                        documents.c.id == r.document)).scalar_one()
-                    bodies[r.document] = bytes(inline) if inline else None
-            return [_message(r, bytes(r.body)) if r.body is not None else
-                    _message(r, bodies[r.document]) if bodies[r.document] is not None else
-                    replace(_message(r), parted=True) for r in rows]
+                if r.document not in bodies:
+                    bodies[r.document] = _inline(conn, r)
+            return [_with_body(r, bytes(r.body) if r.body is not None else bodies[r.document]) for r in rows]
 
     def spool_body(self, document: str, directory: Path | None = None) -> Spooled | None:
         """A large package's stored parts copied into an unnamed file in ``directory``, one part in
-        memory at a time (a delivery's attempt sends it from there); None when the document has no
-        parts (it is not stored, or not in parts)."""
+        memory at a time (a delivery's attempt and a fetch send it from there); None when the
+        document has no parts (it is not stored, or not in parts). A part per query: a driver that
+        fetches a whole result (psycopg) holds one part at a time."""
         from gateway.spool import spool_pieces
 
         with self.engine.connect() as conn:
@@ -265,32 +261,17 @@ class DocumentStore:
         return [_message(r) for r in rows]
 
     def message(self, message_id: str) -> MessageRow | None:
-        """One message with its bytes."""
+        """One message with its bytes; a large package's are not read (``parted``: ``spool_body``)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(document_messages).where(document_messages.c.id == message_id)
                                ).first()
-            return _message(row, self._body(conn, row)) if row is not None else None
+            return _with_body(row, _inline(conn, row)) if row is not None else None
 
     def by_document(self, document: str) -> list[MessageRow]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(document_messages).where(document_messages.c.document == document)
                                 .order_by(document_messages.c.seq)).all()
         return [_message(r) for r in rows]
-
-    @staticmethod
-    def _body(conn: Connection, row: Row[Any]) -> bytes:
-        if row.body is not None:
-            return bytes(row.body)
-        body = conn.execute(sa.select(documents.c.body).where(documents.c.id == row.document)).scalar_one()
-        if body:
-            return bytes(body)
-        # Gathered in a BytesIO, whose getvalue() hands its buffer over without a copy: about one
-        # package in memory at the peak, where joining a list of the parts would hold two.
-        # A part per query: a driver that fetches a whole result (psycopg) holds one part at a time.
-        gathered = io.BytesIO()
-        for part in _parts(conn, row.document):
-            gathered.write(part)
-        return gathered.getvalue()
 
     # -- changing ------------------------------------------------------------------------------------
 
@@ -318,6 +299,19 @@ class DocumentStore:
                 .values(state="confirmed", confirmed_us=now,
                         fetched_us=sa.func.coalesce(document_messages.c.fetched_us, now))).rowcount
         return bool(changed)
+
+
+def _inline(conn: Connection, row: Row[Any]) -> bytes | None:
+    """A message's bytes when they are held in a row (a status's own, a package's ``body``); None
+    for a package stored in parts, which are read one at a time (``spool_body``), never gathered."""
+    if row.body is not None:
+        return bytes(row.body)
+    body = conn.execute(sa.select(documents.c.body).where(documents.c.id == row.document)).scalar_one()
+    return bytes(body) if body else None
+
+
+def _with_body(row: Row[Any], body: bytes | None) -> MessageRow:
+    return _message(row, body) if body is not None else replace(_message(row), parted=True)
 
 
 def _part(conn: Connection, document: str, n: int) -> bytes | None:

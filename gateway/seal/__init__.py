@@ -76,7 +76,10 @@ class Sealer:
 
     def answer(self, rendered: Rendered, protocol: str) -> Rendered:
         """``rendered`` sealed: an enveloped signature in an XML answer where configured (never in a
-        SOAP envelope), else the header."""
+        SOAP envelope, nor in an answer sent from a file), else the header."""
+        spooled = rendered.spooled  # a large fetched package: the header, hashed from its file
+        if spooled is not None:
+            return replace(rendered, headers=[*rendered.headers, (_HEADER_LOWER, self.seal(spooled))])
         if self.settings.xml == "enveloped" and protocol != "soap":
             media = next((v for k, v in rendered.headers if k.lower() == "content-type"), "")
             media = media.partition(";")[0].strip().lower()
