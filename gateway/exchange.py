@@ -339,11 +339,14 @@ def kept_bodies(ctx: Result, rendered: Rendered, policy: Policy) -> Bodies | Non
         policy.rule(ctx.rule) if ctx.rule else None
     if rule is None or not rule.keep_bodies:
         return None
-    reply = ctx.reply
+    reply, ex = ctx.reply, ctx.exchange
     # a spooled body (gateway/spool.py) is read back whole: only where a rule keeps bodies
-    return Bodies(request=ctx.exchange.whole_body(),
+    request = ex.whole_body()
+    return Bodies(request=request,
                   response=rendered.body if rendered.spooled is None else rendered.spooled.read_all(),
-                  upstream_request=reply.wire_request if reply else None,
+                  # the request as it came, as ``record`` digests it (a spooled one's wire bytes are b"")
+                  upstream_request=(request if reply.wire_request is ex.body else reply.wire_request)
+                  if reply else None,
                   upstream_response=reply.wire_response if reply else None,
                   retention_days=rule.retention_days)
 

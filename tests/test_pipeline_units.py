@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from gateway import steps
 from gateway.audit.bodies import Bodies
-from gateway.audit.record import AuditRecord
+from gateway.audit.record import AuditRecord, BodyDigest
 from gateway.config import Config
 from gateway.connector import Call, Reply
 from gateway.context import Exchange, OutOfOrder, Rendered, Result, Stop, stop
@@ -293,6 +293,26 @@ def test_bodies_are_kept_only_where_the_rule_says() -> None:
     kept, none = sink.bodies
     assert kept is not None and kept.request == b'{"a":1}' and kept.retention_days == 30
     assert none is None
+
+
+def test_kept_bodies_of_a_spooled_request_match_the_records_digests(tmp_path: Path) -> None:
+    """A large body sent from its file (a pushed document, a package sent in): the record says the
+    upstream got the request as it came, so the kept upstream request is those bytes, not the
+    connector's empty wire copy (``lienthong audit verify`` matches each kept body to its digest)."""
+    body = b"<edXMLEnvelope/>" * 100_000
+    sink = Sink()
+    pipeline = Pipeline(ports(Policy([rule(keep_bodies=True)]), sink=sink,
+                              upstream=Streaming(echo({"ok": True}).answer)))
+    spooled = spool_pieces([body], tmp_path)
+    try:
+        arrived = replace(exchange(b""), spooled=spooled)
+        run(pipeline.run(arrived, render))
+    finally:
+        spooled.close()
+    (record,), (kept,) = sink.records, sink.bodies
+    assert kept is not None and kept.request == body and kept.upstream_request == body
+    assert record.request == BodyDigest.of(body) == record.upstream_request
+    assert record.response == BodyDigest.of(kept.response)
 
 
 # -- deliveries --------------------------------------------------------------------------------------
