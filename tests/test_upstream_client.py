@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,19 @@ from gateway.seal import HEADER, load_sealer, outbound
 from gateway.spool import spool_pieces
 from gateway.upstream import create_client, send
 from tests.test_seal import joserfc_verify, rest_only_config
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[int]:
+    """``app`` on a loopback port, its number, for the block."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
@@ -30,20 +45,15 @@ def test_an_upstream_cookie_never_rides_on_the_next_exchange(transport: str) -> 
     async def scenario() -> None:
         app = web.Application()
         app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        http = create_client(transport=transport)
-        try:
-            for _ in range(2):
-                answer = await send(http, "GET", f"http://127.0.0.1:{port}/", deadline=5)
-                assert answer.status_code == 200
-                assert "caller-a-secret" in answer.headers.get("set-cookie", "")
-        finally:
-            await http.aclose()
-            await runner.cleanup()
+        async with served(app) as port:
+            http = create_client(transport=transport)
+            try:
+                for _ in range(2):
+                    answer = await send(http, "GET", f"http://127.0.0.1:{port}/", deadline=5)
+                    assert answer.status_code == 200
+                    assert "caller-a-secret" in answer.headers.get("set-cookie", "")
+            finally:
+                await http.aclose()
 
     asyncio.run(scenario())
     assert seen == [None, None]
@@ -70,20 +80,15 @@ def test_a_spooled_body_is_sent_from_its_file_with_its_length_and_seal(transport
     async def scenario() -> None:
         app = web.Application(client_max_size=10 * 1_048_576)
         app.router.add_post("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        http = create_client(transport=transport)
-        try:
-            with outbound(sealer):
-                answer = await send(http, "POST", f"http://127.0.0.1:{port}/", deadline=10, content=spooled,
-                                    headers={"Content-Type": "application/xml"})
-            assert answer.status_code == 200
-        finally:
-            await http.aclose()
-            await runner.cleanup()
+        async with served(app) as port:
+            http = create_client(transport=transport)
+            try:
+                with outbound(sealer):
+                    answer = await send(http, "POST", f"http://127.0.0.1:{port}/", deadline=10,
+                                        content=spooled, headers={"Content-Type": "application/xml"})
+                assert answer.status_code == 200
+            finally:
+                await http.aclose()
 
     try:
         asyncio.run(scenario())
