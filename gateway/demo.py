@@ -53,6 +53,7 @@ from gateway.client import tool_client
 from gateway.config import load_config
 from gateway.demo_pki import FOLDER as PKI_FOLDER
 from gateway.demo_signed import SignedOutcome, signed_dossiers, signed_table
+from gateway.documents.bodies import bodies_path
 from gateway.documents.demo import DocumentOutcome, documents_table, exchange_documents
 from gateway.errors import describe
 from gateway.flows.demo import FlowOutcome, flows_table, run_joint_procedures
@@ -332,6 +333,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
     # checkpoints, signed by keys that init has just replaced, would not verify against the new ones.
     audit = load_config(init.config_path).audit
     stale = [Path(f"{db_file}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
+    stale += [Path(f"{bodies_path(db_file)}{suffix}") for suffix in ("", "-wal", "-shm")]
     for path in [*stale, *([workdir / audit.witness_file] if audit.witness_file else [])]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

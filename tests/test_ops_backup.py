@@ -16,13 +16,16 @@ from gateway.audit.service import AuditService
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.delivery.store import DeliveryStore
+from gateway.documents.store import DocumentStore
 from gateway.storage.db import create_engine, is_sqlite, upgrade
 from tests.audit_support import record
 from tests.conftest import PG_URL, _fresh_pg_database
 from tests.helpers import rest_only_config
 from tests.test_delivery_writer_path import new
+from tests.test_documents_units import document, message
 
-TABLES = ("audit_leaves", "audit_nodes", "audit_checkpoints", "audit_subjects", "deliveries")
+TABLES = ("audit_leaves", "audit_nodes", "audit_checkpoints", "audit_subjects", "deliveries", "documents")
+BIG = b"<edXML>" + b"x" * 100_000 + b"</edXML>"  # kept beside a SQLite database (documents/bodies.py)
 
 
 def run(*args: str) -> Result:
@@ -30,7 +33,8 @@ def run(*args: str) -> Result:
 
 
 def fill(url: str, tmp_path: Path) -> Path:
-    """A gateway's configuration over ``url`` with 120 audit leaves, 3 checkpoints and 25 deliveries."""
+    """A gateway's configuration over ``url`` with 120 audit leaves, 3 checkpoints, 25 deliveries and
+    a sent package of 100 KB."""
     config, _ = rest_only_config(tmp_path, database=url)
     upgrade(config.database_url)
     service = AuditService.open(config)
@@ -39,6 +43,8 @@ def fill(url: str, tmp_path: Path) -> Path:
         service.checkpointer.make()
     store = DeliveryStore(service.log.engine)
     store.accept_many([new() for _ in range(25)])
+    doc = document(1, BIG)
+    DocumentStore(service.log.engine).send(doc, [message(doc, "000.01.00.H60")])
     service.log.engine.dispose()
     assert config.base_dir is not None
     return config.base_dir / "config.yaml"
@@ -99,6 +105,10 @@ def test_round_trip(database_url: str, tmp_path: Path) -> None:
     assert again.exit_code == 1 and "not empty" in again.output and "--force" in again.output
     forced = run("restore", "--config", str(target), "--from", str(tmp_path / "bk"), "--force")
     assert forced.exit_code == 0, forced.output
+    restored = DocumentStore(create_engine(url))
+    (pushed,) = restored.unqueued()
+    assert pushed.body == BIG  # the package's bytes came back too, beside SQLite or in its row
+    assert ("document-bodies.sqlite" in manifest["files"]) == is_sqlite(database_url)
 
 
 def test_a_tampered_backup_is_refused(database_url: str, tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ class Batcher:
 
     def close(self) -> None:
         self._writer.close()
+        if self.store.bodies is not None:  # once what the writer held is stored
+            self.store.bodies.close()
 
     def _handle(self, batch: list[_Item]) -> None:
         results: Sequence[Stored | BaseException]
@@ -64,6 +66,10 @@ class _Part:
 
     def __init__(self, store: DocumentStore) -> None:
         self.store = store
+
+    def prepare(self, batch: list[_Item]) -> None:
+        """Before the lock: the bytes that go to the bodies file (gateway/documents/bodies.py)."""
+        self.store.put_bodies(_sendings(batch))
 
     def write(self, conn: Connection, batch: list[_Item]) -> list[Stored | GatewayError]:
         return self.store.insert(conn, _sendings(batch))

@@ -44,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.delivery.messages import VIETNAM
 from gateway.delivery.tables import deliveries
+from gateway.documents.bodies import BodyFile
 from gateway.documents.tables import document_messages, document_parts, documents
 from gateway.edxml.codec import NS
 from gateway.flows.stats import DAY_US, PERIODS, agency_of, bucket, moment_us
@@ -134,22 +135,35 @@ def _headers_of(conn: Connection, ids: Sequence[str]) -> dict[str, Header]:
     with _headers_lock:
         out = {i: _headers[i] for i in ids if i in _headers}
     missing = [i for i in ids if i not in out]
+    aside = BodyFile.beside(conn.engine) if missing else None
     for start in range(0, len(missing), 500):
         chunk = missing[start:start + 500]
-        rows = conn.execute(sa.select(documents.c.id, sa.func.substr(documents.c.body, 1, HEAD_BYTES))
+        rows = conn.execute(sa.select(documents.c.id, documents.c.sha256,
+                                      sa.func.substr(documents.c.body, 1, HEAD_BYTES))
                             .where(documents.c.id.in_(chunk))).all()
-        for doc_id, head in rows:
-            found = header_of(bytes(head or b"") or _first_part(conn, doc_id, HEAD_BYTES))
+        for doc_id, sha256, head in rows:
+            found = header_of(bytes(head or b"") or _elsewhere(conn, aside, doc_id, sha256, HEAD_BYTES))
             if found is None:  # a header longer than the first bytes: the whole package
                 body = conn.execute(sa.select(documents.c.body).where(documents.c.id == doc_id)).scalar_one()
                 # a package stored in parts: its header is in the first (1 MiB), or it is unreadable
-                found = header_of(bytes(body) or _first_part(conn, doc_id)) or Header()
+                found = header_of(bytes(body) or _elsewhere(conn, aside, doc_id, sha256)) or Header()
             out[doc_id] = found
     with _headers_lock:
         if len(_headers) > _CACHE_MAX:
             _headers.clear()
         _headers.update({i: out[i] for i in missing if i in out})
     return out
+
+
+def _elsewhere(conn: Connection, aside: BodyFile | None, doc_id: str, sha256: str,
+               most: int | None = None) -> bytes:
+    """The start of a package whose row holds no bytes: from the bodies file (bodies.py), or its
+    first part; ``most`` bytes of it."""
+    if aside is not None:
+        found = aside.get(sha256) if most is None else aside.head(sha256, most)
+        if found is not None:
+            return found
+    return _first_part(conn, doc_id, most)
 
 
 def _first_part(conn: Connection, doc_id: str, most: int | None = None) -> bytes:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from gateway.documents.bodies import SIDE_MIN, BodyFile
 from gateway.documents.tables import document_messages, document_parts, documents
 from gateway.errors import GatewayError, InvalidBody
 from gateway.storage.db import WriteLock
@@ -45,7 +46,8 @@ class DocumentRow:
     exchange_id: str
     sha256: str
     size: int
-    body: bytes  # b"" when the package came spooled: its bytes are then ``spooled``'s, stored in parts
+    body: bytes  # b"" when read back and its bytes are elsewhere: in parts (it came ``spooled``) or
+    # in the bodies file (bodies.py)
     attachments: tuple[dict[str, Any], ...]
     created_us: int
     spooled: Spooled | None = None
@@ -105,6 +107,9 @@ class DocumentStore:
         # is free, rather than retrying BEGIN IMMEDIATE under the busy timeout's growing sleeps.
         self._lock: AbstractContextManager[Any] = (
             WriteLock(engine, "documents") if engine.dialect.name == "sqlite" else contextlib.nullcontext())
+        # On SQLite in a file, packages from 64 KiB keep their bytes in a file of their own (bodies.py)
+        self.bodies = BodyFile.beside(engine)
+        self._put: set[str] = set()  # the documents whose bytes ``put_bodies`` stored: not again
 
     # -- storing -------------------------------------------------------------------------------------
 
@@ -135,9 +140,28 @@ class DocumentStore:
                 raise
             return [found]
 
+    def put_bodies(self, batch: Sequence[Sending]) -> None:
+        """The bytes that go to the bodies file (bodies.py), stored there before the transaction that
+        inserts their rows (the shared writer calls this before it takes the database's lock)."""
+        side = [doc for doc, _ in batch if self._aside(doc)]
+        if self.bodies is not None and side:
+            self.bodies.put((doc.sha256, doc.body) for doc in side)
+            self._put.update(doc.id for doc in side)
+
+    def _aside(self, doc: DocumentRow) -> bool:
+        return self.bodies is not None and doc.spooled is None and len(doc.body) >= SIDE_MIN
+
     def insert(self, conn: Connection, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
         """``send_many``'s work in the transaction ``conn`` has open (the shared writer's:
-        gateway/documents/batching.py); an IntegrityError undoes it."""
+        gateway/documents/batching.py); an IntegrityError undoes it. The bytes that go to the
+        bodies file and are not there yet are put there first, committed before this transaction."""
+        try:
+            self.put_bodies([item for item in batch if item[0].id not in self._put])
+            return self._insert(conn, batch)
+        finally:
+            self._put.difference_update(doc.id for doc, _ in batch)
+
+    def _insert(self, conn: Connection, batch: Sequence[Sending]) -> list[Stored | GatewayError]:
         out: list[Stored | GatewayError] = []
         rows: list[dict[str, Any]] = []
         copies: list[dict[str, Any]] = []
@@ -152,7 +176,7 @@ class DocumentStore:
                 continue
             rows.append({"id": doc.id, "document_id": doc.document_id, "sender_organ": doc.sender_organ,
                          "client": doc.client, "exchange_id": doc.exchange_id, "sha256": doc.sha256,
-                         "size": doc.size, "body": doc.body,
+                         "size": doc.size, "body": b"" if self._aside(doc) else doc.body,
                          "attachments": orjson.dumps(list(doc.attachments)).decode(),
                          "created_us": doc.created_us})
             copies.extend(_values(m) for m in messages)
@@ -235,7 +259,7 @@ class DocumentStore:
             bodies: dict[str, bytes | None] = {}  # a package's copies share its bytes: read once
             for r in rows:
                 if r.document not in bodies:
-                    bodies[r.document] = _inline(conn, r)
+                    bodies[r.document] = self._inline(conn, r)
             return [_with_body(r, bytes(r.body) if r.body is not None else bodies[r.document]) for r in rows]
 
     def spool_body(self, document: str, directory: Path | None = None) -> Spooled | None:
@@ -265,13 +289,25 @@ class DocumentStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(document_messages).where(document_messages.c.id == message_id)
                                ).first()
-            return _with_body(row, _inline(conn, row)) if row is not None else None
+            return _with_body(row, self._inline(conn, row)) if row is not None else None
 
     def by_document(self, document: str) -> list[MessageRow]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(document_messages).where(document_messages.c.document == document)
                                 .order_by(document_messages.c.seq)).all()
         return [_message(r) for r in rows]
+
+    def _inline(self, conn: Connection, row: Row[Any]) -> bytes | None:
+        """A message's bytes when they are held whole (a status's own, a package's ``body`` or its
+        bytes in the bodies file); None for a package stored in parts, which are read one at a time
+        (``spool_body``), never gathered."""
+        if row.body is not None:
+            return bytes(row.body)
+        body, sha256 = conn.execute(sa.select(documents.c.body, documents.c.sha256)
+                                    .where(documents.c.id == row.document)).one()
+        if body:
+            return bytes(body)
+        return self.bodies.get(sha256) if self.bodies is not None else None
 
     # -- changing ------------------------------------------------------------------------------------
 
@@ -301,13 +337,6 @@ class DocumentStore:
         return bool(changed)
 
 
-def _inline(conn: Connection, row: Row[Any]) -> bytes | None:
-    """A message's bytes when they are held in a row (a status's own, a package's ``body``); None
-    for a package stored in parts, which are read one at a time (``spool_body``), never gathered."""
-    if row.body is not None:
-        return bytes(row.body)
-    body = conn.execute(sa.select(documents.c.body).where(documents.c.id == row.document)).scalar_one()
-    return bytes(body) if body else None
 
 
 def _with_body(row: Row[Any], body: bytes | None) -> MessageRow:

@@ -6,6 +6,9 @@ A backup is a folder::
                          log's size and root at the moment of the snapshot, when and by which version
     database.sqlite      SQLite: a copy made with SQLite's online backup API (consistent, while the
                          gateway runs)
+    document-bodies.sqlite  SQLite: the same of the sent packages' bytes kept beside the database
+                         (gateway/documents/bodies.py), copied after it, so that every document the
+                         copy holds finds its bytes; absent when the gateway has none
     database.pgdump      PostgreSQL: pg_dump's custom format, dumped in the very snapshot in which the
                          audit head was read
     keys/…               the keys folder (token signing keys, audit keys, the seal): mode 0600
@@ -37,6 +40,7 @@ from sqlalchemy.engine import URL, make_url
 
 from gateway import __version__
 from gateway.config import Config
+from gateway.documents.bodies import bodies_path
 from gateway.storage.db import is_sqlite, sqlite_file
 
 __all__ = ["BackupError", "BackupResult", "Manifest", "RestoreResult", "backup", "restore"]
@@ -44,6 +48,7 @@ __all__ = ["BackupError", "BackupResult", "Manifest", "RestoreResult", "backup",
 FORMAT = 1
 MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite"
+BODIES_FILE = "document-bodies.sqlite"
 PG_FILE = "database.pgdump"
 Say = Callable[[str], None]
 
@@ -167,6 +172,10 @@ def backup(config: Config, config_path: Path, target: Path, *, say: Say = lambda
     url = config.database_url
     if is_sqlite(url):
         kind, size, root = "sqlite", *_backup_sqlite(url, target / SQLITE_FILE, say)
+        bodies = bodies_path(_sqlite_file(url))
+        if bodies.is_file():  # after the database: bytes are stored before the rows naming them
+            say(f"document bodies: SQLite {bodies} -> {BODIES_FILE} (online backup)")
+            _copy_sqlite(bodies, target / BODIES_FILE).close()
     else:
         kind, size, root = "postgresql", *_backup_pg(url, target / PG_FILE, say, pg_bin)
     keys_dir = config.path(config.keys_dir)
@@ -202,6 +211,15 @@ def _backup_sqlite(url: str, out: Path, say: Say) -> tuple[int, bytes | None]:
     if not source_path.is_file():
         raise BackupError(f"no database at {source_path}: check 'database' in the configuration")
     say(f"database: SQLite {source_path} -> {out.name} (online backup)")
+    copy = _copy_sqlite(source_path, out, say)
+    try:
+        return _head_sqlite(copy)
+    finally:
+        copy.close()
+
+
+def _copy_sqlite(source_path: Path, out: Path, say: Say = lambda _: None) -> sqlite3.Connection:
+    """A consistent copy of a SQLite file in use, self-contained (no WAL); the copy's connection."""
     source = sqlite3.connect(source_path, timeout=30)
     copy = sqlite3.connect(out)
     try:
@@ -211,16 +229,14 @@ def _backup_sqlite(url: str, out: Path, say: Say) -> tuple[int, bytes | None]:
         # In one step: one read transaction, so a consistent copy while the gateway writes on (WAL
         # lets it); copied in steps, every write by the gateway would restart the copy.
         source.backup(copy, pages=-1)
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
     except sqlite3.Error as exc:
+        copy.close()
         raise BackupError(f"SQLite backup of {source_path} failed: {exc}") from None
     finally:
         source.close()
-    try:
-        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        return _head_sqlite(copy)
-    finally:
-        copy.close()
         out.chmod(0o600)
+    return copy
 
 
 def _head_sqlite(conn: sqlite3.Connection) -> tuple[int, bytes | None]:
@@ -309,6 +325,8 @@ def restore(config: Config, source: Path, *, force: bool = False, say: Say = lam
                           "restore into a new database, or pass --force to replace its contents")
     if kind == "sqlite":
         _restore_sqlite(source / SQLITE_FILE, _sqlite_file(url), say)
+        if (source / BODIES_FILE).is_file():
+            _restore_sqlite(source / BODIES_FILE, bodies_path(_sqlite_file(url)), say)
     else:
         _restore_pg(source / PG_FILE, url, say, pg_bin)
     restored = _copy_tree(source / "keys", keys_dir) if (source / "keys").is_dir() else 0
@@ -360,6 +378,8 @@ def _restore_sqlite(copy: Path, target: Path, say: Say) -> None:
     source = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
     dest = sqlite3.connect(target, timeout=30)
     try:
+        # a new file takes the copy's page size (the bodies file's is 64 KiB) before WAL fixes it
+        dest.execute(f"PRAGMA page_size={int(source.execute('PRAGMA page_size').fetchone()[0])}")
         dest.execute("PRAGMA journal_mode=WAL")  # as the gateway opens it
         source.backup(dest, pages=4096)
     except sqlite3.Error as exc:

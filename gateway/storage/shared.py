@@ -78,6 +78,9 @@ class Part(Protocol[T]):
     def fail(self, batch: list[T], exc: Exception) -> None:
         """Nothing of the batch is stored: tell its callers."""
 
+    # A part may also have ``prepare(batch)``: work for the batch done before the lock is taken (the
+    # documents' bytes into a file of their own). When it raises, the batch fails unwritten.
+
 
 class SharedWriter:
     """The writer thread of one SQLite database in this process. Parts take a ``slot`` each; the
@@ -142,6 +145,9 @@ class SharedWriter:
         if all(part is None for part, _ in batch):
             return
         groups: dict[Any, list[Any]] = {}
+        unprepared = _prepare(_groups(batch))  # told already; what joins below is written as it is
+        if unprepared:
+            batch = [(part, item) for part, item in batch if part not in unprepared]
         try:
             with self._lock:
                 # What came while another process held the lock joins this transaction rather than
@@ -260,6 +266,23 @@ def _groups(batch: list[tuple[Any, Any]]) -> dict[Any, list[Any]]:
         if part is not None:
             groups.setdefault(part, []).append(item)
     return groups
+
+
+def _prepare(groups: dict[Any, list[Any]]) -> set[Any]:
+    """Each part's ``prepare``, outside the lock; the parts whose preparation failed, their callers
+    told so."""
+    failed: set[Any] = set()
+    for part, items in groups.items():
+        prepare = getattr(part, "prepare", None)
+        if prepare is None:
+            continue
+        try:
+            prepare(items)
+        except Exception as exc:
+            log.error("shared_write_prepare_failed", error=type(exc).__name__, detail=str(exc)[:300])
+            failed.add(part)
+            _answer(part, items, None, exc)
+    return failed
 
 
 def _answer(part: Part[Any], items: list[Any], written: Any, failure: Exception | None) -> None:
