@@ -4,9 +4,8 @@ their own beside the gateway's (``lienthong-bodies.db`` beside ``lienthong.db``)
 Why a file of its own: in the gateway's database (4 KiB pages, right for the audit's and the queue's
 small rows) SQLite writes a megabyte as 256 pages into the WAL, one ``pwrite`` each, and as many again
 when the checkpoint copies them, all under the one write lock the audit, the queue and the flows
-share; here it is 16 pages, under a lock of its own. A 1 MiB package cost the gateway about a sixth
-less CPU, and the rate it accepts at saturation rose by about a tenth (docs/benchmarks.md,
-"Documents").
+share; here it is 16 pages, under a lock of its own. A 1 MiB package costs the gateway 18 % less
+CPU, and the rate it accepts rose by about a sixth (docs/benchmarks.md, "Documents").
 
 **Stored before the row that needs it.** The bytes are committed here, synced (``synchronous=FULL``),
 before the document's row commits in the gateway's database, so a committed row always finds its
