@@ -26,8 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
+from sqlalchemy.engine import Engine
 
-from gateway.storage.db import sqlite_file
+from gateway.storage.db import WriteLock, sqlite_file
 
 __all__ = ["SIDE_MIN", "BodyFile", "bodies_path"]
 
@@ -56,12 +57,13 @@ class BodyFile:
         self._database = database  # the gateway's, for the sweep
         self._lock = threading.Lock()  # the writer's connection, used by one thread at a time
         self._writer: sqlite3.Connection | None = None
+        self._queue: WriteLock | None = None
         self._readers = threading.local()
 
     @classmethod
-    def beside(cls, engine_or_url: object) -> BodyFile | None:
+    def beside(cls, engine_or_url: Engine | str) -> BodyFile | None:
         """The bodies file of a SQLite database in a file; None otherwise (bytes stay in rows)."""
-        database = sqlite_file(engine_or_url)  # type: ignore[arg-type]
+        database = sqlite_file(engine_or_url)
         return cls(bodies_path(database), database) if database is not None else None
 
     def put(self, bodies: Iterable[tuple[str, bytes]]) -> None:
@@ -70,12 +72,17 @@ class BodyFile:
         if not rows:
             return
         with self._lock:
-            conn = self._writer or self._open_writer()
+            if self._queue is None:
+                # the processes' writers queue on a file lock, woken when it is free, rather than
+                # polling under SQLite's busy handler (gateway/storage/db.py, WriteLock)
+                self._queue = WriteLock(f"sqlite:///{self.path}", "bodies")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR IGNORE INTO bodies (sha256, body, created_us) VALUES (?, ?, ?)",
-                                 rows)
-                conn.execute("COMMIT")
+                with self._queue:
+                    conn = self._writer or self._open_writer()
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("INSERT OR IGNORE INTO bodies (sha256, body, created_us) "
+                                     "VALUES (?, ?, ?)", rows)
+                    conn.execute("COMMIT")
             except BaseException:
                 self._close_writer()  # its transaction may be open: a new connection next time
                 raise
@@ -112,6 +119,9 @@ class BodyFile:
     def close(self) -> None:
         with self._lock:
             self._close_writer()
+            queue, self._queue = self._queue, None
+            if queue is not None:
+                queue.close()
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()

@@ -51,7 +51,7 @@ class WriteLock:
     say when one SQLite file is what a deployment waits on (docs/operations.md#metrics).
     """
 
-    def __init__(self, engine: Engine, writer: str = "other") -> None:
+    def __init__(self, engine: Engine | str, writer: str = "other") -> None:
         database = sqlite_file(engine)
         self._fd: int | None = None
         if database is not None:
