@@ -35,7 +35,11 @@ __all__ = ["SIDE_MIN", "BodyFile", "bodies_path"]
 SIDE_MIN = 64 * 1024  # smaller packages stay in their row: a second commit would cost them more
 PAGE_SIZE = 65536
 SWEEP_AGE_US = 3_600_000_000  # bytes younger than this may belong to a row about to commit
-CHECKPOINT_PAGES = 128  # 8 MiB of WAL: a larger one made the checkpoint a long stall (p99)
+# Copying the WAL into the file is a thread's of its own, woken every 16 MiB written: SQLite's
+# automatic checkpoint ran inside a commit, so a package waited for the copy and its fsyncs (with
+# it every 8 MiB, 1 MiB packages were accepted no faster than before the bodies file; with the
+# thread, a seventh faster: docs/benchmarks.md, "Documents").
+CHECKPOINT_PAGES = 256
 
 log = structlog.get_logger("lienthong.documents")
 
@@ -59,6 +63,9 @@ class BodyFile:
         self._writer: sqlite3.Connection | None = None
         self._queue: WriteLock | None = None
         self._readers = threading.local()
+        self._unchecked = 0  # pages written since the checkpointer was last woken
+        self._due = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     @classmethod
     def beside(cls, engine_or_url: Engine | str) -> BodyFile | None:
@@ -86,6 +93,10 @@ class BodyFile:
             except BaseException:
                 self._close_writer()  # its transaction may be open: a new connection next time
                 raise
+            self._unchecked += sum(len(body) // PAGE_SIZE + 1 for _, body, _ in rows)
+            if self._unchecked >= CHECKPOINT_PAGES:
+                self._unchecked = 0
+                self._wake_checkpointer()
 
     def get(self, sha256: str) -> bytes | None:
         row = self._reader().execute("SELECT body FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
@@ -122,10 +133,39 @@ class BodyFile:
             queue, self._queue = self._queue, None
             if queue is not None:
                 queue.close()
+            thread, self._checkpointer = self._checkpointer, None
+        if thread is not None:
+            self._due.set()  # with no thread to run, it stops after its checkpoint
+            thread.join()
+
+    def _wake_checkpointer(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(target=self._checkpoints, name="bodies-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
+        self._due.set()
+
+    def _checkpoints(self) -> None:
+        """Copy the WAL into the file when woken (``PASSIVE``: the writers go on meanwhile)."""
+        me = threading.current_thread()
+        conn = self._connect()
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next wake tries again; meanwhile the WAL grows
+                    log.warning("document_bodies_checkpoint_failed", error=type(exc).__name__,
+                                detail=str(exc)[:300])
+                if self._checkpointer is not me:
+                    return
+        finally:
+            conn.close()
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
-        conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's (_checkpoints)
         try:
             gone = self.sweep(conn)
             if gone:
