@@ -333,7 +333,7 @@ def run_demo(directory: Path | None, *, keep_running: bool = False, port: int = 
     # checkpoints, signed by keys that init has just replaced, would not verify against the new ones.
     audit = load_config(init.config_path).audit
     stale = [Path(f"{db_file}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
-    stale += [Path(f"{bodies_path(db_file)}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
+    stale += [Path(f"{bodies_path(db_file)}{suffix}") for suffix in ("", "-journal", "-writer.lock")]
     for path in [*stale, *([workdir / audit.witness_file] if audit.witness_file else [])]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ import sqlalchemy as sa
 
 from gateway.documents import stats
 from gateway.documents.batching import Batcher
-from gateway.documents.bodies import (
-    CHECKPOINT_PAGES,
-    PAGE_SIZE,
-    SIDE_MIN,
-    SWEEP_AGE_US,
-    BodyFile,
-    bodies_path,
-)
+from gateway.documents.bodies import PAGE_SIZE, SIDE_MIN, SWEEP_AGE_US, BodyFile, bodies_path
 from gateway.documents.store import DocumentStore
 from gateway.documents.tables import documents
 from gateway.edxml import build
@@ -62,26 +54,8 @@ def test_put_get_head_once_per_digest(tmp_path: Path) -> None:
     bodies.close()
     with sqlite3.connect(tmp_path / "x-bodies.db") as conn:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def test_the_wal_is_copied_by_a_thread_of_its_own(tmp_path: Path) -> None:
-    """No commit waits for a checkpoint: the writer's automatic one is off, and once 16 MiB are
-    written the checkpointer thread copies the WAL into the file."""
-    bodies = BodyFile(tmp_path / "x-bodies.db", str(tmp_path / "x.db"))
-    piece = b"p" * (1 << 20)
-    for n in range(CHECKPOINT_PAGES * PAGE_SIZE // len(piece) - 1):
-        bodies.put([(f"{n:064x}", piece)])
-    assert bodies._checkpointer is None  # not yet 16 MiB
-    bodies.put([("f" * 64, piece)])
-    deadline = time.monotonic() + 30
-    while (tmp_path / "x-bodies.db").stat().st_size < CHECKPOINT_PAGES * PAGE_SIZE:
-        assert time.monotonic() < deadline, "the checkpointer did not copy the WAL"
-        time.sleep(0.05)
-    thread = bodies._checkpointer
-    assert thread is not None and thread.is_alive()
-    bodies.close()
-    assert not thread.is_alive() and bodies.get("f" * 64) == piece
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"  # a new page is written once
+    assert not (tmp_path / "x-bodies.db-wal").exists()
 
 
 def test_large_bytes_aside_small_in_the_row(store: DocumentStore) -> None:

@@ -1,11 +1,14 @@
 """The bytes of sent packages from 64 KiB up to the spool threshold, on SQLite, in a database file of
-their own beside the gateway's (``lienthong-bodies.db`` beside ``lienthong.db``), with 64 KiB pages.
+their own beside the gateway's (``lienthong-bodies.db`` beside ``lienthong.db``), with 64 KiB pages
+and a rollback journal.
 
 Why a file of its own: in the gateway's database (4 KiB pages, right for the audit's and the queue's
 small rows) SQLite writes a megabyte as 256 pages into the WAL, one ``pwrite`` each, and as many again
 when the checkpoint copies them, all under the one write lock the audit, the queue and the flows
-share; here it is 16 pages, under a lock of its own. A 1 MiB package costs the gateway 18 % less
-CPU, and the rate it accepts rose by about a sixth (docs/benchmarks.md, "Documents").
+share. Here it is 16 pages, under a lock of its own, and written once: with a rollback journal the
+pages a new row adds go straight into the file (only the few pages a commit changes are journalled),
+where a WAL would have them copied again by a checkpoint. A 1 MiB package costs the gateway about
+1.5 ms less CPU, and the rate it accepts rose by about a sixth (docs/benchmarks.md, "Documents").
 
 **Stored before the row that needs it.** The bytes are committed here, synced (``synchronous=FULL``),
 before the document's row commits in the gateway's database, so a committed row always finds its
@@ -35,11 +38,10 @@ __all__ = ["SIDE_MIN", "BodyFile", "bodies_path"]
 SIDE_MIN = 64 * 1024  # smaller packages stay in their row: a second commit would cost them more
 PAGE_SIZE = 65536
 SWEEP_AGE_US = 3_600_000_000  # bytes younger than this may belong to a row about to commit
-# Copying the WAL into the file is a thread's of its own, woken every 16 MiB written: SQLite's
-# automatic checkpoint ran inside a commit, so a package waited for the copy and its fsyncs (with
-# it every 8 MiB, 1 MiB packages were accepted no faster than before the bodies file; with the
-# thread, a seventh faster: docs/benchmarks.md, "Documents").
-CHECKPOINT_PAGES = 256
+# A rollback journal, not a WAL: a WAL's checkpoint copied every megabyte a second time, and run
+# inside a commit (SQLite's automatic one) it made that commit's package wait for the copy and its
+# fsyncs; on a thread of its own it still cost a sixth more CPU than the journal (docs/benchmarks.md).
+JOURNAL_MODE = "TRUNCATE"
 
 log = structlog.get_logger("lienthong.documents")
 
@@ -63,9 +65,6 @@ class BodyFile:
         self._writer: sqlite3.Connection | None = None
         self._queue: WriteLock | None = None
         self._readers = threading.local()
-        self._unchecked = 0  # pages written since the checkpointer was last woken
-        self._due = threading.Event()
-        self._checkpointer: threading.Thread | None = None
 
     @classmethod
     def beside(cls, engine_or_url: Engine | str) -> BodyFile | None:
@@ -93,10 +92,6 @@ class BodyFile:
             except BaseException:
                 self._close_writer()  # its transaction may be open: a new connection next time
                 raise
-            self._unchecked += sum(len(body) // PAGE_SIZE + 1 for _, body, _ in rows)
-            if self._unchecked >= CHECKPOINT_PAGES:
-                self._unchecked = 0
-                self._wake_checkpointer()
 
     def get(self, sha256: str) -> bytes | None:
         row = self._reader().execute("SELECT body FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
@@ -133,39 +128,9 @@ class BodyFile:
             queue, self._queue = self._queue, None
             if queue is not None:
                 queue.close()
-            thread, self._checkpointer = self._checkpointer, None
-        if thread is not None:
-            self._due.set()  # with no thread to run, it stops after its checkpoint
-            thread.join()
-
-    def _wake_checkpointer(self) -> None:
-        if self._checkpointer is None:
-            self._checkpointer = threading.Thread(target=self._checkpoints, name="bodies-checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
-        self._due.set()
-
-    def _checkpoints(self) -> None:
-        """Copy the WAL into the file when woken (``PASSIVE``: the writers go on meanwhile)."""
-        me = threading.current_thread()
-        conn = self._connect()
-        try:
-            while True:
-                self._due.wait()
-                self._due.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # the next wake tries again; meanwhile the WAL grows
-                    log.warning("document_bodies_checkpoint_failed", error=type(exc).__name__,
-                                detail=str(exc)[:300])
-                if self._checkpointer is not me:
-                    return
-        finally:
-            conn.close()
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's (_checkpoints)
         try:
             gone = self.sweep(conn)
             if gone:
@@ -189,8 +154,8 @@ class BodyFile:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new file takes it: before WAL
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new file takes it
+        conn.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
         conn.execute("PRAGMA synchronous=FULL")  # committed means on disk, before the row commits
         conn.execute(_TABLE)
         return conn

@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL, make_url
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.documents.bodies import bodies_path
+from gateway.documents.bodies import JOURNAL_MODE, bodies_path
 from gateway.storage.db import is_sqlite, sqlite_file
 
 __all__ = ["BackupError", "BackupResult", "Manifest", "RestoreResult", "backup", "restore"]
@@ -326,7 +326,7 @@ def restore(config: Config, source: Path, *, force: bool = False, say: Say = lam
     if kind == "sqlite":
         _restore_sqlite(source / SQLITE_FILE, _sqlite_file(url), say)
         if (source / BODIES_FILE).is_file():
-            _restore_sqlite(source / BODIES_FILE, bodies_path(_sqlite_file(url)), say)
+            _restore_sqlite(source / BODIES_FILE, bodies_path(_sqlite_file(url)), say, JOURNAL_MODE)
     else:
         _restore_pg(source / PG_FILE, url, say, pg_bin)
     restored = _copy_tree(source / "keys", keys_dir) if (source / "keys").is_dir() else 0
@@ -372,15 +372,15 @@ def _tables_with_rows(url: str) -> list[str]:
         engine.dispose()
 
 
-def _restore_sqlite(copy: Path, target: Path, say: Say) -> None:
+def _restore_sqlite(copy: Path, target: Path, say: Say, journal: str = "WAL") -> None:
     say(f"database: {copy.name} -> SQLite {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
     source = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
     dest = sqlite3.connect(target, timeout=30)
     try:
-        # a new file takes the copy's page size (the bodies file's is 64 KiB) before WAL fixes it
+        # a new file takes the copy's page size (the bodies file's is 64 KiB) before a WAL fixes it
         dest.execute(f"PRAGMA page_size={int(source.execute('PRAGMA page_size').fetchone()[0])}")
-        dest.execute("PRAGMA journal_mode=WAL")  # as the gateway opens it
+        dest.execute(f"PRAGMA journal_mode={journal}")  # as the gateway opens it
         source.backup(dest, pages=4096)
     except sqlite3.Error as exc:
         raise BackupError(f"SQLite restore into {target} failed: {exc} (is a gateway running on "
