@@ -8,7 +8,7 @@ when the checkpoint copies them, all under the one write lock the audit, the que
 share. Here it is 16 pages, under a lock of its own, and written once: with a rollback journal the
 pages a new row adds go straight into the file (only the few pages a commit changes are journalled),
 where a WAL would have them copied again by a checkpoint. A 1 MiB package costs the gateway about
-1.5 ms less CPU, and the rate it accepts rose by about a sixth (docs/benchmarks.md, "Documents").
+1.7 ms less CPU, and the rate it accepts rose by about a sixth (docs/benchmarks.md, "Documents").
 
 **Stored before the row that needs it.** The bytes are committed here, synced (``synchronous=FULL``),
 before the document's row commits in the gateway's database, so a committed row always finds its
