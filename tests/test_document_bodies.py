@@ -124,6 +124,13 @@ def test_bytes_are_stored_before_their_row(tmp_path: Path, monkeypatch: pytest.M
         now = int(conn.execute("SELECT max(created_us) FROM bodies").fetchone()[0])
         assert store.bodies.sweep(conn, now) == 0  # young: its row may be about to commit
         assert store.bodies.sweep(conn, now + SWEEP_AGE_US + 1) == 1
+        # each sweep reads only what came since the last: bytes older than that are not looked at
+        conn.execute("INSERT INTO bodies (sha256, created_us, body) VALUES ('e', ?, x'00')", (now - 1,))
+        assert store.bodies.sweep(conn, now + 2 * SWEEP_AGE_US) == 0
+        assert conn.execute("SELECT count(*) FROM bodies WHERE sha256 = 'e'").fetchone()[0] == 1
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT sha256 FROM bodies WHERE created_us > 0 AND created_us <= 1"))
+        assert "ix_bodies_created" in plan
     assert store.bodies.get(lost.sha256) is None and store.bodies.get(kept.sha256) == BIG
 
 

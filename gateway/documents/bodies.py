@@ -15,7 +15,7 @@ before the document's row commits in the gateway's database, so a committed row 
 bytes, whatever stops the process in between. The other way round, bytes whose row never committed
 (the transaction failed, the process died, the package was refused as a changed DocumentId), are
 left behind: ``sweep`` drops those older than an hour that no document names, when a process first
-writes here. The bytes are keyed by their SHA-256, so a package sent twice is stored once.
+writes here (looking only at those stored since the last sweep). The bytes are keyed by their SHA-256, so a package sent twice is stored once.
 
 On PostgreSQL, and for a SQLite database in memory, packages keep their bytes in their row.
 """
@@ -45,8 +45,14 @@ JOURNAL_MODE = "TRUNCATE"
 
 log = structlog.get_logger("lienthong.documents")
 
-_TABLE = ("CREATE TABLE IF NOT EXISTS bodies (sha256 TEXT PRIMARY KEY, body BLOB NOT NULL, "
-          "created_us INTEGER NOT NULL)")
+# created_us before the bytes, and indexed: the sweep reads it without walking a megabyte's pages.
+# ``swept``: the moment up to which bytes were swept already, so each sweep reads only the newer.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bodies (sha256 TEXT PRIMARY KEY, created_us INTEGER NOT NULL, "
+    "body BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ix_bodies_created ON bodies (created_us)",
+    "CREATE TABLE IF NOT EXISTS swept (id INTEGER PRIMARY KEY CHECK (id = 1), upto_us INTEGER NOT NULL)",
+)
 
 
 def bodies_path(database: str | Path) -> Path:
@@ -74,7 +80,7 @@ class BodyFile:
 
     def put(self, bodies: Iterable[tuple[str, bytes]]) -> None:
         """Store (sha256, bytes) pairs in one transaction, synced before it returns."""
-        rows = [(digest, body, time.time_ns() // 1000) for digest, body in bodies]
+        rows = [(digest, time.time_ns() // 1000, body) for digest, body in bodies]
         if not rows:
             return
         with self._lock:
@@ -86,7 +92,7 @@ class BodyFile:
                 with self._queue:
                     conn = self._writer or self._open_writer()
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany("INSERT OR IGNORE INTO bodies (sha256, body, created_us) "
+                    conn.executemany("INSERT OR IGNORE INTO bodies (sha256, created_us, body) "
                                      "VALUES (?, ?, ?)", rows)
                     conn.execute("COMMIT")
             except BaseException:
@@ -104,15 +110,23 @@ class BodyFile:
         return bytes(row[0]) if row is not None else None
 
     def sweep(self, conn: sqlite3.Connection, now_us: int | None = None) -> int:
-        """Drop the bytes older than an hour that no document of the gateway's database names."""
-        now_us = time.time_ns() // 1000 if now_us is None else now_us
+        """Drop the bytes older than an hour that no document of the gateway's database names;
+        only those stored since the last sweep are looked at."""
+        upto = (time.time_ns() // 1000 if now_us is None else now_us) - SWEEP_AGE_US
         conn.execute("ATTACH DATABASE ? AS gateway", (self._database,))
         try:
-            conn.execute("BEGIN")  # deferred: the gateway's database is only read
-            gone = conn.execute(
-                "DELETE FROM bodies WHERE created_us < ? AND NOT EXISTS "
-                "(SELECT 1 FROM gateway.documents d WHERE d.sha256 = bodies.sha256)",
-                (now_us - SWEEP_AGE_US,)).rowcount
+            # deferred: IMMEDIATE would take the gateway's write lock too; the writers of the
+            # bodies file are held off by the file lock ``put`` holds
+            conn.execute("BEGIN")
+            row = conn.execute("SELECT upto_us FROM swept WHERE id = 1").fetchone()
+            since = int(row[0]) if row is not None else -1
+            gone = 0
+            if upto > since:
+                gone = conn.execute(
+                    "DELETE FROM bodies WHERE created_us > ? AND created_us <= ? AND NOT EXISTS "
+                    "(SELECT 1 FROM gateway.documents d WHERE d.sha256 = bodies.sha256)",
+                    (since, upto)).rowcount
+                conn.execute("INSERT OR REPLACE INTO swept (id, upto_us) VALUES (1, ?)", (upto,))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -157,5 +171,6 @@ class BodyFile:
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new file takes it
         conn.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
         conn.execute("PRAGMA synchronous=FULL")  # committed means on disk, before the row commits
-        conn.execute(_TABLE)
+        for statement in _SCHEMA:
+            conn.execute(statement)
         return conn
