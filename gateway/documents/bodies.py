@@ -15,7 +15,8 @@ before the document's row commits in the gateway's database, so a committed row 
 bytes, whatever stops the process in between. The other way round, bytes whose row never committed
 (the transaction failed, the process died, the package was refused as a changed DocumentId), are
 left behind: ``sweep`` drops those older than an hour that no document names, when a process first
-writes here (looking only at those stored since the last sweep). The bytes are keyed by their SHA-256, so a package sent twice is stored once.
+writes here (looking only at those stored since the last sweep). The bytes are keyed by their
+SHA-256, so a package sent twice is stored once.
 
 On PostgreSQL, and for a SQLite database in memory, packages keep their bytes in their row.
 """
