@@ -47,6 +47,8 @@ def test_the_file_beside_the_database() -> None:
 
 def test_put_get_head_once_per_digest(tmp_path: Path) -> None:
     bodies = BodyFile(tmp_path / "x-bodies.db", str(tmp_path / "x.db"))
+    assert bodies.get("a" * 64) is None and bodies.head("a" * 64, 7) is None
+    assert not bodies.path.exists()  # a read does not make the file
     bodies.put([("a" * 64, b"first"), ("b" * 64, BIG)])
     bodies.put([("a" * 64, b"other bytes, same digest: kept the first")])
     assert bodies.get("a" * 64) == b"first" and bodies.get("b" * 64) == BIG

@@ -101,13 +101,19 @@ class BodyFile:
                 raise
 
     def get(self, sha256: str) -> bytes | None:
-        row = self._reader().execute("SELECT body FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
-        return bytes(row[0]) if row is not None else None
+        return self._read("SELECT body FROM bodies WHERE sha256 = ?", (sha256,))
 
     def head(self, sha256: str, size: int) -> bytes | None:
         """The first ``size`` bytes (a package's header, for the statistics)."""
-        row = self._reader().execute("SELECT substr(body, 1, ?) FROM bodies WHERE sha256 = ?",
-                                     (size, sha256)).fetchone()
+        return self._read("SELECT substr(body, 1, ?) FROM bodies WHERE sha256 = ?", (size, sha256))
+
+    def _read(self, query: str, args: tuple[object, ...]) -> bytes | None:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            if not self.path.exists():  # nothing was ever put: a read does not make the file
+                return None
+            conn = self._readers.conn = self._connect()
+        row = conn.execute(query, args).fetchone()
         return bytes(row[0]) if row is not None else None
 
     def sweep(self, conn: sqlite3.Connection, now_us: int | None = None) -> int:
@@ -159,12 +165,6 @@ class BodyFile:
         conn, self._writer = self._writer, None
         if conn is not None:
             conn.close()
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
-        if conn is None:
-            conn = self._readers.conn = self._connect()
-        return conn
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -337,8 +337,6 @@ class DocumentStore:
         return bool(changed)
 
 
-
-
 def _with_body(row: Row[Any], body: bytes | None) -> MessageRow:
     return _message(row, body) if body is not None else replace(_message(row), parted=True)
 

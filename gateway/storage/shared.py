@@ -102,8 +102,10 @@ class SharedWriter:
         self._pages_at_checkpoint = 0  # the database's pages then
         self.commits = 0  # for tests and metrics: transactions committed
         self.checkpoints = 0  # for tests: checkpoints this writer ran
+        self._preparing = False  # a part has ``prepare``: only then is a batch looked at for it
 
     def slot(self, part: Part[T]) -> Slot[T]:
+        self._preparing = self._preparing or hasattr(part, "prepare")
         return Slot(self, part)
 
     def _start(self, slot: Slot[Any]) -> None:
@@ -145,7 +147,8 @@ class SharedWriter:
         if all(part is None for part, _ in batch):
             return
         groups: dict[Any, list[Any]] = {}
-        unprepared = _prepare(_groups(batch))  # told already; what joins below is written as it is
+        # the parts whose preparation failed, told already; what joins below is written as it is
+        unprepared = _prepare(_groups(batch)) if self._preparing else set()
         if unprepared:
             batch = [(part, item) for part, item in batch if part not in unprepared]
         try:
