@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from bench.wrk import find_wrk, lua_string, parse  # noqa: E402
 from connectors.dms import data  # noqa: E402
 from gateway.oauth.secrets import hash_secret, new_secret  # noqa: E402
-from gateway.simulation import free_port  # noqa: E402
+from gateway.simulation import free_port, wait_listening  # noqa: E402
 from gateway.storage.db import upgrade  # noqa: E402
 
 GW, TQ, NA = "VN/GOV/000.00.00.G22", "VN/GOV/000.00.00.H60", "VN/GOV/000.00.00.H41"
@@ -111,6 +111,7 @@ class Stack:
              "scopes": ["documents"]}]}))
         self.url = load_config(self.config_path).database_url
         upgrade(self.url)
+        self.port = ports.gateway
         self.base = f"http://127.0.0.1:{ports.gateway}"
         self.gateway: subprocess.Popen[bytes] | None = None
 
@@ -125,6 +126,7 @@ class Stack:
                 raise RuntimeError(f"the gateway exited: see {self.workdir / 'gateway.log'}")
             try:
                 if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    wait_listening(self.port, self.workers)  # every worker, not only the first
                     return
             except httpx.HTTPError:
                 pass

@@ -65,7 +65,7 @@ from bench.targets import busy_cores, cpu_sample  # noqa: E402
 from bench.wrk import find_wrk, lua_string, parse  # noqa: E402
 from connectors import synthetic  # noqa: E402
 from gateway.flows.tables import flow_steps, flows  # noqa: E402
-from gateway.simulation import free_port  # noqa: E402
+from gateway.simulation import free_port, wait_listening  # noqa: E402
 from gateway.storage.db import create_engine, upgrade  # noqa: E402
 
 SERVICE = "VN/GOV/000.00.00.G22/LIENTHONG/KhaiSinh3Trong1"
@@ -219,6 +219,7 @@ class Stack:
                                          str(self.config_path), "--workers", str(self.workers)],
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_up(f"{self.base}/readyz")
+        wait_listening(self.ports.gateway, self.workers)  # every worker, not only the first
 
     def stop_gateway(self) -> None:
         _stop(self.gateway)

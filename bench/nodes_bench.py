@@ -54,7 +54,7 @@ from bench.targets import (
     echo_body,
     exchange_headers,
 )
-from gateway.simulation import free_port, listening
+from gateway.simulation import free_port, wait_listening
 
 
 def fresh_database(server: str) -> str:
@@ -92,9 +92,7 @@ def start_node(bench: Bench, name: str, config: Path, port: int) -> str:
     bench._spawn(f"node:{name}", [bench.python, "-m", "gateway", "serve", "--config", str(config),
                                   "--workers", str(bench.workers)],
                  lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, timeout=90)
-    deadline = time.monotonic() + 30
-    while listening(port) < bench.workers and time.monotonic() < deadline:  # see Bench.start_gateway
-        time.sleep(0.2)
+    wait_listening(port, bench.workers)
     return base
 
 

@@ -39,7 +39,7 @@ import yaml
 
 from bench.wrk import HttpRequest
 from gateway.init import NGHE_AN, POPULATION, PORTAL, Ports, initialise
-from gateway.simulation import free_port, listening
+from gateway.simulation import free_port, wait_listening
 
 ECHO_SERVICE = f"{NGHE_AN}/DANHMUC/echo"
 ECHO_CLIENT = f"{NGHE_AN}/MOTCUA"
@@ -370,11 +370,7 @@ http {{
         self._spawn(f"gateway:{variant}", [self.python, "-m", "gateway", "serve", "--config",
                                            str(gw.config), "--workers", str(self.workers)],
                     lambda: httpx.get(f"{gw.base}/readyz", timeout=2).status_code == 200, timeout=90)
-        # Each worker listens on a socket of its own (gateway/workers.py) once its start-up is done:
-        # connections opened before the last one listens would all stay with the others.
-        deadline = time.monotonic() + 30
-        while listening(gw.port) < self.workers and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_listening(gw.port, self.workers)
         for client in (ECHO_CLIENT, VERIFY_CLIENT):
             r = httpx.post(f"{gw.base}/oauth/token", data={"grant_type": "client_credentials"},
                            auth=(client, self.secrets[client]), timeout=30)

@@ -27,6 +27,7 @@ from gateway.delivery.routes import router as delivery_router
 from gateway.documents.routes import router as documents_router
 from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.flows.routes import router as flows_router
+from gateway.frontdoor import FrontDoor
 from gateway.listclients import LIST_CLIENTS, ListClients
 from gateway.logs import configure_logging, stack
 from gateway.oauth.routes import router as oauth_router
@@ -47,10 +48,10 @@ def _problem_response(err: GatewayError, request: Request) -> Response:
                         media_type=PROBLEM_TYPE, headers=err.headers)
 
 
-def build_api(config: Config, *, freeze_heap: bool = False) -> FastAPI:
+def build_api(config: Config, *, freeze_heap: bool = False, front_door: FrontDoor | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(config)
+        runtime = Runtime.build(config, front_door=front_door)
         audit = AuditService.open(config, runtime.audit)
         runtime.start()
         audit.start()
@@ -139,7 +140,8 @@ class GatewayApp:
     """Routes ``/r1/`` to the REST entry point and everything else to the FastAPI app."""
 
     def __init__(self, config: Config, *, freeze_heap: bool = False) -> None:
-        self.api = build_api(config, freeze_heap=freeze_heap)
+        self.front_door = FrontDoor()  # the exchanges in flight, which the flow engine gives way to
+        self.api = build_api(config, freeze_heap=freeze_heap, front_door=self.front_door)
         # A document service's large packages are read to disk (gateway/spool.py); others in memory.
         spools = {s.id: Spool(config.limits.max_document_bytes, config.state_path("spool"))
                   for s in config.services if s.documents}
@@ -151,14 +153,25 @@ class GatewayApp:
         self.list_clients = ListClients(lambda: self.api.state.runtime.pipeline)  # X-Road's listClients
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.rest(scope, receive, send)
-        elif scope["type"] == "http" and is_soap_path(scope["path"]):
-            await self.soap(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == LIST_CLIENTS:
-            await self.list_clients(scope, receive, send)
-        else:
+        entry = self._entry(scope["path"]) if scope["type"] == "http" else None
+        if entry is None:
             await self.api(scope, receive, send)
+            return
+        self.front_door.in_flight += 1
+        try:
+            await entry(scope, receive, send)
+        finally:
+            self.front_door.in_flight -= 1
+
+    def _entry(self, path: str) -> Any:
+        """The exchange entry point ``path`` goes to; None for the FastAPI app's paths."""
+        if path.startswith(PREFIX):
+            return self.rest
+        if is_soap_path(path):
+            return self.soap
+        if path == LIST_CLIENTS:
+            return self.list_clients
+        return None
 
 
 def create_app(config: Config, *, freeze_heap: bool = False) -> Any:

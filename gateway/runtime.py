@@ -24,6 +24,7 @@ from gateway.exchange import Pipeline, Ports, standard_checks
 from gateway.flows import load_flows
 from gateway.flows.engine import FlowEngine
 from gateway.flows.store import FlowStore
+from gateway.frontdoor import FrontDoor
 from gateway.oauth.clients import ClientStore
 from gateway.oauth.security import Security
 from gateway.oauth.server import TokenServer
@@ -74,7 +75,9 @@ class Runtime:
         return self.security.clients
 
     @classmethod
-    def build(cls, config: Config) -> Runtime:
+    def build(cls, config: Config, *, front_door: FrontDoor | None = None) -> Runtime:
+        """``front_door``: the serving application's count of exchanges in flight, which the flow
+        engine gives way to (none: a process that serves none)."""
         keys_dir = config.path(config.keys_dir)
         try:
             keys.load_signing_keys(keys_dir)
@@ -133,7 +136,8 @@ class Runtime:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         flows = (FlowEngine(config, found, FlowStore(engine, shared=shared), deliveries.store,
-                            config.flows_client, max_attempts=config.delivery.max_attempts)
+                            config.flows_client, max_attempts=config.delivery.max_attempts,
+                            busy=front_door.busy if front_door is not None else None)
                  if found.flows else None)
         documents = None
         if any(service.documents for service in config.services):

@@ -123,6 +123,18 @@ def listening(port: int) -> int:
     return count
 
 
+def wait_listening(port: int, sockets: int, timeout: float = 30) -> bool:
+    """Wait until ``sockets`` listen on ``port``: every worker of ``lienthong serve --workers N`` is
+    up. Its ``/readyz`` answers once the first is: connections opened then would all stay with the
+    first (each worker listens on a socket of its own, gateway/workers.py). True when they are."""
+    deadline = time.monotonic() + timeout
+    while listening(port) < sockets:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 async def serve(apps: Iterable[tuple[str, Any, str, int]]) -> None:
     """Serve several ASGI apps in this event loop, each on its own host and port, until SIGINT or
     SIGTERM (or cancellation) stops them all."""

@@ -28,9 +28,10 @@ from gateway.context import Exchange, Render, Rendered
 from gateway.delivery.model import DEAD, DELIVERED, PENDING, Outcome, now_us
 from gateway.flows import notify
 from gateway.flows.definition import Flow
-from gateway.flows.engine import LEASE_US, FlowEngine
+from gateway.flows.engine import BATCH, BATCH_BUSY, LEASE_US, FlowEngine
 from gateway.flows.loading import Flows
 from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
+from gateway.frontdoor import FrontDoor
 from gateway.storage.db import create_engine, upgrade
 from tests.helpers import rest_only_config
 
@@ -494,6 +495,42 @@ def test_the_claim_and_the_poke_look_flows_up_by_key(world: World) -> None:
     assert keyed and all("USING INDEX sqlite_autoindex_flows_1 (id=?)" in plan for plan in keyed), plans
     assert not any("TEMP B-TREE" in plan for statement, plan in plans if "FROM flows" in statement), plans
 
+
+
+async def test_the_rounds_are_smaller_while_exchanges_from_outside_are_in_flight(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large rounds make fuller commits, but took the cores from one-stop systems filing meanwhile:
+    while the front door has an exchange in flight the engine claims ``BATCH_BUSY`` flows at once."""
+    door = FrontDoor()
+    engine = FlowEngine(world.config, Flows(flows={}), world.store, world.deliveries,
+                        "VN/GOV/000.00.00.G22/LIENTHONG", pipeline=world.pipeline, busy=door.busy)
+    sizes: list[int] = []
+    claim = world.store.claim_async
+
+    async def counted(limit: int, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(limit)
+        return await claim(limit, *args, **kwargs)
+
+    async def next_round() -> int:
+        seen = len(sizes)
+        engine.poke()
+        for _ in range(500):
+            if len(sizes) > seen:
+                return sizes[-1]
+            await asyncio.sleep(0.01)
+        raise AssertionError("the engine took no round")
+
+    monkeypatch.setattr(world.store, "claim_async", counted)
+    engine.start()
+    try:
+        assert await next_round() == BATCH
+        door.in_flight = 3
+        assert await next_round() == BATCH_BUSY
+        door.in_flight = 0
+        assert await next_round() == BATCH
+    finally:
+        await engine.stop()
+    assert BATCH_BUSY < BATCH
 
 # -- notifications ---------------------------------------------------------------------------------
 
