@@ -137,7 +137,8 @@ def build_api(config: Config, *, freeze_heap: bool = False, front_door: FrontDoo
 
 
 class GatewayApp:
-    """Routes ``/r1/`` to the REST entry point and everything else to the FastAPI app."""
+    """Routes ``/r1/`` to the REST entry point, SOAP and ``listClients`` to theirs (counting the
+    exchanges in flight at them: ``front_door``) and everything else to the FastAPI app."""
 
     def __init__(self, config: Config, *, freeze_heap: bool = False) -> None:
         self.front_door = FrontDoor()  # the exchanges in flight, which the flow engine gives way to

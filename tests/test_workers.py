@@ -19,7 +19,7 @@ import pytest
 
 from gateway import workers
 from gateway.init import Ports, initialise
-from gateway.simulation import free_port, listening
+from gateway.simulation import free_port, listening, wait_listening
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="SO_REUSEPORT is not available here")
 
@@ -65,6 +65,23 @@ def serve(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config_path),
                              "--workers", "2"], stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def test_waiting_for_every_socket_on_a_port() -> None:
+    """What the benches wait for before their load: ``/readyz`` answers once the first worker is up,
+    and connections opened before the second listens would all stay with the first."""
+    port = free_port()
+    first = workers._socket("127.0.0.1", port)
+    first.listen()
+    second = workers._socket("127.0.0.1", port)
+    try:
+        assert wait_listening(port, 1, timeout=5)
+        assert not wait_listening(port, 2, timeout=0.3)  # bound, not listening yet
+        second.listen()
+        assert wait_listening(port, 2, timeout=5)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_each_worker_listens_a_dead_one_is_replaced_and_sigterm_ends_all(

@@ -78,7 +78,7 @@ LEASE_US = 30_000_000
 # Flows claimed at once and advanced concurrently. Larger rounds make fuller group commits: a
 # 10,000-flow drain took 55 s at 512 against 67-70 s at 128, in 1,800 commits against 4,000 and with
 # a sixth less CPU a flow. But while one-stop systems were filing, a round of 512 took the cores from
-# them (372 filings a second against 591): while exchanges from outside are in flight in this
+# them (363-372 filings a second against 591-718): while exchanges from outside are in flight in this
 # process (gateway/frontdoor.py), the engine takes the smaller rounds (docs/benchmarks.md).
 BATCH = 512
 BATCH_BUSY = 128
