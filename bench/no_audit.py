@@ -19,7 +19,7 @@ from gateway import exchange
 from gateway.audit import log
 
 
-def _no_record(self: Any, ctx: Any, rendered: Any) -> None:
+def _nothing(*_: Any) -> None:
     return None
 
 
@@ -28,8 +28,10 @@ async def _no_append(self: Any, record: Any, *, bodies: Any = None) -> int:
 
 
 def main() -> None:
-    exchange.Pipeline.record = _no_record  # type: ignore[assignment,method-assign]
-    exchange.Pipeline.kept_bodies = _no_record  # type: ignore[method-assign]
+    # module functions since the pipeline's reshaping (issue 18): patching ``Pipeline.record``, as
+    # this did, took nothing out, and the record was still built for the stand-in ``append``
+    exchange.record = _nothing  # type: ignore[assignment]
+    exchange.kept_bodies = _nothing  # type: ignore[assignment]
     log.AuditLog.append = _no_append  # type: ignore[method-assign]
     from gateway.cli import main as gateway_main
 
