@@ -65,6 +65,7 @@ def build_api(config: Config, *, freeze_heap: bool = False, front_door: FrontDoo
         try:
             yield
         finally:
+            await runtime.quiesce()  # the attempts and steps in flight finish, audited
             runtime.audit.close()  # store what is pending, so that the last checkpoint covers it
             audit.stop()
             await runtime.stop()

@@ -64,6 +64,7 @@ class Runtime:
     documents: DocumentDesk | None = None
     seal: Sealer | None = None  # the gateway seal (gateway/seal), None when seal.enabled is false
     retention: RetentionTimer | None = None  # delivery.retention_days' hourly purge, once started
+    quiet: bool = False  # quiesce() ran: nothing of the process's own makes exchanges any more
     tracer: Tracer | None = None  # exports traces while started, when tracing.enabled
 
     @property
@@ -177,7 +178,14 @@ class Runtime:
     def _use_policy(self, policy: Policy) -> None:
         self.pipeline.policy = policy
 
-    async def stop(self) -> None:
+    async def quiesce(self) -> None:
+        """Stop what makes exchanges of the process's own (the retention purge, the flow engine,
+        the documents' outbox, the delivery workers), letting those in flight finish: called while
+        the audit log still runs. Closed before the workers, it made every attempt in flight at a
+        graceful stop fail for want of it, and be sent to its upstream again after the restart."""
+        if self.quiet:
+            return
+        self.quiet = True
         if self.retention is not None:
             await self.retention.stop()
         if self.flows is not None:
@@ -185,7 +193,10 @@ class Runtime:
         if self.documents is not None:
             await self.documents.outbox.stop()  # before the queue, which it writes to
             self.documents.batcher.close()  # what it holds is stored before the writer stops
-        await self.deliveries.stop()  # first: deliveries in flight still need connectors and audit
+        await self.deliveries.stop()  # deliveries in flight still need connectors and audit
+
+    async def stop(self) -> None:
+        await self.quiesce()  # first
         await self.security.stop()
         for connector in self.connectors.values():
             await connector.aclose()

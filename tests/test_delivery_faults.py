@@ -354,6 +354,41 @@ def test_sigkill_mid_delivery_loses_nothing_and_applies_once(tmp_path: Path, dat
         stack.stop()
 
 
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_sigterm_mid_delivery_records_the_attempts_in_flight_audited(tmp_path: Path, database: str) -> None:
+    """Stopped with SIGTERM while deliveries are in flight: their attempts finish within the grace
+    and are recorded delivered, audited. The audit log was closed before the workers stopped: each
+    attempt in flight failed for want of it (Server.AuditFailed) and reached the portal again after
+    the restart."""
+    stack = start(tmp_path, _database(database))
+    try:
+        work = plan(141, 6)
+        stack.mode(stack.portal, delay_ms=400)
+        ids = work.push_all(stack)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{stack.portal}/_sim/received").json()["total"] < 1:  # attempts in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(stack.gateway.pid, signal.SIGTERM)
+        assert stack.gateway.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it, once stopped
+        engine = create_engine(stack.database)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(deliveries.c.state, deliveries.c.last_error)
+                                    .where(deliveries.c.id.in_(ids))).all()
+        finally:
+            engine.dispose()
+        assert not [error for _, error in rows if error and "AuditFailed" in error]
+        states = [state for state, _ in rows]
+        assert "delivered" in states and "pending" in states, states  # stopped mid-way
+        stack.mode(stack.portal, delay_ms=0)
+        stack.start_gateway()
+        stack.wait_delivered(ids)
+        work.check_portal(stack)
+    finally:
+        stack.stop()
+
+
 @pytest.mark.postgres
 def test_two_worker_processes_share_one_queue_on_postgresql(tmp_path: Path) -> None:
     """Two gateway processes deliver from one PostgreSQL queue: both work, none sends out of order."""
