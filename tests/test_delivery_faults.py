@@ -127,6 +127,25 @@ class Stack:
             counts[state] = counts.get(state, 0) + 1
         raise AssertionError(f"not all delivered in {timeout} s: {counts}")
 
+    def push_slowly(self, work: Plan, delay_ms: int, arrived: int) -> list[str]:
+        """Push ``work`` to a portal answering in ``delay_ms``; once it has received ``arrived``
+        requests (attempts in flight), the delivery ids."""
+        self.mode(self.portal, delay_ms=delay_ms)
+        ids = work.push_all(self)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{self.portal}/_sim/received").json()["total"] < arrived:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        return ids
+
+    def restart_and_check(self, work: Plan, ids: list[str]) -> None:
+        """The portal fast again and the gateway started: every delivery done, the portal's record
+        as planned."""
+        self.mode(self.portal, delay_ms=0)
+        self.start_gateway()
+        self.wait_delivered(ids)
+        work.check_portal(self)
+
     def held(self) -> dict[str, dict[str, Any]]:
         items = httpx.get(f"{self.portal}/_sim/dossiers").json()["items"]
         return {item["MaHoSo"]: item for item in items}
@@ -337,19 +356,11 @@ def test_sigkill_mid_delivery_loses_nothing_and_applies_once(tmp_path: Path, dat
     stack = start(tmp_path, _database(database))
     try:
         work = plan(140, 20)
-        stack.mode(stack.portal, delay_ms=300)
-        ids = work.push_all(stack)
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{stack.portal}/_sim/received").json()["total"] < 8:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        ids = stack.push_slowly(work, delay_ms=300, arrived=8)
         stack.kill_gateway()
         in_flight = [i for i, s in stack.states(ids).items() if s == "pending"]
         assert in_flight, "the kill came after everything was delivered"
-        stack.mode(stack.portal, delay_ms=0)
-        stack.start_gateway()
-        stack.wait_delivered(ids)
-        work.check_portal(stack)
+        stack.restart_and_check(work, ids)
     finally:
         stack.stop()
 
@@ -363,12 +374,7 @@ def test_sigterm_mid_delivery_records_the_attempts_in_flight_audited(tmp_path: P
     stack = start(tmp_path, _database(database))
     try:
         work = plan(141, 6)
-        stack.mode(stack.portal, delay_ms=400)
-        ids = work.push_all(stack)
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{stack.portal}/_sim/received").json()["total"] < 1:  # attempts in flight
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        ids = stack.push_slowly(work, delay_ms=400, arrived=1)
         os.killpg(stack.gateway.pid, signal.SIGTERM)
         assert stack.gateway.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it, once stopped
         engine = create_engine(stack.database)
@@ -381,10 +387,7 @@ def test_sigterm_mid_delivery_records_the_attempts_in_flight_audited(tmp_path: P
         assert not [error for _, error in rows if error and "AuditFailed" in error]
         states = [state for state, _ in rows]
         assert "delivered" in states and "pending" in states, states  # stopped mid-way
-        stack.mode(stack.portal, delay_ms=0)
-        stack.start_gateway()
-        stack.wait_delivered(ids)
-        work.check_portal(stack)
+        stack.restart_and_check(work, ids)
     finally:
         stack.stop()
 
