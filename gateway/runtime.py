@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -64,7 +64,7 @@ class Runtime:
     documents: DocumentDesk | None = None
     seal: Sealer | None = None  # the gateway seal (gateway/seal), None when seal.enabled is false
     retention: RetentionTimer | None = None  # delivery.retention_days' hourly purge, once started
-    quiet: bool = False  # quiesce() ran: nothing of the process's own makes exchanges any more
+    quiet: bool = field(default=False, init=False)  # quiesce() ran: nothing of its own sends more
     tracer: Tracer | None = None  # exports traces while started, when tracing.enabled
 
     @property

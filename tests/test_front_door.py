@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from gateway.app import GatewayApp, create_app
+from gateway.config import load_config
+from gateway.init import initialise
+from gateway.storage.db import upgrade
 from tests.helpers import rest_only_config
 
 
@@ -63,3 +67,21 @@ async def test_a_lifespan_message_goes_to_the_api_uncounted(app: GatewayApp) -> 
     _entries(app, seen)
     await app({"type": "lifespan"}, None, None)
     assert seen == {"api": 0}
+
+
+def test_the_running_flow_engine_reads_the_apps_count(tmp_path: Path) -> None:
+    """Wired through the lifespan: the demo catalog's gateway (flows shipped), its engine running,
+    reads the application's count; a real exchange through the REST entry leaves it as it found it."""
+    config = load_config(initialise(tmp_path / "gw").config_path)
+    upgrade(config.database_url)
+    made = create_app(config)
+    assert isinstance(made, GatewayApp)
+    with TestClient(made, base_url="http://127.0.0.1") as client:
+        flows = made.api.state.runtime.flows
+        assert flows is not None and not flows._busy()
+        made.front_door.in_flight += 1
+        assert flows._busy()
+        made.front_door.in_flight -= 1
+        answer = client.post("/r1/VN/GOV/000.00.00.G22/LIENTHONG/KhaiSinh3Trong1", content=b"{}")
+        assert answer.status_code == 401  # no token: refused at the door, and counted out again
+        assert made.front_door.in_flight == 0 and not flows._busy()
