@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from gateway.delivery.sql import chunks
-from gateway.delivery.tables import deliveries
+from gateway.delivery.sql import chunks, driver_sql, for_update
 from gateway.flows.tables import flow_steps, flows
 from gateway.ids import new_id, random_hex
 from gateway.storage.db import WriteLock
@@ -122,7 +121,7 @@ class FlowStore:
     def file(self, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
         """Store a new flow with its steps, due now; a flow already filed for the same name and
         dossier code is returned instead (``True``: it is that one)."""
-        return self._write(_File(flow, now))  # type: ignore[no-any-return]
+        return self._write(_File.of(flow, now))  # type: ignore[no-any-return]
 
     def claim(self, limit: int, lease_us: int, now: int,
               first: Sequence[str] = ()) -> list[tuple[FlowRow, str]]:
@@ -136,7 +135,7 @@ class FlowStore:
         False when the lease was lost (another process took the flow over: this one's view is
         stale and nothing is written). A flow left waiting for a delivery that has meanwhile
         finished is due at once: the poke that finish sent found the flow still leased."""
-        return self._write(_Save(flow, lease, next_us, now, tuple(steps)))  # type: ignore[no-any-return]
+        return self._write(_Save.of(flow, lease, next_us, now, steps))  # type: ignore[no-any-return]
 
     def poke(self, flow_id: str, now: int) -> None:
         """Make a flow due now (its step's delivery has an outcome)."""
@@ -149,7 +148,7 @@ class FlowStore:
     # -- the same, from event loops ----------------------------------------------------------------
 
     async def file_async(self, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
-        return await self._submit(_File(flow, now))  # type: ignore[no-any-return]
+        return await self._submit(_File.of(flow, now))  # type: ignore[no-any-return]
 
     async def claim_async(self, limit: int, lease_us: int, now: int,
                           first: Sequence[str] = ()) -> list[tuple[FlowRow, str]]:
@@ -157,7 +156,7 @@ class FlowStore:
 
     async def save_async(self, flow: FlowRow, lease: str, next_us: int, now: int,
                          steps: Sequence[StepRow] = ()) -> bool:
-        return await self._submit(_Save(flow, lease, next_us, now, tuple(steps)))  # type: ignore[no-any-return]
+        return await self._submit(_Save.of(flow, lease, next_us, now, steps))  # type: ignore[no-any-return]
 
     async def poke_async(self, flow_ids: Sequence[str], now: int) -> None:
         await self._submit(_Poke(tuple(flow_ids), now))
@@ -257,13 +256,8 @@ class FlowStore:
         saves = [item for item in batch if isinstance(item.work, _Save)]
         poking = [item for item in batch if isinstance(item.work, _Poke)] if pokes else []
         claims = [item for item in batch if isinstance(item.work, _Claim)]
-        for item in files:
-            assert isinstance(item.work, _File)
-            try:
-                with conn.begin_nested():
-                    item.result = _file(conn, item.work.flow, item.work.now)
-            except IntegrityError as exc:
-                item.result = _duplicate(conn, item.work, exc)
+        if files:
+            _file_many(conn, files)
         if saves:
             _save_many(conn, saves)
         if poking:
@@ -317,6 +311,18 @@ def _claimed(batch: list[_Item]) -> None:
 class _File:
     flow: FlowRow
     now: int
+    row: tuple[Any, ...]  # the flow's and its steps' rows, made by the caller: not under the lock
+    step_rows: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def of(cls, flow: FlowRow, now: int) -> _File:
+        row = {"id": flow.id, "name": flow.name, "dossier_code": flow.dossier_code, "client": flow.client,
+               "exchange_id": flow.exchange_id, "state": flow.state, "dossier": orjson.dumps(flow.dossier),
+               "subjects": orjson.dumps(list(flow.subjects)).decode(), "started_us": flow.started_us,
+               "updated_us": now, "finished_us": None, "deadline_us": flow.deadline_us, "overdue": False,
+               "reason": None, "next_us": now, "lease": None}
+        return cls(flow, now, tuple(row[c] for c in _FLOW_COLUMNS),
+                   tuple(_step_row(flow.id, s) for s in flow.steps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +340,14 @@ class _Save:
     next_us: int
     now: int
     steps: tuple[StepRow, ...]
+    row: tuple[Any, ...]  # the UPDATEs' parameters, made by the caller: not under the lock
+    step_rows: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def of(cls, flow: FlowRow, lease: str, next_us: int, now: int, steps: Sequence[StepRow]) -> _Save:
+        row = (flow.state, now, flow.finished_us, flow.overdue, _json(flow.reason), next_us, flow.id)
+        step_rows = tuple((*_step_row(flow.id, s)[2:], flow.id, s.step) for s in steps)
+        return cls(flow, lease, next_us, now, tuple(steps), row, step_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,26 +360,61 @@ _Work = _File | _Claim | _Save | _Poke
 _Item = Request[_Work]
 
 
-def _duplicate(conn: Connection, work: _Work, exc: IntegrityError) -> Any:
+def _file_many(conn: Connection, items: list[_Item]) -> None:
+    """New flows with their steps, each dossier once per flow name: the names and codes already
+    taken are looked up first, and the others inserted with one statement per table. A filing whose
+    name and code are taken (before, or earlier in the batch) gets the flow that holds them."""
+    works = [(item, item.work) for item in items if isinstance(item.work, _File)]
+    taken = _filed(conn, {w.flow.dossier_code for _, w in works})
+    fresh: list[tuple[_Item, _File]] = []
+    again: list[tuple[_Item, _File]] = []
+    for item, work in works:
+        key = (work.flow.name, work.flow.dossier_code)
+        (again if key in taken else fresh).append((item, work))
+        taken.add(key)
+    if fresh:
+        try:
+            with conn.begin_nested():
+                _insert_flows(conn, [w for _, w in fresh])
+        except IntegrityError:
+            # Filed meanwhile by another process (PostgreSQL: nothing holds the table), or an id
+            # that collided: each on its own, as the filing that lost finds the flow that won.
+            for item, work in fresh:
+                try:
+                    with conn.begin_nested():
+                        _insert_flows(conn, [work])
+                    item.result = (work.flow, False)
+                except IntegrityError as exc:
+                    item.result = _duplicate(conn, work, exc)
+        else:
+            for item, work in fresh:
+                item.result = (work.flow, False)
+    for item, work in again:
+        item.result = _duplicate(conn, work, None)
+
+
+def _filed(conn: Connection, codes: set[str]) -> set[tuple[str, str]]:
+    """The (flow name, dossier code) pairs already filed among ``codes``."""
+    out: set[tuple[str, str]] = set()
+    for chunk in chunks(sorted(codes)):
+        marks = ", ".join("?" for _ in chunk)
+        query = driver_sql(conn, f"SELECT name, dossier_code FROM flows WHERE dossier_code IN ({marks})")  # noqa: S608
+        out.update((name, code) for name, code in conn.exec_driver_sql(query, tuple(chunk)))
+    return out
+
+
+def _insert_flows(conn: Connection, works: list[_File]) -> None:
+    conn.exec_driver_sql(driver_sql(conn, _INSERT_FLOW), [w.row for w in works])
+    conn.exec_driver_sql(driver_sql(conn, _INSERT_STEP), [r for w in works for r in w.step_rows])
+
+
+def _duplicate(conn: Connection, work: _File, exc: IntegrityError | None) -> Any:
     """A filing whose name and dossier code are taken: the flow that holds them."""
-    if not isinstance(work, _File):
-        return exc
     row = conn.execute(sa.select(flows).where(flows.c.name == work.flow.name,
                                               flows.c.dossier_code == work.flow.dossier_code)).first()
     if row is None:  # pragma: no cover - an id collision of 128 random bits
-        return exc
+        return exc if exc is not None else RuntimeError("a filing's flow vanished within its transaction")
     return _flow(conn, row), True
-
-
-def _file(conn: Connection, flow: FlowRow, now: int) -> tuple[FlowRow, bool]:
-    conn.execute(flows.insert().values(
-        id=flow.id, name=flow.name, dossier_code=flow.dossier_code, client=flow.client,
-        exchange_id=flow.exchange_id, state=flow.state, dossier=orjson.dumps(flow.dossier),
-        subjects=orjson.dumps(list(flow.subjects)).decode(), started_us=flow.started_us,
-        updated_us=now, finished_us=None, deadline_us=flow.deadline_us, overdue=False,
-        reason=None, next_us=now, lease=None))
-    conn.execute(flow_steps.insert(), [_step_values(flow.id, s) for s in flow.steps])
-    return flow, False
 
 
 def _claim(conn: Connection, limit: int, lease_us: int, now: int,
@@ -423,30 +472,34 @@ _STEPS_OF = (sa.select(flow_steps).where(flow_steps.c.flow_id.in_(sa.bindparam("
              .order_by(flow_steps.c.flow_id, flow_steps.c.position))
 
 
-_SAVE_FLOW = flows.update().where(flows.c.id == sa.bindparam("b_id")).values(
-    state=sa.bindparam("b_state"), updated_us=sa.bindparam("b_updated"),
-    finished_us=sa.bindparam("b_finished"), overdue=sa.bindparam("b_overdue"),
-    reason=sa.bindparam("b_reason"), next_us=sa.bindparam("b_next"), lease=None)
-_STEP_COLUMNS = ("position", "service", "state", "delivery_id", "sends", "undo_delivery_id", "started_us",
-                 "finished_us", "deadline_us", "overdue", "due_us", "result", "reason")
-_SAVE_STEP = flow_steps.update().where(
-    flow_steps.c.flow_id == sa.bindparam("b_flow_id"), flow_steps.c.step == sa.bindparam("b_step")
-).values({c: sa.bindparam(f"b_{c}") for c in _STEP_COLUMNS})
-_DUE_NOW = flows.update().where(flows.c.id == sa.bindparam("b_id")).values(next_us=sa.bindparam("b_next"))
+# The hot writes as plain driver SQL, their parameters made by the caller (``_File.of``,
+# ``_Save.of``): SQLAlchemy's statement building and per-row parameter processing were most of the
+# flows' time under the write lock (a filing's ``insert().values()`` and savepoint, 180-200 µs of
+# CPU an item, the largest of the shared writer's parts; docs/benchmarks.md, "Joint procedures").
+_FLOW_COLUMNS = tuple(c.name for c in flows.columns)
+_STEP_ROW_COLUMNS = tuple(c.name for c in flow_steps.columns)
+_KEYS = ("flow_id", "step")
+_INSERT_FLOW = (f"INSERT INTO flows ({', '.join(_FLOW_COLUMNS)}) "  # noqa: S608 - the table's own names
+                f"VALUES ({', '.join('?' for _ in _FLOW_COLUMNS)})")
+_INSERT_STEP = (f"INSERT INTO flow_steps ({', '.join(_STEP_ROW_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({', '.join('?' for _ in _STEP_ROW_COLUMNS)})")
+_SAVE_FLOW = ("UPDATE flows SET state = ?, updated_us = ?, finished_us = ?, overdue = ?, reason = ?, "
+              "next_us = ?, lease = NULL WHERE id = ?")
+_SAVE_STEP = (f"UPDATE flow_steps SET {', '.join(f'{c} = ?' for c in _STEP_ROW_COLUMNS if c not in _KEYS)} "  # noqa: S608
+              "WHERE flow_id = ? AND step = ?")
+_DUE_NOW = "UPDATE flows SET next_us = ? WHERE id = ?"
 
 
 def _save_many(conn: Connection, items: list[_Item]) -> None:
     """Each save applies only while its lease is still the flow's (one look at the leases, then one
     statement per table for all of them)."""
     works = [item.work for item in items if isinstance(item.work, _Save)]
-    ids = sorted({w.flow.id for w in works})
     leases: dict[str, str | None] = {}
-    for start in range(0, len(ids), 500):
-        query = (sa.select(flows.c.id, flows.c.lease).where(flows.c.id.in_(ids[start:start + 500]))
-                 .order_by(flows.c.id))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # in one order in every process
-        leases.update((r.id, r.lease) for r in conn.execute(query))
+    for chunk in chunks(sorted({w.flow.id for w in works})):
+        marks = ", ".join("?" for _ in chunk)
+        query = driver_sql(conn, f"SELECT id, lease FROM flows WHERE id IN ({marks}) "  # noqa: S608
+                                 f"ORDER BY id{for_update(conn)}")  # in one order in every process
+        leases.update((flow_id, lease) for flow_id, lease in conn.exec_driver_sql(query, tuple(chunk)))
     applied: list[_Save] = []
     for item in items:
         work = item.work
@@ -457,14 +510,10 @@ def _save_many(conn: Connection, items: list[_Item]) -> None:
             applied.append(work)
     if not applied:
         return
-    conn.execute(_SAVE_FLOW, [{"b_id": w.flow.id, "b_state": w.flow.state, "b_updated": w.now,
-                               "b_finished": w.flow.finished_us, "b_overdue": w.flow.overdue,
-                               "b_reason": _json(w.flow.reason), "b_next": w.next_us} for w in applied])
-    steps = [{"b_flow_id": w.flow.id, "b_step": step.step,
-              **{f"b_{c}": v for c, v in _step_values(w.flow.id, step).items() if c in _STEP_COLUMNS}}
-             for w in applied for step in w.steps]
+    conn.exec_driver_sql(driver_sql(conn, _SAVE_FLOW), [w.row for w in applied])
+    steps = [row for w in applied for row in w.step_rows]
     if steps:
-        conn.execute(_SAVE_STEP, steps)
+        conn.exec_driver_sql(driver_sql(conn, _SAVE_STEP), steps)
     # A flow left waiting for a delivery that finished while the flow was leased (the poke sent
     # when it finished found the lease) is due now.
     awaited: dict[str, list[_Save]] = {}
@@ -475,15 +524,16 @@ def _save_many(conn: Connection, items: list[_Item]) -> None:
                     awaited.setdefault(s.delivery_id, []).append(w)
                 elif s.state == "compensating" and s.undo_delivery_id:
                     awaited.setdefault(s.undo_delivery_id, []).append(w)
-    wanted = sorted(awaited)
     due: dict[str, int] = {}
-    for start in range(0, len(wanted), 500):
-        for r in conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(wanted[start:start + 500]),
-                                                                deliveries.c.state != "pending")):
-            for w in awaited[r.id]:
+    for chunk in chunks(sorted(awaited)):
+        marks = ", ".join("?" for _ in chunk)
+        query = driver_sql(conn, f"SELECT id FROM deliveries WHERE id IN ({marks}) "  # noqa: S608
+                                 "AND state <> 'pending'")
+        for (delivery_id,) in conn.exec_driver_sql(query, tuple(chunk)):
+            for w in awaited[delivery_id]:
                 due[w.flow.id] = w.now
     if due:
-        conn.execute(_DUE_NOW, [{"b_id": flow_id, "b_next": now} for flow_id, now in due.items()])
+        conn.exec_driver_sql(driver_sql(conn, _DUE_NOW), [(now, flow_id) for flow_id, now in due.items()])
 
 
 def _poke(conn: Connection, ids: Sequence[str], now: int) -> None:
@@ -495,13 +545,15 @@ def new_flow_id() -> str:
     return new_id()
 
 
-def _step_values(flow_id: str, step: StepRow) -> dict[str, Any]:
-    return {"flow_id": flow_id, "step": step.step, "position": step.position, "service": step.service,
-            "state": step.state, "delivery_id": step.delivery_id, "sends": step.sends,
-            "undo_delivery_id": step.undo_delivery_id, "started_us": step.started_us,
-            "finished_us": step.finished_us, "deadline_us": step.deadline_us, "overdue": step.overdue,
-            "due_us": step.due_us, "result": None if step.result is None else orjson.dumps(step.result),
-            "reason": _json(step.reason)}
+def _step_row(flow_id: str, step: StepRow) -> tuple[Any, ...]:
+    """A step's row, in the table's column order."""
+    values = {"flow_id": flow_id, "step": step.step, "position": step.position, "service": step.service,
+              "state": step.state, "delivery_id": step.delivery_id, "sends": step.sends,
+              "undo_delivery_id": step.undo_delivery_id, "started_us": step.started_us,
+              "finished_us": step.finished_us, "deadline_us": step.deadline_us, "overdue": step.overdue,
+              "due_us": step.due_us, "result": None if step.result is None else orjson.dumps(step.result),
+              "reason": _json(step.reason)}
+    return tuple(values[c] for c in _STEP_ROW_COLUMNS)
 
 
 def _json(value: Any) -> str | None:
