@@ -164,6 +164,36 @@ async def _done_a(world: World, flow_id: str) -> FlowRow:
     return await world.look(flow_id)
 
 
+async def test_a_step_still_on_its_way_is_looked_at_again_as_long_after_as_it_waited(world: World) -> None:
+    """Its answer wakes the flow; the look again is a backstop: 5 s after the send, then as long
+    again as the step has waited (an agency's queue in a backlog), a minute at most."""
+    from gateway.flows.tables import flow_steps, flows
+
+    def waited(seconds: float) -> None:
+        """Step ``a`` as sent ``seconds`` ago."""
+        with world.store.engine.begin() as conn:
+            conn.execute(flow_steps.update().where(flow_steps.c.flow_id == flow_id, flow_steps.c.step == "a")
+                         .values(started_us=now_us() - int(seconds * 1e6)))
+
+    async def next_look() -> float:
+        """A look at the flow, and how long until the next (s)."""
+        before = now_us()
+        flow = await world.look(flow_id)
+        assert states(flow)["a"] == "sent" and flow.state == "running"
+        with world.store.engine.connect() as conn:
+            due = int(conn.execute(sa.select(flows.c.next_us).where(flows.c.id == flow_id)).scalar_one())
+        return (due - before) / 1e6
+
+    flow_id = world.file()
+    await world.look(flow_id)  # a sent, its delivery queued
+    world.deliveries.views[f"d:flow:{flow_id}:a:1"] = {"state": "pending", "attempts": 0}
+    assert 4.9 < await next_look() <= 5.1
+    waited(20)
+    assert 19.9 < await next_look() <= 20.1
+    waited(600)
+    assert 59.9 < await next_look() <= 60.1
+
+
 async def test_each_step_is_stored_under_its_key_and_reads_the_answers_before_it(world: World) -> None:
     """A step is sent as delivery ``flow:{id}:{step}:1``; its answer feeds the next; all done: completed."""
     flow_id = world.file()
@@ -401,7 +431,7 @@ class Counted(Deliveries):
 def recorded(world: World, flow_id: str, outcome: Outcome, attempts: int = 1) -> None:
     """The dispatcher of this process telling the engine it recorded a step's attempt."""
     item = SimpleNamespace(id=outcome.id, client=world.engine.client, attempts=attempts,
-                           purpose=f"H41-1 flow/{flow_id}")
+                           purpose=f"H41-1 flow/{flow_id}", service=A)
     world.engine._recorded(item, outcome)
 
 
@@ -598,6 +628,21 @@ async def test_a_rejection_is_told_with_the_agencys_reason(told: World) -> None:
     assert by_key["notify:tien_do:b:rejected"]["TrangThai"] == "8"
     assert by_key["notify:tien_do:b:rejected"]["LyDo"] == "Sai tên"
     assert by_key["notify:ket_qua"] == {"MaHoSo": "H41-1", "TrangThai": "rejected", "So": "7/2026"}
+
+
+async def test_a_notifications_outcome_wakes_no_flow(told: World) -> None:
+    """Nothing waits for a notification's answer: its outcome neither makes its flow due (a look
+    that would find the step still on its way) nor takes a place among the steps' answers kept for
+    their flows' looks. A step's outcome does both."""
+    flow_id = told.file()
+    await told.look(flow_id)
+    item = SimpleNamespace(id="d-dong-bo", client=told.engine.client, attempts=1,
+                           purpose=f"H41-1 flow/{flow_id}", service=PORTAL)
+    told.engine._recorded(item, Outcome("d-dong-bo", "lease", DELIVERED, response_status=200, response=b"{}"))
+    assert not told.engine._poked and told.engine._settled.get("d-dong-bo") is None
+    recorded(told, flow_id, Outcome(f"d:flow:{flow_id}:a:1", "lease", DELIVERED, response_status=200,
+                                    response=orjson.dumps({"So": "7/2026"})))
+    assert told.engine._poked == {flow_id} and told.engine._settled.get(f"d:flow:{flow_id}:a:1") is not None
 
 
 async def test_a_notification_refused_by_a_passing_trouble_saves_nothing_of_the_look(told: World) -> None:

@@ -73,6 +73,11 @@ POLL_US = 200_000  # the loop's look for due flows when nothing wakes it sooner
 # dispatcher tells the engine; a save that finds the delivery already finished makes it due too);
 # this look is the backstop, e.g. for an attempt recorded by a process that died before telling.
 WAIT_US = 5_000_000
+# A step still on its way at that look is looked at again as long after as it has waited so far, up
+# to a minute: in a backlog (10,000 flows filed at once) the agencies' queues held steps for longer
+# than 5 s, and every flow had a look or two that found its step still queued (about 10,000 of a
+# drain's 60,000 looks, each reading the delivery from the database).
+WAIT_MAX_US = 60_000_000
 IDLE_US = 60_000_000  # at the latest, so deadlines are marked while nothing else happens
 LEASE_US = 30_000_000
 # Flows claimed at once and advanced concurrently. Larger rounds make fuller group commits: a
@@ -139,6 +144,11 @@ class FlowEngine:
         self._settled: Recent[str, tuple[Outcome, int]] = Recent(SETTLED_KEPT)  # (outcome, attempts)
         self._running = False
         self._busy = busy or _never  # exchanges from outside are in flight: smaller rounds
+        # The services whose answers a flow waits for. A notification's delivery is the flow's too
+        # (the gateway's client, the flow in its purpose) but nothing waits for it: a look it woke
+        # found the step still on its way, one wasted look a flow in a drain of 10,000, and its
+        # outcome pushed the steps' out of ``_settled``.
+        self._stepped = flows.stepped
 
     def attach(self, ports: Ports, checks: Sequence[Step], intake: Intake) -> None:
         """The pipeline the steps go through: the exchange pipeline's checks after authentication
@@ -210,10 +220,12 @@ class FlowEngine:
         self._wake.set()
 
     def _recorded(self, item: Any, outcome: Outcome) -> None:
-        """A delivery's attempt was recorded by this process: a step's (the gateway's own client,
-        the flow in its purpose) makes its flow due now rather than at its next look."""
+        """A delivery's attempt was recorded by this process: a step's or an undo's (the gateway's
+        own client, the flow in its purpose, a service a step calls) makes its flow due now rather
+        than at its next look."""
         purpose = getattr(item, "purpose", None) or ""
-        if getattr(item, "client", None) == self.client and " flow/" in purpose:
+        if getattr(item, "client", None) == self.client and " flow/" in purpose \
+                and getattr(item, "service", None) in self._stepped:
             if len(outcome.response or b"") <= SETTLED_ANSWER_MAX:  # bounded bytes, not only entries
                 self._settled.put(item.id, (outcome, item.attempts))  # read (parsed) when looked at
             else:
@@ -415,7 +427,7 @@ class FlowEngine:
             return now + IDLE_US
         # still on its way: waiting when the agency is failing, running otherwise
         flow.state = "waiting" if view.get("lastError") else "running"
-        return now + WAIT_US
+        return now + min(WAIT_MAX_US, max(WAIT_US, now - (row.started_us or now)))
 
     def _rejected(self, flow: FlowRow, definition: Flow, spec: FlowStep, now: int,
                   changed: dict[str, StepRow]) -> int:

@@ -37,7 +37,12 @@ class Flows:
     def called(self) -> frozenset[str]:
         """The services the flows' steps, undos and notifications call: the delivery queue carries
         them."""
-        return self.notified | frozenset(
+        return self.notified | self.stepped
+
+    @property
+    def stepped(self) -> frozenset[str]:
+        """The services the flows' steps and undos call: a flow waits for their answers."""
+        return frozenset(
             service for flow in self.flows.values() for step in flow.steps
             for service in (step.service, *((step.compensation.service,) if step.compensation else ())))
 
