@@ -26,6 +26,8 @@ from typing import Any
 
 import structlog
 
+from gateway.logs import flush_logs
+
 log = structlog.get_logger("lienthong.workers")
 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker whose lifespan start-up failed
@@ -59,7 +61,10 @@ def _worker(config: Any) -> None:
     _end_with_supervisor()
     config.configure_logging()  # a spawned process starts with none
     sock = _socket(config.host, config.port)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        flush_logs()  # the info lines still in the buffer (gateway/logs.py)
 
 
 def _end_with_supervisor() -> None:
