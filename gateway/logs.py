@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import MutableMapping
 from typing import Any, BinaryIO
 
@@ -54,6 +55,7 @@ class Lines:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
+        _written.add(file)
 
     def msg(self, message: bytes) -> None:
         self._file.write(message + b"\n")  # one write: lines from several threads stay whole
@@ -67,10 +69,14 @@ class Lines:
     warn = warning = err = error = critical = exception = fatal = failure = urgent
 
 
+_written: weakref.WeakSet[BinaryIO] = weakref.WeakSet()  # the streams ``Lines`` write to
+
+
 def flush_logs() -> None:
-    """What the log lines left in the buffer, out now (a worker's end)."""
-    with contextlib.suppress(OSError, ValueError):  # closed, or a reader gone
-        sys.stdout.buffer.flush()
+    """What the log lines left in the buffers, out now (a worker's end)."""
+    for file in list(_written):
+        with contextlib.suppress(OSError, ValueError):  # closed, or a reader gone
+            file.flush()
 
 
 def _flush_every(period: float) -> None:

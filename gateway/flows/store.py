@@ -346,7 +346,8 @@ class _Save:
     @classmethod
     def of(cls, flow: FlowRow, lease: str, next_us: int, now: int, steps: Sequence[StepRow]) -> _Save:
         row = (flow.state, now, flow.finished_us, flow.overdue, _json(flow.reason), next_us, flow.id)
-        step_rows = tuple((*_step_row(flow.id, s)[2:], flow.id, s.step) for s in steps)
+        step_rows = tuple((*(values[i] for i in _SET_AT), flow.id, s.step)
+                          for s in steps for values in (_step_row(flow.id, s),))
         return cls(flow, lease, next_us, now, tuple(steps), row, step_rows)
 
 
@@ -479,13 +480,14 @@ _STEPS_OF = (sa.select(flow_steps).where(flow_steps.c.flow_id.in_(sa.bindparam("
 _FLOW_COLUMNS = tuple(c.name for c in flows.columns)
 _STEP_ROW_COLUMNS = tuple(c.name for c in flow_steps.columns)
 _KEYS = ("flow_id", "step")
+_SET_AT = tuple(i for i, c in enumerate(_STEP_ROW_COLUMNS) if c not in _KEYS)  # a save's columns in a row
 _INSERT_FLOW = (f"INSERT INTO flows ({', '.join(_FLOW_COLUMNS)}) "  # noqa: S608 - the table's own names
                 f"VALUES ({', '.join('?' for _ in _FLOW_COLUMNS)})")
 _INSERT_STEP = (f"INSERT INTO flow_steps ({', '.join(_STEP_ROW_COLUMNS)}) "  # noqa: S608
                 f"VALUES ({', '.join('?' for _ in _STEP_ROW_COLUMNS)})")
 _SAVE_FLOW = ("UPDATE flows SET state = ?, updated_us = ?, finished_us = ?, overdue = ?, reason = ?, "
               "next_us = ?, lease = NULL WHERE id = ?")
-_SAVE_STEP = (f"UPDATE flow_steps SET {', '.join(f'{c} = ?' for c in _STEP_ROW_COLUMNS if c not in _KEYS)} "  # noqa: S608
+_SAVE_STEP = (f"UPDATE flow_steps SET {', '.join(f'{_STEP_ROW_COLUMNS[i]} = ?' for i in _SET_AT)} "  # noqa: S608
               "WHERE flow_id = ? AND step = ?")
 _DUE_NOW = "UPDATE flows SET next_us = ? WHERE id = ?"
 
