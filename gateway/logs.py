@@ -55,7 +55,8 @@ class Lines:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
-        _written.add(file)
+        with _written_lock:
+            _written.add(file)
 
     def msg(self, message: bytes) -> None:
         self._file.write(message + b"\n")  # one write: lines from several threads stay whole
@@ -70,11 +71,14 @@ class Lines:
 
 
 _written: weakref.WeakSet[BinaryIO] = weakref.WeakSet()  # the streams ``Lines`` write to
+_written_lock = threading.Lock()
 
 
 def flush_logs() -> None:
     """What the log lines left in the buffers, out now (a worker's end)."""
-    for file in list(_written):
+    with _written_lock:
+        files = list(_written)
+    for file in files:
         with contextlib.suppress(OSError, ValueError):  # closed, or a reader gone
             file.flush()
 
