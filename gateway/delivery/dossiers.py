@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.delivery.admission import IntakeStatus
 from gateway.delivery.messages import RESOLVED, VIETNAM, DossierFacts
-from gateway.delivery.sql import chunks, driver_sql, for_update
+from gateway.delivery.sql import driver_sql, for_update, select_in
 from gateway.delivery.tables import delivery_dossiers
 
 __all__ = ["blank", "fetch", "fold", "note_intake", "track"]
@@ -27,11 +27,8 @@ COLUMNS: tuple[str, ...] = tuple(c.name for c in delivery_dossiers.c)
 def fetch(conn: Connection, codes: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The rows held for ``codes``, by code; locked on PostgreSQL until the transaction ends."""
     out: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(list(codes)):
-        marks = ", ".join("?" for _ in chunk)
-        query = driver_sql(conn, f"SELECT {', '.join(COLUMNS)} FROM delivery_dossiers "  # noqa: S608
-                                 f"WHERE code IN ({marks}){for_update(conn)}")
-        for row in conn.exec_driver_sql(query, tuple(chunk)):
+    for row in select_in(conn, f"SELECT {', '.join(COLUMNS)} FROM delivery_dossiers WHERE code",  # noqa: S608
+                         codes, for_update(conn)):
             found = dict(zip(COLUMNS, row, strict=True))
             if found["online"] is not None:
                 found["online"] = bool(found["online"])

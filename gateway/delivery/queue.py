@@ -56,7 +56,7 @@ from gateway.delivery.model import (
     now_us,
 )
 from gateway.delivery.retention import kept
-from gateway.delivery.sql import chunks, cut, driver_sql, for_update, selecting
+from gateway.delivery.sql import chunks, cut, driver_sql, for_update, select_in, selecting
 from gateway.delivery.tables import deliveries
 from gateway.errors import GatewayError
 from gateway.ids import new_id, random_hex
@@ -305,11 +305,9 @@ class DeliveryQueue:
         if not outcomes:
             return {}
         leases: dict[str, str | None] = {}
-        for chunk in chunks([out.id for _, out in outcomes]):
-            marks = ", ".join("?" for _ in chunk)
-            query = driver_sql(conn, f"SELECT id, lease FROM deliveries "  # noqa: S608
-                                     f"WHERE id IN ({marks}){for_update(conn)}")
-            leases.update((row[0], row[1]) for row in conn.exec_driver_sql(query, tuple(chunk)))
+        leases.update((row[0], row[1]) for row in select_in(
+            conn, "SELECT id, lease FROM deliveries WHERE id", [out.id for _, out in outcomes],
+            for_update(conn)))
         now = now_us()
         rows: list[tuple[Any, ...]] = []
         results: dict[int, Any] = {}
@@ -399,12 +397,9 @@ _LEASE = (sa.update(deliveries).where(deliveries.c.seq.in_(sa.bindparam("c_seqs"
 
 def _by_idem_key(conn: Connection, keys: Iterable[str]) -> dict[str, Held]:
     out: dict[str, Held] = {}
-    for chunk in chunks(list(keys)):
-        marks = ", ".join("?" for _ in chunk)
-        query = driver_sql(conn, f"SELECT idem_key, id, state, flag FROM deliveries "  # noqa: S608
-                                 f"WHERE idem_key IN ({marks})")
-        for key, found_id, state, flag in conn.exec_driver_sql(query, tuple(chunk)):
-            out[key] = Held(found_id, state, flag)
+    for key, found_id, state, flag in select_in(
+            conn, "SELECT idem_key, id, state, flag FROM deliveries WHERE idem_key", keys):
+        out[key] = Held(found_id, state, flag)
     return out
 
 

@@ -8,7 +8,7 @@ and PostgreSQL but for the placeholder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.delivery.tables import deliveries
 
-__all__ = ["chunks", "cut", "driver_sql", "for_update", "reader_for", "selecting"]
+__all__ = ["chunks", "cut", "driver_sql", "for_update", "reader_for", "select_in", "selecting"]
 
 
 def driver_sql(conn: Connection, text: str) -> str:
@@ -33,6 +33,14 @@ def chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
     """Slices of ``items`` short enough for one ``IN (…)`` list."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def select_in(conn: Connection, head: str, values: Iterable[Any], tail: str = "") -> Iterator[Any]:
+    """The rows of ``{head} IN (…){tail}`` for ``values``, an ``IN`` list of ``chunks`` at a time
+    (``head`` ends with the column, e.g. ``SELECT id, lease FROM flows WHERE id``)."""
+    for chunk in chunks(list(values)):
+        marks = ", ".join("?" for _ in chunk)
+        yield from conn.exec_driver_sql(driver_sql(conn, f"{head} IN ({marks}){tail}"), tuple(chunk))
 
 
 def cut(value: str | None, width: int) -> str | None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from gateway.delivery.sql import chunks, driver_sql, for_update
+from gateway.delivery.sql import chunks, driver_sql, for_update, select_in
 from gateway.flows.tables import flow_steps, flows
 from gateway.ids import new_id, random_hex
 from gateway.storage.db import WriteLock
@@ -346,9 +346,8 @@ class _Save:
     @classmethod
     def of(cls, flow: FlowRow, lease: str, next_us: int, now: int, steps: Sequence[StepRow]) -> _Save:
         row = (flow.state, now, flow.finished_us, flow.overdue, _json(flow.reason), next_us, flow.id)
-        step_rows = tuple((*(values[i] for i in _SET_AT), flow.id, s.step)
-                          for s in steps for values in (_step_row(flow.id, s),))
-        return cls(flow, lease, next_us, now, tuple(steps), row, step_rows)
+        return cls(flow, lease, next_us, now, tuple(steps), row,
+                   tuple(_step_update(flow.id, s) for s in steps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,12 +395,8 @@ def _file_many(conn: Connection, items: list[_Item]) -> None:
 
 def _filed(conn: Connection, codes: set[str]) -> set[tuple[str, str]]:
     """The (flow name, dossier code) pairs already filed among ``codes``."""
-    out: set[tuple[str, str]] = set()
-    for chunk in chunks(sorted(codes)):
-        marks = ", ".join("?" for _ in chunk)
-        query = driver_sql(conn, f"SELECT name, dossier_code FROM flows WHERE dossier_code IN ({marks})")  # noqa: S608
-        out.update((name, code) for name, code in conn.exec_driver_sql(query, tuple(chunk)))
-    return out
+    return {(name, code) for name, code in select_in(
+        conn, "SELECT name, dossier_code FROM flows WHERE dossier_code", sorted(codes))}
 
 
 def _insert_flows(conn: Connection, works: list[_File]) -> None:
@@ -497,11 +492,10 @@ def _save_many(conn: Connection, items: list[_Item]) -> None:
     statement per table for all of them)."""
     works = [item.work for item in items if isinstance(item.work, _Save)]
     leases: dict[str, str | None] = {}
-    for chunk in chunks(sorted({w.flow.id for w in works})):
-        marks = ", ".join("?" for _ in chunk)
-        query = driver_sql(conn, f"SELECT id, lease FROM flows WHERE id IN ({marks}) "  # noqa: S608
-                                 f"ORDER BY id{for_update(conn)}")  # in one order in every process
-        leases.update((flow_id, lease) for flow_id, lease in conn.exec_driver_sql(query, tuple(chunk)))
+    # locked in one order in every process
+    leases.update((flow_id, lease) for flow_id, lease in select_in(
+        conn, "SELECT id, lease FROM flows WHERE id", sorted({w.flow.id for w in works}),
+        f" ORDER BY id{for_update(conn)}"))
     applied: list[_Save] = []
     for item in items:
         work = item.work
@@ -527,13 +521,10 @@ def _save_many(conn: Connection, items: list[_Item]) -> None:
                 elif s.state == "compensating" and s.undo_delivery_id:
                     awaited.setdefault(s.undo_delivery_id, []).append(w)
     due: dict[str, int] = {}
-    for chunk in chunks(sorted(awaited)):
-        marks = ", ".join("?" for _ in chunk)
-        query = driver_sql(conn, f"SELECT id FROM deliveries WHERE id IN ({marks}) "  # noqa: S608
-                                 "AND state <> 'pending'")
-        for (delivery_id,) in conn.exec_driver_sql(query, tuple(chunk)):
-            for w in awaited[delivery_id]:
-                due[w.flow.id] = w.now
+    for (delivery_id,) in select_in(conn, "SELECT id FROM deliveries WHERE state <> 'pending' AND id",
+                                    sorted(awaited)):
+        for w in awaited[delivery_id]:
+            due[w.flow.id] = w.now
     if due:
         conn.exec_driver_sql(driver_sql(conn, _DUE_NOW), [(now, flow_id) for flow_id, now in due.items()])
 
@@ -556,6 +547,12 @@ def _step_row(flow_id: str, step: StepRow) -> tuple[Any, ...]:
               "due_us": step.due_us, "result": None if step.result is None else orjson.dumps(step.result),
               "reason": _json(step.reason)}
     return tuple(values[c] for c in _STEP_ROW_COLUMNS)
+
+
+def _step_update(flow_id: str, step: StepRow) -> tuple[Any, ...]:
+    """A step's ``_SAVE_STEP`` parameters: the columns it sets, then its keys."""
+    row = _step_row(flow_id, step)
+    return (*(row[i] for i in _SET_AT), flow_id, step.step)
 
 
 def _json(value: Any) -> str | None:
