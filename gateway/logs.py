@@ -41,46 +41,90 @@ def stack(exc: BaseException, limit: int = 12) -> list[str]:
     return [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames]
 
 
-# How long an info line may wait in the output's buffer. A line written and flushed at once was a
+# How long an info line may wait before it is written. A line written and flushed at once was a
 # write(2) each, 7.4 KB of lines a flow in a drain of joint procedures and about 4 % of a worker's
 # event loop, each handing the GIL to the database writer (docs/benchmarks.md, "Joint procedures").
 FLUSH_EVERY_S = 0.25
+# The most a stream's waiting lines hold before they are written at once.
+WAITING_MAX_BYTES = 64 * 1024
 
 
 class Lines:
     """structlog's logger for JSON lines on a binary stream: debug and info lines wait in the
-    stream's buffer until it fills or the next ``flush`` (``configure_logging`` runs one every
-    ``FLUSH_EVERY_S``); a warning or an error goes out at once, with whatever waited before it. A
-    ``kill -9`` may lose the info lines of the last quarter of a second, never the audit log's."""
+    stream's ``_Waiting`` lines until they reach ``WAITING_MAX_BYTES`` or the next ``flush_logs``
+    (``configure_logging`` runs one every ``FLUSH_EVERY_S``); a warning or an error goes out at once,
+    with whatever waited before it. A ``kill -9`` may lose the info lines of the last quarter of a
+    second, never the audit log's.
+
+    The lines wait here rather than in the stream's own buffer: with ``PYTHONUNBUFFERED`` set (as
+    many container images do) standard output has none, and each line was a system call again."""
 
     def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        with _written_lock:
-            _written.add(file)
+        self._waiting = _waiting_for(file)
 
     def msg(self, message: bytes) -> None:
-        self._file.write(message + b"\n")  # one write: lines from several threads stay whole
+        self._waiting.add(message + b"\n", urgent=False)
 
     debug = info = msg
 
     def urgent(self, message: bytes) -> None:
-        self._file.write(message + b"\n")
-        self._file.flush()
+        self._waiting.add(message + b"\n", urgent=True)
 
     warn = warning = err = error = critical = exception = fatal = failure = urgent
 
 
-_written: weakref.WeakSet[BinaryIO] = weakref.WeakSet()  # the streams ``Lines`` write to
-_written_lock = threading.Lock()
+class _Waiting:
+    """The lines waiting for one stream, shared by every ``Lines`` on it so that they keep their
+    order. Written under the lock, each whole: lines from several threads never interleave."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = weakref.ref(file)
+        self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._size = 0
+
+    def add(self, line: bytes, *, urgent: bool) -> None:
+        with self._lock:
+            self._lines.append(line)
+            self._size += len(line)
+            if urgent or self._size >= WAITING_MAX_BYTES:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._lines:
+                self._write()
+
+    def _write(self) -> None:
+        data, self._lines, self._size = b"".join(self._lines), [], 0
+        file = self._file()
+        if file is None:
+            return
+        # a log line that cannot be written (a closed stream, a reader gone) must not fail the
+        # exchange that logged it
+        with contextlib.suppress(OSError, ValueError):
+            file.write(data)
+            file.flush()
+
+
+_streams: weakref.WeakKeyDictionary[BinaryIO, _Waiting] = weakref.WeakKeyDictionary()
+_streams_lock = threading.Lock()
+
+
+def _waiting_for(file: BinaryIO) -> _Waiting:
+    with _streams_lock:
+        waiting = _streams.get(file)
+        if waiting is None:
+            waiting = _streams[file] = _Waiting(file)
+        return waiting
 
 
 def flush_logs() -> None:
-    """What the log lines left in the buffers, out now (a worker's end)."""
-    with _written_lock:
-        files = list(_written)
-    for file in files:
-        with contextlib.suppress(OSError, ValueError):  # closed, or a reader gone
-            file.flush()
+    """The info lines still waiting, out now (the flusher, a worker's end, the process's exit)."""
+    with _streams_lock:
+        waiting = list(_streams.values())
+    for one in waiting:
+        one.flush()
 
 
 def _flush_every(period: float) -> None:

@@ -18,12 +18,18 @@ import structlog
 from gateway import logs
 
 
-@pytest.fixture
-def stream(tmp_path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+@pytest.fixture(params=["raw", "buffered"])
+def stream(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A file as standard output is one: raw with ``PYTHONUNBUFFERED`` set (no buffer of its own),
+    buffered without."""
     path = tmp_path / "out.log"
     raw = io.FileIO(path, "w")
-    with io.BufferedWriter(raw, buffer_size=65536) as buffered:
-        yield buffered, path
+    if request.param == "raw":
+        with raw:
+            yield raw, path
+    else:
+        with io.BufferedWriter(raw, buffer_size=65536) as buffered:
+            yield buffered, path
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -43,6 +49,19 @@ def test_info_waits_in_the_buffer_and_a_warning_takes_it_out(stream: tuple[Binar
         assert lines(path)[-1]["event"] == method
 
 
+def test_waiting_lines_are_bounded_and_a_closed_stream_fails_nothing(stream: tuple[BinaryIO, Path]) -> None:
+    out, path = stream
+    logger = logs.Lines(out)
+    line = orjson.dumps({"event": "exchange", "pad": "x" * 1000})
+    for _ in range(logs.WAITING_MAX_BYTES // len(line) + 1):
+        logger.info(line)
+    assert 0 < len(lines(path)) <= logs.WAITING_MAX_BYTES // len(line) + 1  # written without a flush
+    out.close()
+    logger.info(line)
+    logger.warning(line)  # nothing raised into the caller: its exchange goes on
+    logs.flush_logs()
+
+
 def test_lines_from_several_threads_stay_whole(stream: tuple[BinaryIO, Path]) -> None:
     out, path = stream
     logger = logs.Lines(out)
@@ -56,7 +75,7 @@ def test_lines_from_several_threads_stay_whole(stream: tuple[BinaryIO, Path]) ->
         t.start()
     for t in threads:
         t.join()
-    out.flush()
+    logs.flush_logs()
     found = lines(path)
     assert len(found) == 8_000
     assert all(sorted(line["i"] for line in found if line["thread"] == k) == list(range(2_000))  # type: ignore[type-var]
