@@ -32,7 +32,8 @@ an agency.
    the database's one write lock was held, and by which writer.
 
 The shipped definitions also notify the national portal and the filing one-stop system as a flow
-goes (``notify:``, about seven more deliveries per "3 in 1"); ``--without-notifications`` takes
+goes (``notify:``, six more deliveries per "3 in 1": seven notifications, the last
+progress and the end's in one request); ``--without-notifications`` takes
 those entries out of the work folder's copy, to measure the steps alone.
 """
 

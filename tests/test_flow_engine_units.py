@@ -578,7 +578,7 @@ NOTIFY = [
 ]
 
 
-def notifying() -> Flow:
+def notifying(notices: list[dict[str, Any]] = NOTIFY) -> Flow:
     raw = definition().model_dump(exclude={"source"})
     raw["steps"] = [s.model_dump() for s in definition().steps]
     for step_raw, spec in zip(raw["steps"], definition().steps, strict=True):
@@ -586,7 +586,7 @@ def notifying() -> Flow:
         step_raw["when"] = None
         if spec.compensation is not None:
             step_raw["compensation"] = {"service": UNDO, "input": {"So": "steps.a.So"}}
-    return Flow.model_validate({**raw, "notify": NOTIFY})
+    return Flow.model_validate({**raw, "notify": notices})
 
 
 @pytest.fixture
@@ -693,6 +693,53 @@ def test_the_view_lists_what_the_events_called_for(told: World) -> None:
         ("dong_bo", None, "notify:dong_bo"), ("tien_do", "a", "notify:tien_do:a:done"),
         ("tien_do", "b", "notify:tien_do:b:rejected"), ("ket_qua", None, "notify:ket_qua")]
     assert listed[-1]["service"] == "motcua/NhanKetQua"
+
+
+END_PROGRESS = {"id": "ket_thuc", "at": "end", "service": PORTAL,
+                "input": {"MaHoSo": "dossier.MaHoSo", "TrangThai": {"from": "flow.state", "map": {
+                    "completed": "9", "rejected": "8"}}}}
+
+
+def with_end_progress() -> Flow:
+    return notifying([*NOTIFY[:2], END_PROGRESS, NOTIFY[2]])
+
+
+async def test_a_completed_flows_last_progress_and_its_end_go_as_one_request(
+        tmp_path: Path, config: Config) -> None:
+    """The portal's progress service takes a list of records: the last step's progress and the end's
+    go together (one delivery less a flow), under one key the flow's view gives both."""
+    told = World(tmp_path, config, with_end_progress())
+    flow_id = told.file()
+    await _done_a(told, flow_id)
+    told.deliveries.answer(f"d:flow:{flow_id}:b:1", 200, {"The": "TE1"})
+    flow = await told.look(flow_id)
+    assert flow.state == "completed"
+    sent = {k.removeprefix(f"flow:{flow_id}:"): body for k, _, body in told.pipeline.sent}
+    assert list(sent) == ["a:1", "notify:dong_bo", "b:1", "notify:tien_do:a:done",
+                          "notify:tien_do:b:done+ket_thuc", "notify:ket_qua"]
+    assert [(r["Buoc"] if "Buoc" in r else None, r["TrangThai"])
+            for r in sent["notify:tien_do:b:done+ket_thuc"]] == [("b", "4"), (None, "9")]
+    listed = told.engine.notifications(flow)
+    assert [(n["notify"], n["step"]) for n in listed] == [
+        ("dong_bo", None), ("tien_do", "a"), ("tien_do", "b"), ("ket_thuc", None), ("ket_qua", None)]
+    keys = [n["key"] for n in notify.sent_so_far(told.flow or notifying(), flow, told.engine._merges)]
+    assert keys[2] == keys[3] == "notify:tien_do:b:done+ket_thuc"
+
+
+async def test_a_refusals_end_goes_alone(tmp_path: Path, config: Config) -> None:
+    """A refused flow's end may come a look after its step's refusal (after an undo): a look
+    repeated after a crash could group what was sent alone, so a refusal's end is never merged."""
+    told = World(tmp_path, config, with_end_progress())
+    flow_id = told.file()
+    await _done_a(told, flow_id)
+    told.deliveries.answer(f"d:flow:{flow_id}:b:1", 422, {"MaLoi": "TU_CHOI", "LyDo": "Sai tên"})
+    await told.look(flow_id)
+    await told.look(flow_id)
+    told.deliveries.answer(f"d:flow:{flow_id}:a:undo", 200, {})
+    flow = await told.look(flow_id)
+    assert flow.state == "rejected"
+    keys = [k.removeprefix(f"flow:{flow_id}:") for k, _, _ in told.pipeline.sent]
+    assert "notify:tien_do:b:rejected" in keys and "notify:ket_thuc" in keys
 
 
 @given(st.integers(min_value=200_000_000_000_000, max_value=4_102_444_800_000_000))  # 1976 … 2100

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -94,6 +95,8 @@ ANSWERED = ("done", "compensating", "compensated")  # steps whose answer later s
 # come after every other due flow's (10,000 flows filed at once: some 20,000 records later).
 SETTLED_KEPT = 32_768
 SETTLED_ANSWER_MAX = 4_096  # bytes: a larger answer is not kept, but read from the database
+# The data subjects (keyed hashes) of the flow whose request is passing through the pipeline.
+_FLOW_SUBJECTS: ContextVar[tuple[str, ...]] = ContextVar("flow_subjects", default=())
 
 
 class Deliveries(Protocol):
@@ -157,7 +160,15 @@ class FlowEngine:
         async def as_gateway(ctx: Result) -> Result:
             return replace(ctx, client=self.client, scopes=SCOPES)
 
-        self._pipeline = Pipeline(ports, checks=(as_gateway, *checks), send=intake)
+        async def about_the_flows_people(ctx: Result) -> Result:
+            """A request that names nobody (a progress update, the outcome to the one-stop system)
+            is still about the flow's people: the joint dossier's, indexed so that their access
+            report shows it. A progress update would otherwise take its dossier's earliest
+            message's, which the intake reads from the database (gateway/delivery/intake.py)."""
+            flows_people = _FLOW_SUBJECTS.get()
+            return replace(ctx, subjects=flows_people) if flows_people and not ctx.subjects else ctx
+
+        self._pipeline = Pipeline(ports, checks=(as_gateway, *checks, about_the_flows_people), send=intake)
 
     # -- filing ------------------------------------------------------------------------------------
 
@@ -192,7 +203,7 @@ class FlowEngine:
         definition = self.flows.flows.get(flow.name)
         if definition is None:
             return []
-        expected = notify.sent_so_far(definition, flow)
+        expected = notify.sent_so_far(definition, flow, self._merges)
         keys = {item["key"]: idempotency_key(self.client, item["service"], f"flow:{flow.id}:{item['key']}",
                                              None, None, b"") for item in expected}
         found = self.deliveries.by_keys(list(keys.values()))
@@ -502,19 +513,28 @@ class FlowEngine:
         """Store the notifications the look's events call for; False when one was refused by a
         passing trouble (store them again later). A refusal for good (no rule allows it, a schema
         it fails) is logged and left: the flow itself goes on."""
-        for send in notify.due(definition, flow, happened, self._scope(flow), now):
-            try:
-                request = build_request(send.notify.input, send.scope)
-            except (MissingSource, EvaluationError) as exc:
-                log.error("flow_notification_unbuilt", flow=flow.id, notify=send.notify.id, error=str(exc))
+        for send in notify.due(definition, flow, happened, self._scope(flow), now, self._merges):
+            records = []
+            for part, scope in send.parts:
+                try:
+                    records.append(build_request(part.input, scope))
+                except (MissingSource, EvaluationError) as exc:
+                    log.error("flow_notification_unbuilt", flow=flow.id, notify=part.id, error=str(exc))
+            if not records:
                 continue
+            request = records[0] if len(records) == 1 else records
             sent = await self._store_request(flow, send.service, request, send.key)
             if isinstance(sent, dict):
                 if _passing(sent):
                     return False
-                log.error("flow_notification_refused", flow=flow.id, notify=send.notify.id,
+                log.error("flow_notification_refused", flow=flow.id, notify=send.ids,
                           service=send.service, code=sent.get("code"), status=sent.get("status"))
         return True
+
+    def _merges(self, service_id: str) -> bool:
+        """Whether the service takes several progress records in one request (``notify``)."""
+        service = self.config.service(service_id)
+        return service is not None and service.dossier is not None and service.dossier.message == "progress"
 
     def _release(self, flow_id: str, lease: str, next_us: int) -> None:
         """Give a leased flow back unchanged, due at ``next_us``."""
@@ -522,7 +542,7 @@ class FlowEngine:
         if fresh is not None:
             self.store.save(fresh, lease, next_us, now_us())
 
-    async def _store_request(self, flow: FlowRow, service_id: str, request: Mapping[str, Any],
+    async def _store_request(self, flow: FlowRow, service_id: str, request: Mapping[str, Any] | list[Any],
                              key: str) -> str | dict[str, Any]:
         """A step's request stored as a delivery through the pipeline: its id, or the refusal."""
         if self._pipeline is None:
@@ -532,7 +552,11 @@ class FlowEngine:
                             content_type="application/json",
                             issue=f"{flow.dossier_code} flow/{flow.id}",
                             idempotency_key=f"flow:{flow.id}:{key}")
-        rendered = await self._pipeline.run(exchange, render)
+        people = _FLOW_SUBJECTS.set(tuple(flow.subjects))
+        try:
+            rendered = await self._pipeline.run(exchange, render)
+        finally:
+            _FLOW_SUBJECTS.reset(people)
         answer = orjson.loads(rendered.body) if rendered.body else {}
         if rendered.status == 202 and isinstance(answer, dict) and answer.get("deliveryId"):
             return str(answer["deliveryId"])

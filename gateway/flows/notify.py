@@ -7,6 +7,11 @@ from the definition's mapping (the dossier, the steps' answers, and ``flow.*`` /
 stored as a delivery under a key made of the flow, the notification and the event, so a look
 repeated after a crash sends nothing twice.
 
+A completed flow's last progress update and its end's, when both go to one service that takes a
+list of progress records (the portal's ``CapNhatTienDoHoSoMC``), go as one request: the look that
+sees the last step done is always the one that completes the flow, so a look repeated after a crash
+makes the same request under the same key.
+
 Times are the national portal's ``yyyyMMddHHmmss`` in Vietnamese time, the format the portal and
 the one-stop systems read.
 """
@@ -14,7 +19,7 @@ the one-stop systems read.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +29,12 @@ from gateway.flows.store import FlowRow, StepRow
 from gateway.identifiers import ServiceId
 from gateway.ratelimit import VN_OFFSET
 
-__all__ = ["Event", "Send", "due", "events", "flow_facts", "portal_time", "sent_so_far"]
+__all__ = ["Event", "Merges", "Send", "due", "events", "flow_facts", "portal_time", "sent_so_far"]
 
 FINISHED = ("completed", "rejected", "failed")
+# Whether a service takes several progress records in one request (the catalog's ``dossier:
+# {message: progress}``).
+Merges = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,17 @@ class Event:
 
 @dataclass(frozen=True)
 class Send:
-    """One notification to store: where it goes, what it says, and its idempotency key's tail."""
+    """One request to store: where it goes, the notifications whose records it carries with what
+    each reads (one, or a completed flow's last progress and its end's), and its idempotency key's
+    tail."""
 
-    notify: Notify
+    parts: tuple[tuple[Notify, Scope], ...]
     service: str
-    scope: Scope
     key: str
+
+    @property
+    def ids(self) -> str:
+        return "+".join(notify.id for notify, _ in self.parts)
 
 
 def portal_time(us: int | None) -> str | None:
@@ -112,23 +125,26 @@ def _reason_text(reason: Any) -> str | None:
     return None
 
 
-def due(definition: Flow, flow: FlowRow, happened: list[Event], base: Scope, now: int) -> list[Send]:
-    """The notifications the events call for, in the events' order and the definition's."""
-    sends: list[Send] = []
+def due(definition: Flow, flow: FlowRow, happened: list[Event], base: Scope, now: int,
+        merges: Merges = lambda _service: False) -> list[Send]:
+    """The requests the events call for, in the events' order and the definition's."""
     if not definition.notify or not happened:
-        return sends
+        return []
     flow_map = flow_facts(flow, definition)
-    for event in happened:
-        for notify in _called_for(definition, event):
-            scope = Scope(dossier=base.dossier, steps=base.steps, today=base.today, flow=flow_map,
-                          event=_event_facts(event, flow, definition, now))
-            sends.append(Send(notify, notify.target(flow.client), scope, _key(notify, event)))
+    sends = []
+    for group in _requests(definition, flow, happened, merges):
+        parts = tuple((notify, Scope(dossier=base.dossier, steps=base.steps, today=base.today, flow=flow_map,
+                                     event=_event_facts(event, flow, definition, now)))
+                      for event, notify in group)
+        sends.append(Send(parts, group[0][1].target(flow.client), _group_key(group)))
     return sends
 
 
-def sent_so_far(definition: Flow, flow: FlowRow) -> list[dict[str, Any]]:
+def sent_so_far(definition: Flow, flow: FlowRow,
+                merges: Merges = lambda _service: False) -> list[dict[str, Any]]:
     """The notifications the flow's events have called for up to now (for its view): id, event,
-    step, service and idempotency key tail, in the order they were sent."""
+    step, service and the idempotency key tail of the request that carries it, in the order they
+    were sent."""
     happened: list[Event] = []
     if any(s.state != "pending" or s.sends for s in flow.steps):
         happened.append(Event("start"))
@@ -140,12 +156,43 @@ def sent_so_far(definition: Flow, flow: FlowRow) -> list[dict[str, Any]]:
     if flow.state in FINISHED:
         happened.append(Event("end"))
     out = []
-    for event in happened:
-        for notify in _called_for(definition, event):
+    for group in _requests(definition, flow, happened, merges):
+        key = _group_key(group)
+        for event, notify in group:
             out.append({"notify": notify.id, "at": event.at,
                         "step": event.step.step if event.step is not None else None,
-                        "service": notify.target(flow.client), "key": _key(notify, event)})
+                        "service": notify.target(flow.client), "key": key})
     return out
+
+
+def _requests(definition: Flow, flow: FlowRow, happened: list[Event],
+              merges: Merges) -> list[list[tuple[Event, Notify]]]:
+    """The notifications the events call for, grouped by the request that carries them: each alone,
+    but a completed flow's end notification joins its last step's notification to the same service
+    when that service takes a list of records. Only a completion: its look is always the one that
+    saw the last step done, whereas a refusal's end may come a look later (after an undo), and a
+    look repeated after a crash could then group what the first look had sent alone."""
+    groups = [[(event, notify)] for event in happened for notify in _called_for(definition, event)]
+    last_step = next((e for e in reversed(happened) if e.at == "step"), None)
+    if flow.state != "completed" or last_step is None or happened[-1].at != "end":
+        return groups
+    out: list[list[tuple[Event, Notify]]] = []
+    for group in groups:
+        event, notify = group[0]
+        service = notify.target(flow.client)
+        if event.at == "end" and merges(service):
+            host = next((g for g in out if g[0][0] is last_step and len(g) == 1
+                         and g[0][1].target(flow.client) == service), None)
+            if host is not None:
+                host.append((event, notify))
+                continue
+        out.append(group)
+    return out
+
+
+def _group_key(group: list[tuple[Event, Notify]]) -> str:
+    (event, notify), more = group[0], group[1:]
+    return _key(notify, event) + "".join(f"+{n.id}" for _, n in more)
 
 
 def _called_for(definition: Flow, event: Event) -> list[Notify]:
