@@ -39,10 +39,12 @@ as_pg() {
   fi
 }
 
+# Free: no TCP socket of any state has it as its local port. A port that an outgoing connection
+# holds, or one in TIME-WAIT (a benchmark leaves thousands), listens nowhere, yet the bind fails.
 port_free() {
   local port=$1
   if command -v ss >/dev/null 2>&1; then
-    [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]]
+    [[ -z $(ss -Htan "sport = :$port" 2>/dev/null) ]]
   else
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       return 1
@@ -216,22 +218,31 @@ cmd_start() {
   prepare_dir
   init_cluster
 
-  local port
-  port=$(pick_port "$(current_port || true)") || skip "no free port in $FIRST_PORT-$((FIRST_PORT + 199))"
-  as_pg sh -c "cat >'$BASE/data/lienthong.conf'" <<EOF
+  local port tries=0 preferred
+  preferred=$(current_port || true)
+  remove_stale_pidfile
+  while true; do
+    port=$(pick_port "$preferred") || skip "no free port in $FIRST_PORT-$((FIRST_PORT + 199))"
+    as_pg sh -c "cat >'$BASE/data/lienthong.conf'" <<EOF
 # written by scripts/postgres.sh on each start
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$BASE/run'
 EOF
-  printf '%s\n' "$port" | as_pg sh -c "cat >'$BASE/port'"
-
-  remove_stale_pidfile
-  say "starting PostgreSQL on 127.0.0.1:$port ($BASE)"
-  if ! as_pg "$BIN/pg_ctl" start -D "$BASE/data" -l "$BASE/postgres.log" -w -t 60 -s >/dev/null 2>&1; then
+    printf '%s\n' "$port" | as_pg sh -c "cat >'$BASE/port'"
+    say "starting PostgreSQL on 127.0.0.1:$port ($BASE)"
+    if as_pg "$BIN/pg_ctl" start -D "$BASE/data" -l "$BASE/postgres.log" -w -t 60 -s >/dev/null 2>&1; then
+      break
+    fi
+    # taken between the look and the bind: the next port
+    if (( ++tries < 5 )) && tail -n 5 "$BASE/postgres.log" | grep -q "Address already in use"; then
+      say "port $port was taken meanwhile; trying another"
+      preferred=$((port + 1))
+      continue
+    fi
     tail -n 20 "$BASE/postgres.log" >&2 || true
     skip "the server did not start (see $BASE/postgres.log)"
-  fi
+  done
 
   local psql=("$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
   if ! "${psql[@]}" >/dev/null <<SQL
