@@ -103,7 +103,12 @@ class _Waiting:
         # a log line that cannot be written (a closed stream, a reader gone) must not fail the
         # exchange that logged it
         with contextlib.suppress(OSError, ValueError):
-            file.write(data)
+            view = memoryview(data)
+            while view:  # a raw stream may take part of it (a signal), a buffered one takes all
+                written = file.write(view)
+                if not written:  # a non-blocking stream that is full: these lines are dropped
+                    break
+                view = view[written:]
             file.flush()
 
 

@@ -717,7 +717,7 @@ async def test_a_completed_flows_last_progress_and_its_end_go_as_one_request(
     sent = {k.removeprefix(f"flow:{flow_id}:"): body for k, _, body in told.pipeline.sent}
     assert list(sent) == ["a:1", "notify:dong_bo", "b:1", "notify:tien_do:a:done",
                           "notify:tien_do:b:done+ket_thuc", "notify:ket_qua"]
-    assert [(r["Buoc"] if "Buoc" in r else None, r["TrangThai"])
+    assert [(r.get("Buoc"), r["TrangThai"])
             for r in sent["notify:tien_do:b:done+ket_thuc"]] == [("b", "4"), (None, "9")]
     listed = told.engine.notifications(flow)
     assert [(n["notify"], n["step"]) for n in listed] == [

@@ -119,7 +119,8 @@ def test_a_3_in_1_flow_runs_across_three_agencies_and_the_post(stack: Stack) -> 
     assert any(mother in leaf.get("subjects", []) for leaf in about)
     # the messages that name nobody (progress, the outcome to the one-stop system) are the flow's
     # people's too: the joint dossier's, so the mother's access report shows the whole flow
-    told = [leaf for leaf in about if leaf["service"].endswith(("CapNhatTienDoHoSoMC", "NhanKetQuaLienThong"))]
+    told = [leaf for leaf in about
+            if leaf["service"].endswith(("CapNhatTienDoHoSoMC", "NhanKetQuaLienThong"))]
     assert told and all(mother in leaf.get("subjects", []) for leaf in told)
     assert dossier["Me"]["SoDinhDanh"] not in json.dumps(about)
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import pytest
@@ -60,6 +60,28 @@ def test_waiting_lines_are_bounded_and_a_closed_stream_fails_nothing(stream: tup
     logger.info(line)
     logger.warning(line)  # nothing raised into the caller: its exchange goes on
     logs.flush_logs()
+
+
+def test_a_stream_that_takes_part_of_a_write_gets_the_rest(tmp_path: Path) -> None:
+    """A raw stream may write fewer bytes than asked (a signal in the middle): the rest follows."""
+
+    class Sparing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.got = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            piece = bytes(data[:7])
+            self.got += piece
+            return len(piece)
+
+    out = Sparing()
+    logger = logs.Lines(out)  # type: ignore[arg-type]
+    logger.info(orjson.dumps({"event": "exchange", "n": 1}))
+    logger.warning(orjson.dumps({"event": "trouble"}))
+    assert [orjson.loads(x)["event"] for x in bytes(out.got).splitlines()] == ["exchange", "trouble"]
 
 
 def test_lines_from_several_threads_stay_whole(stream: tuple[BinaryIO, Path]) -> None:
