@@ -29,7 +29,7 @@ from gateway.errors import GatewayError, InvalidRequest, ServerError
 from gateway.flows.routes import router as flows_router
 from gateway.frontdoor import FrontDoor
 from gateway.listclients import LIST_CLIENTS, ListClients
-from gateway.logs import configure_logging, stack
+from gateway.logs import configure_logging, flush_logs, stack
 from gateway.oauth.routes import router as oauth_router
 from gateway.openapi import OAUTH_ERRORS, problems
 from gateway.problems import PROBLEM_TYPE, problem
@@ -69,6 +69,8 @@ def build_api(config: Config, *, freeze_heap: bool = False, front_door: FrontDoo
             runtime.audit.close()  # store what is pending, so that the last checkpoint covers it
             audit.stop()
             await runtime.stop()
+            # what the app logged, out before whatever its process writes next on the same output
+            flush_logs()
 
     api = FastAPI(title="Liên Thông gateway", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, responses=problems(500),

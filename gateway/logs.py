@@ -125,7 +125,8 @@ def _waiting_for(file: BinaryIO) -> _Waiting:
 
 
 def flush_logs() -> None:
-    """The info lines still waiting, out now (the flusher, a worker's end, the process's exit)."""
+    """The info lines still waiting, out now (the flusher, the app's stop, a worker's end, the
+    process's exit)."""
     with _streams_lock:
         waiting = list(_streams.values())
     for one in waiting:
