@@ -62,7 +62,7 @@ def test_waiting_lines_are_bounded_and_a_closed_stream_fails_nothing(stream: tup
     logs.flush_logs()
 
 
-def test_a_stream_that_takes_part_of_a_write_gets_the_rest(tmp_path: Path) -> None:
+def test_a_stream_that_takes_part_of_a_write_gets_the_rest() -> None:
     """A raw stream may write fewer bytes than asked (a signal in the middle): the rest follows."""
 
     class Sparing(io.RawIOBase):
