@@ -740,6 +740,15 @@ async def test_a_refusals_end_goes_alone(tmp_path: Path, config: Config) -> None
     assert flow.state == "rejected"
     keys = [k.removeprefix(f"flow:{flow_id}:") for k, _, _ in told.pipeline.sent]
     assert "notify:tien_do:b:rejected" in keys and "notify:ket_thuc" in keys
+    # nor when the refusal and the end are events of one look (a stop: no undo in between)
+    stopped = FlowRow(id="f", name="thu", dossier_code="H41-1", client="motcua", exchange_id="x",
+                      state="rejected", dossier={}, subjects=(), started_us=1, updated_us=1, deadline_us=2,
+                      steps=[StepRow("a", 0, A, state="done", sends=1), StepRow("b", 1, B, state="rejected")])
+    happened = notify.events(stopped, {"a": "done", "b": "sent"}, "running", True)
+    assert [e.at for e in happened] == ["step", "end"]
+    sends = notify.due(with_end_progress(), stopped, happened, told.engine._scope(stopped), 1,
+                       lambda _service: True)
+    assert [s.key for s in sends] == ["notify:tien_do:b:rejected", "notify:ket_thuc", "notify:ket_qua"]
 
 
 @given(st.integers(min_value=200_000_000_000_000, max_value=4_102_444_800_000_000))  # 1976 … 2100
