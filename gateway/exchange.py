@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -96,12 +96,16 @@ class Pipeline:
 
     ``checks`` are the steps before the call (by default authenticate … validate), ``send`` the
     call itself (the connector, or the delivery queue's intake) and ``invoke`` what a delivery
-    worker sends through later (the connector alone)."""
+    worker sends through later (the connector alone). ``audited`` says which outcomes become a
+    leaf: every one, unless the pipeline's caller is the gateway itself (the flow engine, whose
+    accepted requests are exchanged, and audited, by the delivery queue's attempts)."""
 
     def __init__(self, ports: Ports, *, checks: Sequence[Step] | None = None,
-                 send: Step | None = None, invoke: Step | None = None) -> None:
+                 send: Step | None = None, invoke: Step | None = None,
+                 audited: Callable[[Result], bool] | None = None) -> None:
         self.ports = ports
         self.checks: tuple[Step, ...] = tuple(checks) if checks is not None else standard_checks(ports)
+        self._audited = audited
 
         seal = ports.seal
         # Which upstream requests carry the seal: gateway.upstream.send adds it within outbound().
@@ -205,9 +209,10 @@ class Pipeline:
         tracer = tracing.ACTIVE
         leaf: int | None = None
         try:
-            appending = ports.audit.append(record(ctx, rendered),
-                                           bodies=kept_bodies(ctx, rendered, ports.policy))
-            leaf = await (appending if tracer is None else tracer.audit(appending))
+            if self._audited is None or self._audited(ctx):
+                appending = ports.audit.append(record(ctx, rendered),
+                                               bodies=kept_bodies(ctx, rendered, ports.policy))
+                leaf = await (appending if tracer is None else tracer.audit(appending))
         except AuditUnavailable as exc:
             ctx = evolve(ctx, error=exc, reply=None)
             rendered = render(ctx)

@@ -205,6 +205,32 @@ def test_a_plain_gateway_error_stops_with_the_context_before_its_step() -> None:
     assert sink.records[0].error == InvalidBody.code
 
 
+def test_a_pipeline_audits_only_the_outcomes_it_is_told_to() -> None:
+    """The flow engine's: its accepted hand-overs to the queue are audited by the deliveries'
+    attempts; a refused one is an exchange denied, and a leaf."""
+    async def first(ctx: Result) -> Result:
+        return replace(ctx, rule="first")
+
+    async def accepted(ctx: Result) -> Result:
+        return replace(ctx, reply=Reply(payload={"deliveryId": "d1"}, status=202))
+
+    async def refuses(ctx: Result) -> Result:
+        raise Forbidden("no")
+
+    sink = Sink()
+
+    def refused(ctx: Result) -> bool:
+        return ctx.error is not None
+
+    accepting = Pipeline(ports(sink=sink), checks=[first], send=accepted, audited=refused)
+    ok = run(accepting.run(exchange(), render))
+    assert ok.status == 202 and sink.records == []
+    refusing = Pipeline(ports(sink=sink), checks=[first, refuses], send=accepted, audited=refused)
+    no = run(refusing.run(exchange(), render))
+    assert no.status == 403
+    assert [(r.outcome, r.rule) for r in sink.records] == [("refused", "first")]
+
+
 def test_an_answer_the_dialect_cannot_say_is_rendered_as_its_error() -> None:
     def picky(ctx: Result) -> Rendered:
         if ctx.error is None:

@@ -168,7 +168,8 @@ class FlowEngine:
             flows_people = _FLOW_SUBJECTS.get()
             return replace(ctx, subjects=flows_people) if flows_people and not ctx.subjects else ctx
 
-        self._pipeline = Pipeline(ports, checks=(as_gateway, *checks, about_the_flows_people), send=intake)
+        self._pipeline = Pipeline(ports, checks=(as_gateway, *checks, about_the_flows_people), send=intake,
+                                  audited=_refused)
 
     # -- filing ------------------------------------------------------------------------------------
 
@@ -570,6 +571,15 @@ class FlowEngine:
     @staticmethod
     def _finish(flow: FlowRow, state: str, now: int, reason: Any) -> None:
         flow.state, flow.finished_us, flow.reason = state, now, reason
+
+
+def _refused(ctx: Result) -> bool:
+    """Which of the engine's intakes become an audit leaf: the refused (by a policy, a schema, the
+    queue), an exchange denied. An accepted one hands the request to the delivery queue inside
+    the gateway, with no caller to answer; the exchange is the delivery's, and each of its attempts
+    is a leaf (protocol ``delivery``) with the same purpose, rule and data subjects. A leaf for the
+    hand-over too was a tenth of a drain's CPU (docs/benchmarks.md, "Joint procedures")."""
+    return ctx.error is not None
 
 
 def _passing(refusal: Mapping[str, Any]) -> bool:
