@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from gateway.agencies import Ended, today
 from gateway.config import Config, Service
 from gateway.connector import Reply
+from gateway.context import evolve
 from gateway.delivery.messages import dossier_code, idempotency_key, records, status_of
 from gateway.delivery.store import DeliveryStore, NewDelivery
 from gateway.errors import InvalidBody, InvalidRequest
@@ -86,10 +86,10 @@ class Intake:
                                 "service": target.service}
             if target.addressed != target.member:  # a former agency's: its successor got it
                 body["routedTo"]["addressedMember"] = target.addressed
-            ctx = replace(ctx, agency=Addressed(target.addressed, target.member))
+            ctx = evolve(ctx, agency=Addressed(target.addressed, target.member))
         location = f"/deliveries/{accepted.id}"
-        return replace(ctx, reply=Reply(payload={**body, "location": location}, status=202,
-                                        headers={"Location": location}))
+        return evolve(ctx, reply=Reply(payload={**body, "location": location}, status=202,
+                                       headers={"Location": location}))
 
     async def _owner_of_progress(self, ctx: Result) -> Result:
         """A progress update names no citizen, but it is about the dossier's owner: the subjects
@@ -104,7 +104,7 @@ class Intake:
             known = await asyncio.to_thread(self.store.subjects_of, code)
             if known:  # none yet: an earlier message may still be on its way, ask again next time
                 self._owners.put(code, known)
-        return replace(ctx, subjects=known) if known else ctx
+        return evolve(ctx, subjects=known) if known else ctx
 
     def route(self, ctx: Result) -> Target | None:
         """Where a routing service's request goes; None for any other service."""

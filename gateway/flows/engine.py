@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -46,7 +45,7 @@ import structlog
 
 from gateway.config import Config
 from gateway.connector import Reply
-from gateway.context import Exchange, Intake, Render, Rendered, Result, Step
+from gateway.context import Exchange, Intake, Render, Rendered, Result, Step, evolve
 from gateway.delivery.messages import idempotency_key
 from gateway.delivery.model import Outcome
 from gateway.delivery.store import now_us
@@ -158,7 +157,7 @@ class FlowEngine:
         (resolve … validate), as the gateway's own client, then the delivery queue's intake."""
 
         async def as_gateway(ctx: Result) -> Result:
-            return replace(ctx, client=self.client, scopes=SCOPES)
+            return evolve(ctx, client=self.client, scopes=SCOPES)
 
         async def about_the_flows_people(ctx: Result) -> Result:
             """A request that names nobody (a progress update, the outcome to the one-stop system)
@@ -166,7 +165,7 @@ class FlowEngine:
             report shows it. A progress update would otherwise take its dossier's earliest
             message's, which the intake reads from the database (gateway/delivery/intake.py)."""
             flows_people = _FLOW_SUBJECTS.get()
-            return replace(ctx, subjects=flows_people) if flows_people and not ctx.subjects else ctx
+            return evolve(ctx, subjects=flows_people) if flows_people and not ctx.subjects else ctx
 
         self._pipeline = Pipeline(ports, checks=(as_gateway, *checks, about_the_flows_people), send=intake,
                                   audited=_refused)
@@ -196,7 +195,7 @@ class FlowEngine:
         location = f"/flows/{filed.id}"
         body = {"flowId": filed.id, "flow": filed.name, "state": filed.state, "duplicate": duplicate,
                 "location": location}
-        return replace(ctx, reply=Reply(payload=body, status=202, headers={"Location": location}))
+        return evolve(ctx, reply=Reply(payload=body, status=202, headers={"Location": location}))
 
     def notifications(self, flow: FlowRow) -> list[dict[str, Any]]:
         """What the flow's notifications became so far: each one its events called for, with the
