@@ -24,8 +24,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import Config
-from gateway.context import Exchange, Render, Rendered
+from gateway.connector import Reply
+from gateway.context import Exchange, Render, Rendered, Result, evolve
 from gateway.delivery.model import DEAD, DELIVERED, PENDING, Outcome, now_us
+from gateway.errors import Forbidden, GatewayError
 from gateway.flows import notify
 from gateway.flows.definition import Flow
 from gateway.flows.engine import BATCH, BATCH_BUSY, LEASE_US, FlowEngine
@@ -34,6 +36,7 @@ from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
 from gateway.frontdoor import FrontDoor
 from gateway.storage.db import create_engine, upgrade
 from tests.helpers import rest_only_config
+from tests.test_pipeline_units import Sink, ports
 
 A = "VN/GOV/000.00.00.G15/HOTICH/DangKyKhaiSinh"
 B = "VN/GOV/000.00.00.G20/BHXH/CapTheBHYT"
@@ -361,6 +364,29 @@ async def test_a_passing_refusal_at_intake_waits_and_a_lasting_one_fails(world: 
     world.pipeline.refusal = (403, {"code": "Server.ServerProxy.AccessDenied", "detail": "no rule"})
     flow = await world.look(world.file(code="H41-403"))
     assert flow.state == "failed" and step(flow, "a").reason["status"] == 403
+
+
+async def test_the_engines_hand_overs_are_audited_only_when_refused(world: World) -> None:
+    """Through the gateway's pipeline: an accepted hand-over to the queue makes no leaf (each
+    attempt of its delivery does, docs/flows.md); a refused one is a leaf of its own, protocol
+    ``flow``, the flow in its purpose."""
+    sink = Sink()
+    refusals: list[GatewayError] = []
+
+    async def intake(ctx: Result) -> Result:
+        if refusals:
+            raise refusals[0]
+        delivery = f"d:{ctx.exchange.idempotency_key}"
+        return evolve(ctx, reply=Reply(payload={"deliveryId": delivery}, status=202))
+
+    world.engine.attach(ports(sink=sink), (), intake)
+    flow = await world.look(world.file(code="H41-ok"))
+    assert step(flow, "a").delivery_id == f"d:flow:{flow.id}:a:1" and sink.records == []
+    refusals.append(Forbidden("no rule allows it"))
+    flow = await world.look(world.file(code="H41-no"))
+    assert flow.state == "failed" and step(flow, "a").reason["status"] == 403
+    assert [(r.protocol, r.outcome, r.purpose) for r in sink.records] == [
+        ("flow", "refused", f"H41-no flow/{flow.id}")]
 
 
 async def test_a_flow_that_finishes_after_its_deadline_is_overdue(world: World) -> None:
