@@ -577,7 +577,7 @@ def _refused(ctx: Result) -> bool:
     queue), an exchange denied. An accepted one hands the request to the delivery queue inside
     the gateway, with no caller to answer; the exchange is the delivery's, and each of its attempts
     is a leaf (protocol ``delivery``) with the same purpose, rule and data subjects. A leaf for the
-    hand-over too cost a drain 6-11 % of the gateway's CPU a flow and 13-14 % of the CPU under the
+    hand-over too cost a drain 6-11 % of the gateway's CPU a flow and 13-15 % of the CPU under the
     write lock (docs/benchmarks.md, "Joint procedures")."""
     return ctx.error is not None
 
