@@ -407,6 +407,21 @@ def test_what_an_outcome_shows_is_what_the_view_reads_back(store: DeliveryStore,
     shown = settled(outcome, claimed.attempts)
     assert view is not None and shown is not None
     assert shown == {key: view[key] for key in shown}
+    assert store.outcome(delivery_id) == shown  # what the engine reads when another process recorded it
+
+
+def test_a_queued_deliverys_outcome_is_its_state_and_nothing_yet(store: DeliveryStore, loop: Loop) -> None:
+    """The engine's read of a step still on its way, and of one that is not there."""
+    first, second = accept(store, 2)
+    assert store.outcome(second) == {"id": second, "state": PENDING, "attempts": 0, "lastError": None,
+                                     "response": None}
+    (claimed,) = [c for c in loop.run(store.claim([SERVICE], 1, 60, "test")) if c.id == first]
+    failed = {"code": "Server.ServiceFailed", "status": 503, "retryable": True}
+    assert loop.run(store.complete(Outcome(first, claimed.lease, PENDING, next_us=1, error=failed,
+                                           response_status=503, response=b"busy")))
+    assert store.outcome(first) == {"id": first, "state": PENDING, "attempts": 1, "lastError": failed,
+                                    "response": {"status": 503, "body": "busy"}}
+    assert store.outcome("no-such-delivery") is None
 
 
 def test_an_attempt_to_be_retried_or_not_made_shows_nothing() -> None:

@@ -84,7 +84,7 @@ class Deliveries:
     def __init__(self) -> None:
         self.views: dict[str, dict[str, Any]] = {}
 
-    def get(self, delivery_id: str) -> dict[str, Any] | None:
+    def outcome(self, delivery_id: str) -> dict[str, Any] | None:
         return self.views.get(delivery_id)
 
     def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -449,9 +449,9 @@ class Counted(Deliveries):
         super().__init__()
         self.reads = 0
 
-    def get(self, delivery_id: str) -> dict[str, Any] | None:
+    def outcome(self, delivery_id: str) -> dict[str, Any] | None:
         self.reads += 1
-        return super().get(delivery_id)
+        return super().outcome(delivery_id)
 
 
 def recorded(world: World, flow_id: str, outcome: Outcome, attempts: int = 1) -> None:

@@ -118,6 +118,9 @@ class DeliveryStore:
     def get(self, delivery_id: str) -> dict[str, Any] | None:
         return self.views.get(delivery_id)
 
+    def outcome(self, delivery_id: str) -> dict[str, Any] | None:
+        return self.views.outcome(delivery_id)
+
     def find(self, *, state: str | None = None, service: str | None = None, dossier: str | None = None,
              flagged: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         return self.views.find(state=state, service=service, dossier=dossier, flagged=flagged,

@@ -99,9 +99,10 @@ _FLOW_SUBJECTS: ContextVar[tuple[str, ...]] = ContextVar("flow_subjects", defaul
 
 
 class Deliveries(Protocol):
-    """Where the engine reads what became of a step's delivery (``GET /deliveries/{id}``'s view)."""
+    """Where the engine reads what became of a step's delivery (state, attempts, answer, last error:
+    ``DeliveryViews.outcome``)."""
 
-    def get(self, delivery_id: str) -> dict[str, Any] | None: ...
+    def outcome(self, delivery_id: str) -> dict[str, Any] | None: ...
 
     def by_keys(self, idem_keys: list[str]) -> dict[str, dict[str, Any]]: ...
 
@@ -350,7 +351,7 @@ class FlowEngine:
             recorded = self._settled.pop(row.delivery_id or "")
             view = settled(*recorded) if recorded is not None else None
             if view is None:
-                view = await asyncio.to_thread(self.deliveries.get, row.delivery_id or "")
+                view = await asyncio.to_thread(self.deliveries.outcome, row.delivery_id or "")
             verdict = self._verdict(flow, definition, spec, row, view, now, changed)
             if verdict is None:
                 continue  # done: on to the next step
@@ -489,7 +490,7 @@ class FlowEngine:
                     row.undo_delivery_id = sent
                     waiting = True
                 continue
-            view = await asyncio.to_thread(self.deliveries.get, row.undo_delivery_id)
+            view = await asyncio.to_thread(self.deliveries.outcome, row.undo_delivery_id)
             state = view["state"] if view is not None else None
             response = (view or {}).get("response") or {}
             status = response.get("status")
