@@ -96,9 +96,10 @@ class Pipeline:
 
     ``checks`` are the steps before the call (by default authenticate … validate), ``send`` the
     call itself (the connector, or the delivery queue's intake) and ``invoke`` what a delivery
-    worker sends through later (the connector alone). ``audited`` says which outcomes become a
-    leaf: every one, unless the pipeline's caller is the gateway itself (the flow engine, whose
-    accepted requests are exchanged, and audited, by the delivery queue's attempts)."""
+    worker sends through later (the connector alone). ``audited`` says which outcomes are
+    exchanges of their own, each a leaf and a log line: every one, unless the pipeline's caller is
+    the gateway itself (the flow engine, whose accepted requests are exchanged, audited and
+    logged by the delivery queue's attempts)."""
 
     def __init__(self, ports: Ports, *, checks: Sequence[Step] | None = None,
                  send: Step | None = None, invoke: Step | None = None,
@@ -208,8 +209,9 @@ class Pipeline:
             rendered = render(ctx)
         tracer = tracing.ACTIVE
         leaf: int | None = None
+        own = self._audited is None or self._audited(ctx)
         try:
-            if self._audited is None or self._audited(ctx):
+            if own:
                 appending = ports.audit.append(record(ctx, rendered),
                                                bodies=kept_bodies(ctx, rendered, ports.policy))
                 leaf = await (appending if tracer is None else tracer.audit(appending))
@@ -218,7 +220,8 @@ class Pipeline:
             rendered = render(ctx)
         if tracer is not None:
             tracer.finished(ctx, rendered, leaf)
-        _log(ctx, rendered)
+        if own:
+            _log(ctx, rendered)
         observe_exchange(ctx.exchange.protocol, ctx.service.id if ctx.service else None, ctx.client,
                          ctx.error.outcome if ctx.error is not None else "ok",
                          _us_since(ctx.exchange.started) / 1e6, ctx.upstream_us)

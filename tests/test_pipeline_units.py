@@ -16,6 +16,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from gateway import steps
 from gateway.audit.bodies import Bodies
@@ -206,8 +207,8 @@ def test_a_plain_gateway_error_stops_with_the_context_before_its_step() -> None:
 
 
 def test_a_pipeline_audits_only_the_outcomes_it_is_told_to() -> None:
-    """The flow engine's: its accepted hand-overs to the queue are audited by the deliveries'
-    attempts; a refused one is an exchange denied, and a leaf."""
+    """The flow engine's: its accepted hand-overs to the queue are audited and logged by the
+    deliveries' attempts; a refused one is an exchange denied, a leaf and a line."""
     async def first(ctx: Result) -> Result:
         return replace(ctx, rule="first")
 
@@ -223,12 +224,14 @@ def test_a_pipeline_audits_only_the_outcomes_it_is_told_to() -> None:
         return ctx.error is not None
 
     accepting = Pipeline(ports(sink=sink), checks=[first], send=accepted, audited=refused)
-    ok = run(accepting.run(exchange(), render))
-    assert ok.status == 202 and sink.records == []
     refusing = Pipeline(ports(sink=sink), checks=[first, refuses], send=accepted, audited=refused)
-    no = run(refusing.run(exchange(), render))
+    with capture_logs() as lines:  # nor a log line: the deliveries' attempts have theirs
+        ok = run(accepting.run(exchange(), render))
+        assert ok.status == 202 and sink.records == [] and lines == []
+        no = run(refusing.run(exchange(), render))
     assert no.status == 403
     assert [(r.outcome, r.rule) for r in sink.records] == [("refused", "first")]
+    assert [(line["event"], line["status"]) for line in lines] == [("exchange", 403)]
 
 
 def test_an_answer_the_dialect_cannot_say_is_rendered_as_its_error() -> None:
