@@ -69,3 +69,19 @@ def test_a_filing_that_lost_a_race_finds_the_winner_and_the_rest_is_stored(
     assert results[0][1] is False and results[1] == (results[1][0], True)
     assert results[1][0].id == winner.id
     assert set(stored(store)) == {"C1", "C2"}
+
+
+def test_a_step_reads_back_every_field_it_was_saved_with(store: FlowStore) -> None:
+    """A claim and a look-up read each step's columns by place (``_flow_of``): every field, each
+    given a value of its own, comes back where it was saved."""
+    filed, _ = store.file(flow("H41-9"), 5)
+    ((claimed, lease),) = store.claim(10, 1_000_000, 6)
+    step = claimed.steps[0]
+    step.state, step.delivery_id, step.sends, step.undo_delivery_id = "compensating", "d1", 3, "u1"
+    step.started_us, step.finished_us, step.deadline_us, step.overdue = 11, 12, 13, True
+    step.result, step.reason, step.due_us = {"So": "7/2026"}, {"code": "x"}, 14
+    assert store.save(claimed, lease, 7, 7, [step])
+    ((again, _),) = store.claim(10, 1_000_000, 8)
+    assert again.steps == [step, filed.steps[1]]
+    found = store.get(filed.id)
+    assert found is not None and found.steps == again.steps

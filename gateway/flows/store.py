@@ -37,6 +37,7 @@ FINISHED = ("completed", "rejected", "failed")
 
 @dataclass
 class StepRow:
+    # The fields' order is ``_STEP_READ``'s (after the flow's id): ``_flow_of`` builds by place.
     step: str
     position: int
     service: str
@@ -464,7 +465,11 @@ _POKE = (flows.update().where(_AMONG, flows.c.state.not_in(FINISHED), flows.c.le
 _LEASE = (flows.update().where(_AMONG, flows.c.next_us <= sa.bindparam("c_now"))
           .values(lease=sa.bindparam("c_lease"), next_us=sa.bindparam("c_next")))
 _LEASED = sa.select(flows).where(_AMONG, flows.c.lease == sa.bindparam("c_lease"))
-_STEPS_OF = (sa.select(flow_steps).where(flow_steps.c.flow_id.in_(sa.bindparam("c_ids", expanding=True)))
+# A step's columns in ``StepRow``'s order after the flow's id (``_flow_of`` unpacks them by place).
+_STEP_READ = tuple(flow_steps.c[name] for name in (
+    "flow_id", "step", "position", "service", "state", "delivery_id", "sends", "undo_delivery_id",
+    "started_us", "finished_us", "deadline_us", "overdue", "result", "reason", "due_us"))
+_STEPS_OF = (sa.select(*_STEP_READ).where(flow_steps.c.flow_id.in_(sa.bindparam("c_ids", expanding=True)))
              .order_by(flow_steps.c.flow_id, flow_steps.c.position))
 
 
@@ -560,18 +565,21 @@ def _json(value: Any) -> str | None:
 
 
 def _flow(conn: Connection, row: Any) -> FlowRow:
-    return _flow_of(row, conn.execute(sa.select(flow_steps).where(flow_steps.c.flow_id == row.id)
+    return _flow_of(row, conn.execute(sa.select(*_STEP_READ).where(flow_steps.c.flow_id == row.id)
                                       .order_by(flow_steps.c.position)).all())
 
 
 def _flow_of(row: Any, step_rows: Sequence[Any]) -> FlowRow:
-    steps = [StepRow(step=s.step, position=s.position, service=s.service, state=s.state,
-                     delivery_id=s.delivery_id, sends=s.sends, undo_delivery_id=s.undo_delivery_id,
-                     started_us=s.started_us, finished_us=s.finished_us, deadline_us=s.deadline_us,
-                     overdue=bool(s.overdue), due_us=s.due_us,
-                     result=orjson.loads(s.result) if s.result is not None else None,
-                     reason=orjson.loads(s.reason) if s.reason else None)
-             for s in step_rows]
+    """A flow and its steps (``_STEP_READ``'s columns) as the engine reads them. The steps are
+    unpacked by place: by name, a claim of 512 flows spent three times as long on them, a few
+    percent of a drain's CPU in the writer's thread."""
+    steps = []
+    for (_flow_id, step, position, service, state, delivery_id, sends, undo_delivery_id, started_us,
+         finished_us, deadline_us, overdue, result, reason, due_us) in step_rows:
+        steps.append(StepRow(step, position, service, state, delivery_id, sends, undo_delivery_id,
+                             started_us, finished_us, deadline_us, bool(overdue),
+                             orjson.loads(result) if result is not None else None,
+                             orjson.loads(reason) if reason else None, due_us))
     return FlowRow(id=row.id, name=row.name, dossier_code=row.dossier_code, client=row.client,
                    exchange_id=row.exchange_id, state=row.state, dossier=orjson.loads(row.dossier),
                    subjects=tuple(orjson.loads(row.subjects)), started_us=row.started_us,
