@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import exchange as exchange_module
 from gateway.config import Config
 from gateway.connector import Reply
 from gateway.context import Exchange, Render, Rendered, Result, evolve
@@ -366,11 +367,14 @@ async def test_a_passing_refusal_at_intake_waits_and_a_lasting_one_fails(world: 
     assert flow.state == "failed" and step(flow, "a").reason["status"] == 403
 
 
-async def test_the_engines_hand_overs_are_audited_only_when_refused(world: World) -> None:
-    """Through the gateway's pipeline: an accepted hand-over to the queue makes no leaf (each
-    attempt of its delivery does, docs/flows.md); a refused one is a leaf of its own, protocol
-    ``flow``, the flow in its purpose."""
+async def test_the_engines_hand_overs_are_audited_only_when_refused(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the gateway's pipeline: an accepted hand-over to the queue makes no leaf and no log
+    line (each attempt of its delivery does, docs/flows.md); a refused one is a leaf and a line of
+    its own, protocol ``flow``, the flow in its purpose."""
     sink = Sink()
+    lines: list[int] = []
+    monkeypatch.setattr(exchange_module, "_log", lambda ctx, rendered: lines.append(rendered.status))
     refusals: list[GatewayError] = []
 
     async def intake(ctx: Result) -> Result:
@@ -381,12 +385,13 @@ async def test_the_engines_hand_overs_are_audited_only_when_refused(world: World
 
     world.engine.attach(ports(sink=sink), (), intake)
     flow = await world.look(world.file(code="H41-ok"))
-    assert step(flow, "a").delivery_id == f"d:flow:{flow.id}:a:1" and sink.records == []
+    assert step(flow, "a").delivery_id == f"d:flow:{flow.id}:a:1" and sink.records == [] and lines == []
     refusals.append(Forbidden("no rule allows it"))
     flow = await world.look(world.file(code="H41-no"))
     assert flow.state == "failed" and step(flow, "a").reason["status"] == 403
     assert [(r.protocol, r.outcome, r.purpose) for r in sink.records] == [
         ("flow", "refused", f"H41-no flow/{flow.id}")]
+    assert lines == [403]
 
 
 async def test_a_flow_that_finishes_after_its_deadline_is_overdue(world: World) -> None:

@@ -45,9 +45,9 @@ class DeliveryViews:
             row = conn.execute(_OUTCOME, {"v_id": delivery_id}).first()
         if row is None:
             return None
-        return {"id": delivery_id, "state": row.state, "attempts": row.attempts,
-                "lastError": orjson.loads(row.last_error) if row.last_error else None,
-                "response": _answer(row.response, row.response_status)}
+        return _outcome(delivery_id, row.state, row.attempts,
+                        orjson.loads(row.last_error) if row.last_error else None, row.response,
+                        row.response_status)
 
     def find(self, *, state: str | None = None, service: str | None = None, dossier: str | None = None,
              flagged: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
@@ -129,13 +129,21 @@ def describe(row: Any) -> dict[str, Any]:
 
 
 def settled(outcome: Outcome, attempts: int) -> dict[str, Any] | None:
-    """What ``DeliveryViews.get`` shows of a delivery an attempt has just finished (delivered or
-    dead; None for any other outcome), taken from the recorded outcome itself: its state, attempts,
-    answer and error, what a reader of the result needs, without reading the row back."""
+    """What ``DeliveryViews.outcome`` reads of a delivery an attempt has just finished (delivered
+    or dead; None for any other outcome), taken from the recorded outcome itself: its state,
+    attempts, answer and error, what a reader of the result needs, without reading the row back."""
     if outcome.released or outcome.state not in (DELIVERED, DEAD):
         return None
-    return {"id": outcome.id, "state": outcome.state, "attempts": attempts, "lastError": outcome.error,
-            "response": _answer(outcome.response, outcome.response_status)}
+    return _outcome(outcome.id, outcome.state, attempts, outcome.error, outcome.response,
+                    outcome.response_status)
+
+
+def _outcome(delivery_id: str, state: str, attempts: int, error: Any, response: bytes | None,
+             status: int | None) -> dict[str, Any]:
+    """A delivery's outcome as the flow engine reads it, from a recorded attempt or from the row
+    (the same keys and values as ``describe``'s)."""
+    return {"id": delivery_id, "state": state, "attempts": attempts, "lastError": error,
+            "response": _answer(response, status)}
 
 
 def _answer(body: bytes | None, status: int | None) -> dict[str, Any] | None:
