@@ -47,8 +47,8 @@ from connectors.rest.simulator import ASGIApp, Faults, json_response
 from gateway.simulation import Recorder
 
 __all__ = ["MAX_BODY", "MODES", "PROVINCES", "Check", "Invalid", "Modes", "Rejection", "Service",
-           "agency_app", "certificate", "digits", "dossier_code", "has_marker", "iso_date", "items", "obj",
-           "optional", "province", "sex", "text", "today_in_vietnam"]
+           "agency_app", "certificate", "digits", "dossier_code", "fold", "has_marker", "iso_date",
+           "items", "obj", "optional", "province", "sex", "text", "today_in_vietnam"]
 
 MAX_BODY = 1_048_576  # as the population simulator's and the gateway's own body limit
 MODES = ("normal", "down", "slow", "reject_all", "flaky")
@@ -204,9 +204,12 @@ def items(each: Check, *, at_least: int = 1) -> Check:
 
 def has_marker(name: str, marker: str) -> bool:
     """Whether ``marker`` appears in ``name``, ignoring case, spacing and Unicode composition."""
-    def fold(s: str) -> str:
-        return " ".join(unicodedata.normalize("NFC", s).casefold().split())
     return fold(marker) in fold(name)
+
+
+def fold(text: str) -> str:
+    """``text`` as ``has_marker`` compares it: composed, case-folded, single-spaced."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
 def today_in_vietnam() -> date:

@@ -562,3 +562,20 @@ def test_birth_through_the_gateway_indexes_the_mother(stack: Stack) -> None:
     other = httpx.post(f"{stack.base}/r1/{BIRTH_SERVICE}", json=request, timeout=30,
                        headers={"Authorization": f"Bearer {stack.token('VN/GOV/000.00.00.H60/MOTCUA')}"})
     assert other.status_code == 403, other.text  # only the gateway's own client calls the agencies
+
+
+def test_insurance_numbers_are_never_given_twice() -> None:
+    """A person keeps their number; a number already given is drawn again for someone else; a
+    reset forgets what was given. (The given numbers are a set: looking them up was once a scan of
+    every person's, a drain of 10,000 flows' cards a quadratic cost.)"""
+    today = lambda: date(2026, 12, 3)  # noqa: E731
+    insurer = social_insurance._Insurer(7, today)
+    numbers = {insurer._insurance_number(f"0402000{i:05d}", "40") for i in range(2_000)}
+    assert len(numbers) == 2_000
+    assert insurer._insurance_number("040200000001", "40") in numbers
+    first = social_insurance._Insurer(7, today)._insurance_number("040299999999", "40")
+    insurer._taken.add(first)  # as if someone else had it already
+    other = insurer._insurance_number("040299999999", "40")
+    assert other != first and re.fullmatch(r"40[0-9]{8}", other)
+    insurer.reset()
+    assert insurer._insurance_number("040299999999", "40") == first

@@ -113,6 +113,25 @@ def test_parse_then_format_keeps_the_text(wall: datetime) -> None:
     assert format_portal(parse_portal(text)) == text
 
 
+@given(st.from_regex(r"[0-9]{14}", fullmatch=True)
+       | st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda d: d.strftime("%Y%m%d%H%M%S")))
+def test_portal_dates_read_as_strptime_reads_them(text: str) -> None:
+    """parse_portal reads the fields by place: any 14 digits give what strptime gives, or are
+    refused where strptime refuses them; to_portal keeps a real one as it is."""
+    try:
+        expected: datetime | None = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=VIETNAM)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(DateError, match="not a real date and time"):
+            parse_portal(text)
+        with pytest.raises(DateError):
+            to_portal(text)
+    else:
+        assert parse_portal(text) == expected and parse_portal(text).tzinfo is VIETNAM
+        assert to_portal(text) == text
+
+
 @given(AFTER_1975)
 def test_iso_and_portal_agree(moment: datetime) -> None:
     """An ISO 8601 string and its datetime give the same portal date."""

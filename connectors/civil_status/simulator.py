@@ -39,6 +39,7 @@ from connectors.agency_simulator import (
     agency_app,
     digits,
     dossier_code,
+    fold,
     has_marker,
     iso_date,
     obj,
@@ -66,8 +67,9 @@ DEATH = obj({
     "NguoiChet": obj({"HoTen": text, "SoDinhDanh": PERSONAL_ID, "NgayChet": iso_date, "NoiChet": text}),
     "NguoiYeuCau": _REQUESTER,
 })
-# Longest names first, so that no province is found inside another's name.
-_BY_NAME = sorted(((name, code) for code, name in {**PROVINCES, "46": "Huế"}.items()),
+# Longest names first, so that no province is found inside another's name; folded once, as
+# has_marker folds them (a birth's place is looked for among them at every registration).
+_BY_NAME = sorted(((fold(name), code) for code, name in {**PROVINCES, "46": "Huế"}.items()),
                   key=lambda item: -len(item[0]))
 
 
@@ -105,7 +107,8 @@ class _Registry:
 
     def _child_id(self, request: dict[str, Any]) -> str:
         child = request["Tre"]
-        province = next((f"0{code}" for name, code in _BY_NAME if has_marker(child["NoiSinh"], name)),
+        place = fold(child["NoiSinh"])
+        province = next((f"0{code}" for name, code in _BY_NAME if name in place),
                         request["Me"]["SoDinhDanh"][:3])
         rng = random.Random(f"{self._seed}:khai-sinh:{request['MaHoSo']}:{request['Me']['SoDinhDanh']}")
         while True:

@@ -32,10 +32,12 @@ def parse_portal(text: str) -> datetime:
     if not isinstance(text, str) or not _PORTAL.fullmatch(text):
         raise DateError(f"{text!r} is not a date in the form yyyyMMddHHmmss")
     try:
-        moment = datetime.strptime(text, PORTAL_FORMAT)
+        # the fields by place: strptime took five times as long, for every date of every portal
+        # message the gateway sends (and datetime checks the ranges as strptime did)
+        return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]),
+                        int(text[10:12]), int(text[12:]), tzinfo=VIETNAM)
     except ValueError as exc:
         raise DateError(f"{text!r} is not a real date and time ({exc})") from None
-    return moment.replace(tzinfo=VIETNAM)
 
 
 def is_portal_date(text: object) -> bool:
@@ -75,6 +77,9 @@ def parse_any(value: str | datetime) -> datetime:
 
 def to_portal(value: str | datetime) -> str:
     """Any accepted date as ``yyyyMMddHHmmss`` in Vietnamese time."""
+    if isinstance(value, str) and _PORTAL.fullmatch(value):
+        parse_portal(value)  # a real date and time: then already in the portal's form
+        return value
     return format_portal(parse_any(value))
 
 

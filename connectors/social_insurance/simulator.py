@@ -73,6 +73,7 @@ class _Insurer:
 
     def reset(self) -> None:
         self._numbers: dict[str, str] = {}  # personal id -> social-insurance number
+        self._taken: set[str] = set()  # the numbers given: a new one is drawn until it is not among them
         self._decisions: dict[int, int] = {}
         self._settled: dict[str, str] = {}  # the deceased's id -> the dossier it was settled under
 
@@ -80,10 +81,10 @@ class _Insurer:
         number = self._numbers.get(person)
         if number is None:
             rng = random.Random(f"{self._seed}:bhxh:{person}")
-            taken = set(self._numbers.values())
-            while number is None or number in taken:
+            while number is None or number in self._taken:
                 number = f"{province_code}{rng.randrange(10**8):08d}"
             self._numbers[person] = number
+            self._taken.add(number)
         return number
 
     def card(self, request: dict[str, Any]) -> dict[str, Any]:
