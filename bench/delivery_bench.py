@@ -101,7 +101,8 @@ class Gateway:
         log = (self.workdir / "gateway.log").open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
                                       str(self.config_path), "--workers", str(self.workers)],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=self.workdir)
         wait(f"{self.base}/readyz")
 
     def stop(self) -> None:
@@ -225,7 +226,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{ports.gateway}"
     sims = subprocess.Popen([sys.executable, "-m", "gateway", "simulators", "--config",
                              str(init.config_path), "--only", "dvcqg"],
-                            stdout=(workdir / "simulators.log").open("wb"), stderr=subprocess.STDOUT)
+                            stdout=(workdir / "simulators.log").open("wb"), stderr=subprocess.STDOUT,
+                            cwd=workdir)
     gateway = Gateway(workdir, init.config_path, base, args.workers)
     figures: dict[str, Any] = {"database": "postgresql" if url.startswith("postgresql") else "sqlite",
                                "workers": args.workers, "cpus": os.cpu_count()}

@@ -119,7 +119,8 @@ class Stack:
         log = (self.workdir / "gateway.log").open("ab")
         self.gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
                                          str(self.config_path), "--workers", str(self.workers)],
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.workdir)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.gateway.poll() is not None:
@@ -365,7 +366,8 @@ def measure_push(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     log = (stack.workdir / "dms.log").open("ab")
     port = stack.dms.rsplit(":", 1)[1]
     simulator = subprocess.Popen([sys.executable, "-m", "connectors.dms.simulator", "--port", port],
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                 cwd=stack.workdir)
     try:
         deadline = time.monotonic() + 30
         while True:

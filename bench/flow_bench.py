@@ -206,7 +206,7 @@ class Stack:
         # systems that flows may notify of their progress.
         argv = [sys.executable, "-m", "gateway", "simulators", "--config", str(self.config_path)]
         self.sims = subprocess.Popen(argv, stdout=(self.workdir / "simulators.log").open("wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir)
         for name in AGENCIES:
             wait_up(f"{self.sim(name)}/_sim/mode")
             httpx.post(f"{self.sim(name)}/_sim/reset").raise_for_status()
@@ -218,7 +218,8 @@ class Stack:
         log = (self.workdir / "gateway.log").open("ab")
         self.gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
                                          str(self.config_path), "--workers", str(self.workers)],
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.workdir)
         wait_up(f"{self.base}/readyz")
         wait_listening(self.ports.gateway, self.workers)  # every worker, not only the first
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -51,7 +52,7 @@ def dossier(code: str) -> dict[str, object]:
             "DanhSachHoSoBoSung": [], "DanhSachGiayToKetQua": []}
 
 
-def delivered(stack: Stack, accepted: httpx.Response, token: str) -> dict[str, object]:
+def delivered(stack: Stack, accepted: httpx.Response, token: str) -> dict[str, Any]:
     """Wait for an async push (202) to be delivered; the delivery as GET /deliveries/{id} shows it."""
     assert accepted.status_code == 202, accepted.text
     deadline = time.monotonic() + 30
