@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from connectors.dvcqg import data, simulator
 from connectors.dvcqg.connector import PortalConnector, create
 from connectors.dvcqg.dates import (
+    PORTAL_FORMAT,
     VIETNAM,
     DateError,
     format_portal,
@@ -114,12 +115,12 @@ def test_parse_then_format_keeps_the_text(wall: datetime) -> None:
 
 
 @given(st.from_regex(r"[0-9]{14}", fullmatch=True)
-       | st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda d: d.strftime("%Y%m%d%H%M%S")))
+       | st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda d: d.strftime(PORTAL_FORMAT)))
 def test_portal_dates_read_as_strptime_reads_them(text: str) -> None:
     """parse_portal reads the fields by place: any 14 digits give what strptime gives, or are
     refused where strptime refuses them; to_portal keeps a real one as it is."""
     try:
-        expected: datetime | None = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=VIETNAM)
+        expected: datetime | None = datetime.strptime(text, PORTAL_FORMAT).replace(tzinfo=VIETNAM)
     except ValueError:
         expected = None
     if expected is None:
