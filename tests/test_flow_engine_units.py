@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import exchange as exchange_module
 from gateway.config import Config
 from gateway.connector import Reply
 from gateway.context import Exchange, Render, Rendered, Result, evolve
@@ -37,7 +36,7 @@ from gateway.flows.store import FlowRow, FlowStore, StepRow, new_flow_id
 from gateway.frontdoor import FrontDoor
 from gateway.storage.db import create_engine, upgrade
 from tests.helpers import rest_only_config
-from tests.test_pipeline_units import Sink, ports
+from tests.test_pipeline_units import Sink, logged, ports
 
 A = "VN/GOV/000.00.00.G15/HOTICH/DangKyKhaiSinh"
 B = "VN/GOV/000.00.00.G20/BHXH/CapTheBHYT"
@@ -373,8 +372,7 @@ async def test_the_engines_hand_overs_are_audited_only_when_refused(
     line (each attempt of its delivery does, docs/flows.md); a refused one is a leaf and a line of
     its own, protocol ``flow``, the flow in its purpose."""
     sink = Sink()
-    lines: list[int] = []
-    monkeypatch.setattr(exchange_module, "_log", lambda ctx, rendered: lines.append(rendered.status))
+    lines = logged(monkeypatch)
     refusals: list[GatewayError] = []
 
     async def intake(ctx: Result) -> Result:

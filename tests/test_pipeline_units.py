@@ -206,6 +206,14 @@ def test_a_plain_gateway_error_stops_with_the_context_before_its_step() -> None:
     assert sink.records[0].error == InvalidBody.code
 
 
+def logged(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The statuses of the exchange log lines the pipeline writes from now on (as ``_log`` is asked
+    to write them: structlog's own capture misses a logger another test's app has cached)."""
+    lines: list[int] = []
+    monkeypatch.setattr(exchange_module, "_log", lambda ctx, rendered: lines.append(rendered.status))
+    return lines
+
+
 def test_a_pipeline_audits_only_the_outcomes_it_is_told_to(monkeypatch: pytest.MonkeyPatch) -> None:
     """The flow engine's: its accepted hand-overs to the queue are audited and logged by the
     deliveries' attempts; a refused one is an exchange denied, a leaf and a line."""
@@ -225,10 +233,7 @@ def test_a_pipeline_audits_only_the_outcomes_it_is_told_to(monkeypatch: pytest.M
 
     accepting = Pipeline(ports(sink=sink), checks=[first], send=accepted, audited=refused)
     refusing = Pipeline(ports(sink=sink), checks=[first, refuses], send=accepted, audited=refused)
-    # nor a log line: the deliveries' attempts have theirs (the line as ``_log`` is asked to
-    # write it: structlog's own capture misses a logger another test's app has cached)
-    lines: list[int] = []
-    monkeypatch.setattr(exchange_module, "_log", lambda ctx, rendered: lines.append(rendered.status))
+    lines = logged(monkeypatch)  # nor a log line: the deliveries' attempts have theirs
     ok = run(accepting.run(exchange(), render))
     assert ok.status == 202 and sink.records == [] and lines == []
     no = run(refusing.run(exchange(), render))

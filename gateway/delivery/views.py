@@ -140,8 +140,9 @@ def settled(outcome: Outcome, attempts: int) -> dict[str, Any] | None:
 
 def _outcome(delivery_id: str, state: str, attempts: int, error: Any, response: bytes | None,
              status: int | None) -> dict[str, Any]:
-    """A delivery's outcome as the flow engine reads it, from a recorded attempt or from the row
-    (the same keys and values as ``describe``'s)."""
+    """A delivery's outcome as the flow engine reads it, from a recorded attempt or from the row:
+    ``describe``'s keys for these, the state as stored (``describe`` shows a leased pending one as
+    in flight)."""
     return {"id": delivery_id, "state": state, "attempts": attempts, "lastError": error,
             "response": _answer(response, status)}
 
