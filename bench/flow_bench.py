@@ -31,6 +31,11 @@ an agency.
    (``lienthong_db_write_lock_seconds``) before and after give ``write_lock``: how much of the drain
    the database's one write lock was held, and by which writer.
 
+Both parts also say how fast the machine itself ran (``machine``: ``bench/machine.py``'s reading
+just before, and the lowest, median and highest of those taken every 2 s throughout, in ms of CPU
+for a fixed workload; lower is faster). The machines here change speed by half within minutes: a
+figure is read with its reading.
+
 The shipped definitions also notify the national portal and the filing one-stop system as a flow
 goes (``notify:``, six more deliveries per "3 in 1": seven notifications, the last
 progress and the end's in one request); ``--without-notifications`` takes
@@ -62,6 +67,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import Sampler, speed  # noqa: E402
 from bench.targets import busy_cores, cpu_sample  # noqa: E402
 from bench.wrk import find_wrk, lua_string, parse  # noqa: E402
 from connectors import synthetic  # noqa: E402
@@ -362,6 +368,8 @@ def measure_rate(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespac
     prefix = f"H41.31-{run}-"
     assert stack.gateway is not None
     cpu_before = cpu_seconds(stack.gateway.pid)
+    idle_speed = speed()
+    sampler = Sampler()
     meter = Meter(stack)
     result = subprocess.run([find_wrk(), f"-t{args.threads}", f"-c{args.connections}",
                              f"-d{round(args.seconds)}s", "--timeout=10s", "--latency", "-s", str(script),
@@ -369,6 +377,7 @@ def measure_rate(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespac
                             capture_output=True, text=True, timeout=args.seconds + 120, check=True)
     report = parse(result.stdout)
     cpu = cpu_seconds(stack.gateway.pid) - cpu_before
+    machine = {"before_ms": idle_speed, "during": sampler.stop()}
     cores = meter.read()
     stored = sum(flow_counts(engine, prefix).values())
     accepted = report.requests - report.non_2xx
@@ -378,7 +387,7 @@ def measure_rate(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespac
                "accepted_per_second": round(accepted / report.seconds, 1) if report.seconds else 0,
                "flows_stored": stored, "p50_ms": report.p50, "p99_ms": report.p99,
                "gateway_cpu_ms_per_flow": round(cpu * 1000 / max(stored, 1), 3), "cpu": cores,
-               "load_average": os.getloadavg()[0]}
+               "machine": machine, "load_average": os.getloadavg()[0]}
     print(json.dumps({"rate": figures}, indent=2), flush=True)
     if not args.filing_only:  # the next part starts on a quiet gateway
         figures["then_finished_in_s"] = round(wait_finished(engine, prefix, stored, 600), 1)
@@ -427,6 +436,8 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
     cpu_before = cpu_seconds(stack.gateway.pid)
     sims_before = cpu_seconds(stack.sims.pid) if stack.sims is not None else 0.0
     lock_before = stack.write_lock()
+    idle_speed = speed()
+    sampler = Sampler()
     meter = Meter(stack)
     first, statuses = asyncio.run(file_all(stack.base, token, bodies, args.clients))
     filed_s = time.time() - first
@@ -441,6 +452,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
             break
         time.sleep(0.25)
     cpu = cpu_seconds(stack.gateway.pid) - cpu_before
+    machine = {"before_ms": idle_speed, "during": sampler.stop()}
     cores = meter.read()
     lock = lock_report(lock_before, stack.write_lock(), time.time() - first)
     sims_cpu = (cpu_seconds(stack.sims.pid) - sims_before) if stack.sims is not None else 0.0
@@ -462,7 +474,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
                "states": counts, "steps_by_sends": sends, "births_registered": registered,
                "gateway_cpu_seconds": round(cpu, 1), "simulators_cpu_seconds": round(sims_cpu, 1),
                "gateway_cpu_ms_per_flow": round(cpu * 1000 / max(accepted, 1), 2),
-               "cpu": cores, "write_lock": lock,
+               "cpu": cores, "machine": machine, "write_lock": lock,
                "progress": [f"{t}s:{n}" for t, n in progress[:: max(1, len(progress) // 20)]],
                "load_average": os.getloadavg()[0]}
     print(json.dumps({"drain": figures}, indent=2), flush=True)
