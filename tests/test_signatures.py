@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,17 @@ def _tamper_xml(signed: bytes) -> bytes:
 
 
 # --- the verdict ------------------------------------------------------------------------------------
+
+def test_loading_the_verifiers_prints_no_library_warning() -> None:
+    """pyHanko's import of cryptography's DSA type warned on stderr before `lienthong check`,
+    `serve` and the demo; the package silences that one warning, every other stays visible."""
+    probe = ("import warnings; warnings.simplefilter('always'); import gateway.signatures; "
+             "warnings.warn('still shown')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert "DSA is deprecated" not in done.stderr
+    assert "still shown" in done.stderr
+
 
 def test_verdict_record_is_small_json_with_the_evidence() -> None:
     """as_record keeps the signer, time, algorithm, digest and reason, in camelCase, times in UTC."""

@@ -23,15 +23,22 @@ preparation of name values (``name_prep.py``).
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import structlog
+from cryptography.utils import CryptographyDeprecationWarning
 
-from gateway.signatures import name_prep, pdf_hex
-from gateway.signatures.jws import looks_like_compact, verify_jws
-from gateway.signatures.pdf import verify_cms, verify_pdf
-from gateway.signatures.trust import TrustStore, TrustStoreError
-from gateway.signatures.verdict import FORMATS, REASONS, Format, Reason, Verdict
-from gateway.signatures.xml import verify_xml
+# pyHanko's signing module imports cryptography's DSA key type, and cryptography warns on that
+# import that DSA is deprecated: a library's line on stderr before `lienthong check`, `serve` and
+# the demo, about nothing a user of this gateway can change. Only that warning, only here.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="DSA is deprecated", category=CryptographyDeprecationWarning)
+    from gateway.signatures import name_prep, pdf_hex
+    from gateway.signatures.jws import looks_like_compact, verify_jws
+    from gateway.signatures.pdf import verify_cms, verify_pdf
+    from gateway.signatures.trust import TrustStore, TrustStoreError
+    from gateway.signatures.verdict import FORMATS, REASONS, Format, Reason, Verdict
+    from gateway.signatures.xml import verify_xml
 
 __all__ = ["FORMATS", "REASONS", "Format", "Reason", "TrustStore", "TrustStoreError", "Verdict", "averify",
            "verify"]
