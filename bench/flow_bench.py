@@ -31,10 +31,10 @@ an agency.
    (``lienthong_db_write_lock_seconds``) before and after give ``write_lock``: how much of the drain
    the database's one write lock was held, and by which writer.
 
-Both parts also say how fast the machine itself ran (``machine``: ``bench/machine.py``'s reading
-just before, and the lowest, median and highest of those taken every 2 s throughout, in ms of CPU
-for a fixed workload; lower is faster). The machines here change speed by half within minutes: a
-figure is read with its reading.
+Both parts also say how fast the machine itself ran (``machine``: ``bench/machine.py``'s readings
+just before, and the lowest, median and highest of those taken every 3 s throughout: ms of CPU for
+a fixed exchange-like workload and for reads spread over memory; lower is faster). The machines
+here change speed by half within minutes: a figure is read with its readings.
 
 The shipped definitions also notify the national portal and the filing one-stop system as a flow
 goes (``notify:``, six more deliveries per "3 in 1": seven notifications, the last
@@ -377,7 +377,7 @@ def measure_rate(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespac
                             capture_output=True, text=True, timeout=args.seconds + 120, check=True)
     report = parse(result.stdout)
     cpu = cpu_seconds(stack.gateway.pid) - cpu_before
-    machine = {"before_ms": idle_speed, "during": sampler.stop()}
+    machine = {"before": idle_speed, "during": sampler.stop()}
     cores = meter.read()
     stored = sum(flow_counts(engine, prefix).values())
     accepted = report.requests - report.non_2xx
@@ -452,7 +452,7 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
             break
         time.sleep(0.25)
     cpu = cpu_seconds(stack.gateway.pid) - cpu_before
-    machine = {"before_ms": idle_speed, "during": sampler.stop()}
+    machine = {"before": idle_speed, "during": sampler.stop()}
     cores = meter.read()
     lock = lock_report(lock_before, stack.write_lock(), time.time() - first)
     sims_cpu = (cpu_seconds(stack.sims.pid) - sims_before) if stack.sims is not None else 0.0

@@ -1,20 +1,24 @@
-"""How fast this machine runs Python at the moment: a fixed workload's best round, in milliseconds.
+"""How fast this machine runs Python at the moment: two fixed workloads' best rounds, in milliseconds.
 
     .venv/bin/python bench/machine.py [--rounds 7] [--every SECONDS]
 
 The machines these benchmarks run on are shared, and their speed changes by half within minutes:
 the same tree drained 10,000 joint procedures in 44.6 s and, ten minutes later, in 69.7 s, its
 CPU a flow up from 6.67 to 10.65 ms (docs/benchmarks.md, "Joint procedures"). A figure taken with
-this reading beside it can be told apart from the machine's mood, and compared with one taken at
+these readings beside it can be told apart from the machine's mood, and compared with one taken at
 another hour.
 
-The workload is what a gateway's exchange is made of, on one core: a dossier-like object copied,
-serialised and parsed (orjson), hashed (SHA-256), its text split and joined, its list walked.
+- ``cpu_ms``: what a gateway's exchange is made of, on one core: a dossier-like object copied,
+  serialised and parsed (orjson), hashed (SHA-256), its text split and joined, its list walked.
+- ``memory_ms``: reads at random places of 64 MiB, each a miss in every cache: the memory's
+  latency, which the host's other tenants raise while the first reading, whose work fits in the
+  caches, may not move.
+
 Each round is timed by the CPU time it took (``time.thread_time``), not the clock: a round that
 waited for a core, the machine busy with a benchmark, is not counted slower for the wait, only
-for what sharing the cores does to the work itself (caches, the host's other tenants). The best
-of ``rounds`` rounds is the reading: other work only makes a round slower. ``--every`` prints a
-reading at that interval until stopped, one line each (``flow_bench.py`` samples its drain so).
+for what sharing the machine does to the work itself. The best of ``rounds`` rounds is the reading:
+other work only makes a round slower. ``--every`` prints a line of both readings at that interval
+until stopped (``flow_bench.py`` samples its drain so).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,46 +56,78 @@ def _round(items: int = 2000) -> int:
     return total
 
 
-def speed(rounds: int = 7) -> float:
-    """The fastest of ``rounds`` rounds of the workload, in milliseconds (lower is faster)."""
+_SPREAD = 64 * 1024 * 1024  # bytes: well past the caches of the CPUs here
+_spread: bytearray | None = None
+_place = 12345  # where the reads go on from: each round reads places no round read before
+
+
+def _memory_round(steps: int = 60_000) -> int:
+    """Reads at random places of 64 MiB, each a miss in every cache, so that the round's time is
+    the memory's latency (which other tenants of the host raise) more than the interpreter's. The
+    places follow a full-period generator from where the last round stopped: a round that read the
+    same places again would find them in the cache."""
+    global _spread, _place
+    if _spread is None:
+        _spread = bytearray(b"\x01") * _SPREAD  # written whole: every page is there before timing
+    spread, mask, place, total = _spread, _SPREAD - 1, _place, 0
+    for _ in range(steps):
+        place = (place * 1103515245 + 12345) & mask
+        total += spread[place]
+    _place = place
+    return total
+
+
+def _best(work: Callable[[], int], rounds: int) -> float:
     best = float("inf")
     for _ in range(max(1, rounds)):
         started = time.thread_time()
-        _round()
+        work()
         best = min(best, time.thread_time() - started)
     return round(best * 1000, 2)
 
 
+def speed(rounds: int = 7) -> dict[str, float]:
+    """The fastest of ``rounds`` rounds of each workload, in milliseconds (lower is faster):
+    ``cpu_ms`` the exchange-like work, ``memory_ms`` the reads spread over memory."""
+    return {"cpu_ms": _best(_round, rounds), "memory_ms": _best(_memory_round, rounds)}
+
+
 class Sampler:
     """Readings taken every ``every`` seconds by a process of their own while a benchmark runs
-    (three rounds each: about 1 % of a core), summed up by ``stop``."""
+    (three rounds of each workload: about 2 % of a core), summed up by ``stop``."""
 
-    def __init__(self, every: float = 2.0) -> None:
+    def __init__(self, every: float = 3.0) -> None:
         self._proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--every", str(every),
                                        "--rounds", "3"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def stop(self) -> dict[str, Any]:
-        """The readings' lowest, median and highest (ms), and how many were taken."""
+        """Each workload's lowest, median and highest reading (ms), and how many were taken."""
         self._proc.terminate()
         out, _ = self._proc.communicate(timeout=30)
-        readings = [float(line) for line in out.decode().split() if line.strip()]
-        if not readings:
-            return {"readings": 0}
-        return {"readings": len(readings), "min_ms": min(readings),
-                "median_ms": round(statistics.median(readings), 2), "max_ms": max(readings)}
+        readings = [line.split() for line in out.decode().splitlines() if len(line.split()) == 2]
+        summary: dict[str, Any] = {"readings": len(readings)}
+        for place, name in enumerate(("cpu", "memory")):
+            values = [float(reading[place]) for reading in readings]
+            if values:
+                summary[name] = {"min_ms": min(values), "median_ms": round(statistics.median(values), 2),
+                                 "max_ms": max(values)}
+        return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the fastest is the reading")
-    parser.add_argument("--every", type=float, help="a reading every SECONDS until stopped (Ctrl+C, TERM)")
+    parser.add_argument("--every", type=float, help="a reading every SECONDS until stopped (Ctrl+C, TERM): "
+                        "one line each, the CPU's and the memory's ms")
     args = parser.parse_args()
     if args.every is None:
-        print(f"{speed(args.rounds)} ms")
+        reading = speed(args.rounds)
+        print(f"cpu {reading['cpu_ms']} ms, memory {reading['memory_ms']} ms")
         return
     try:
         while True:
-            print(speed(args.rounds), flush=True)
+            reading = speed(args.rounds)
+            print(reading["cpu_ms"], reading["memory_ms"], flush=True)
             time.sleep(args.every)
     except (KeyboardInterrupt, BrokenPipeError):  # stopped, or the benchmark reading it is gone
         pass
