@@ -367,9 +367,9 @@ def measure_rate(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespac
     script.write_text(rate_script(stack.token(), f"/r1/{SERVICE}", orjson.dumps(template), run))
     prefix = f"H41.31-{run}-"
     assert stack.gateway is not None
-    cpu_before = cpu_seconds(stack.gateway.pid)
-    idle_speed = speed()
+    idle_speed = speed()  # before the gateway's counters start: its time is not the gateway's
     sampler = Sampler()
+    cpu_before = cpu_seconds(stack.gateway.pid)
     meter = Meter(stack)
     result = subprocess.run([find_wrk(), f"-t{args.threads}", f"-c{args.connections}",
                              f"-d{round(args.seconds)}s", "--timeout=10s", "--latency", "-s", str(script),
@@ -433,11 +433,11 @@ def measure_drain(stack: Stack, engine: sa.engine.Engine, args: argparse.Namespa
               for i, serial in enumerate(serials(args.flows, 500_000))]
     assert stack.gateway is not None
     token = stack.token()
+    idle_speed = speed()  # before the gateway's counters start: its time is not the gateway's
+    sampler = Sampler()
     cpu_before = cpu_seconds(stack.gateway.pid)
     sims_before = cpu_seconds(stack.sims.pid) if stack.sims is not None else 0.0
     lock_before = stack.write_lock()
-    idle_speed = speed()
-    sampler = Sampler()
     meter = Meter(stack)
     first, statuses = asyncio.run(file_all(stack.base, token, bodies, args.clients))
     filed_s = time.time() - first

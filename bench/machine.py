@@ -3,7 +3,7 @@
     .venv/bin/python bench/machine.py [--rounds 7] [--every SECONDS]
 
 The machines these benchmarks run on are shared, and their speed changes by half within minutes:
-the same tree drained 10,000 joint procedures in 44.6 s and, ten minutes later, in 69.7 s, its
+the same tree drained 10,000 joint procedures in 44.6 s and, nine minutes later, in 69.7 s, its
 CPU a flow up from 6.67 to 10.65 ms (docs/benchmarks.md, "Joint procedures"). A figure taken with
 these readings beside it can be told apart from the machine's mood, and compared with one taken at
 another hour.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import select
 
 from bench import machine
 
@@ -23,7 +23,9 @@ def test_the_memory_rounds_go_on_where_the_last_stopped() -> None:
 
 def test_the_sampler_sums_up_the_readings_its_process_took() -> None:
     sampler = machine.Sampler(every=0.05)
-    time.sleep(3)  # the process starts, allocates its 64 MiB and reads a few times
+    # until its first line is there (a loaded machine may take a while to start it), unread
+    ready, _, _ = select.select([sampler._proc.stdout], [], [], 120)
+    assert ready, "the sampler printed nothing in 120 s"
     summary = sampler.stop()
     assert summary["readings"] >= 1
     for name in ("cpu", "memory"):
